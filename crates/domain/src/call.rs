@@ -1,0 +1,606 @@
+//! Call events and the call-leg fold.
+//!
+//! Dialpad sends one event per state transition of a call *leg* (each leg has its own `call_id`;
+//! one phone call can be several legs, FACTS §4.4). Events of a leg arrive late, out of order and
+//! duplicated (<https://developers.dialpad.com/docs/webhook-delivery-failures>), and post-call
+//! states (`recording`, `recap_*`, `transcription`, ...) arrive minutes after `hangup`.
+//!
+//! # The merge rule
+//!
+//! A leg's row is a pure function of the *set* of its events, computed by [`CallLeg::fold`]:
+//!
+//! 1. Events are ordered by `event_timestamp` (Dialpad's clock), then by lifecycle phase
+//!    (in-call < `hangup` < post-call), then by state name and content key, so the order never
+//!    depends on arrival. Duplicates (same content key) count once.
+//! 2. Walking that order, a field takes the value of the latest event that carries it: an event
+//!    that lacks a field (`null`, absent, `{}`, `[]`, or a `0` duration) never erases it.
+//! 3. `status` is derived from the accumulated facts, not from the last event: once the leg has
+//!    ended (a `hangup` or any post-call state was seen) it is terminal (`completed` if it was
+//!    ever connected, else `voicemail` if a voicemail was left, else `missed`) and an in-call
+//!    state that arrives late (a retried `ringing`) never reopens it.
+//!
+//! Because the row depends only on the set of events, replays, retries, reordering and racing
+//! workers all converge on the row that in-order, exactly-once processing gives.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::json::{opt_f64, opt_i64, opt_string};
+
+/// A call event could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallEventError {
+    #[error("call event is malformed: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("call event has no call_id")]
+    MissingCallId,
+    #[error("call event has no state")]
+    MissingState,
+}
+
+/// One party of a call: Dialpad's `contact` (the external party) or `target` (the Dialpad user,
+/// office, department or call center).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Party {
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub id: Option<i64>,
+    #[serde(default, rename = "type", deserialize_with = "opt_string")]
+    pub kind: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub name: Option<String>,
+    /// `phone` on call events (SMS events name it `phone_number`).
+    #[serde(default, alias = "phone_number", deserialize_with = "opt_string")]
+    pub phone: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub email: Option<String>,
+}
+
+impl Party {
+    fn is_empty(&self) -> bool {
+        self.id.is_none() && self.name.is_none() && self.phone.is_none()
+    }
+}
+
+/// An entry of `recording_details`; `duration` and `start_time` are milliseconds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RecordingDetail {
+    #[serde(default, deserialize_with = "opt_string")]
+    pub id: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub recording_type: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub url: Option<String>,
+}
+
+/// A Dialpad call event, typed. Field names and units follow Dialpad's payload (FACTS §4.3):
+/// every `date_*` and `event_timestamp` is epoch **milliseconds** UTC; `duration` and
+/// `total_duration` are **float milliseconds**; `talk_time`/`hold_time` are milliseconds.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CallEvent {
+    #[serde(default, deserialize_with = "opt_i64")]
+    call_id: Option<i64>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub state: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub direction: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub external_number: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub internal_number: Option<String>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub master_call_id: Option<i64>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub entry_point_call_id: Option<i64>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub operator_call_id: Option<i64>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub date_started: Option<i64>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub date_rang: Option<i64>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub date_queued: Option<i64>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub date_connected: Option<i64>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub date_ended: Option<i64>,
+    #[serde(default, deserialize_with = "opt_f64")]
+    pub duration: Option<f64>,
+    #[serde(default, deserialize_with = "opt_f64")]
+    pub total_duration: Option<f64>,
+    #[serde(default, deserialize_with = "opt_f64")]
+    pub talk_time: Option<f64>,
+    #[serde(default, deserialize_with = "opt_f64")]
+    pub hold_time: Option<f64>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub event_timestamp: Option<i64>,
+    #[serde(default)]
+    pub was_recorded: Option<bool>,
+    #[serde(default)]
+    pub is_transferred: Option<bool>,
+    #[serde(default, deserialize_with = "opt_f64")]
+    pub mos_score: Option<f64>,
+    #[serde(default)]
+    pub contact: Option<Party>,
+    #[serde(default)]
+    pub target: Option<Party>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub voicemail_link: Option<String>,
+    #[serde(default)]
+    pub recording_details: Option<Vec<RecordingDetail>>,
+    /// Legacy list of recording URLs; `recording_details` is preferred (FACTS §4.3).
+    #[serde(default)]
+    pub recording_url: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub transcription_text: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub custom_data: Option<String>,
+    /// Content key of the stored event ([`crate::event::dedupe_key`]): the last tie-breaker of the
+    /// fold order, so that order never depends on arrival.
+    #[serde(skip)]
+    content_key: String,
+}
+
+impl CallEvent {
+    /// Reads a call event from a verified payload. `content_key` is the event's dedupe key.
+    ///
+    /// # Errors
+    /// [`CallEventError`] when a field has the wrong type (an id that is a float or not a
+    /// number), or `call_id`/`state` is missing.
+    pub fn parse(payload: &Value, content_key: &str) -> Result<Self, CallEventError> {
+        let mut event = CallEvent::deserialize(payload)?;
+        if event.call_id.is_none() {
+            return Err(CallEventError::MissingCallId);
+        }
+        if event.state.is_none() {
+            return Err(CallEventError::MissingState);
+        }
+        content_key.clone_into(&mut event.content_key);
+        Ok(event)
+    }
+
+    /// This leg's Dialpad `call_id`.
+    pub fn call_id(&self) -> i64 {
+        self.call_id.unwrap_or_default()
+    }
+
+    fn state(&self) -> &str {
+        self.state.as_deref().unwrap_or_default()
+    }
+
+    fn phase(&self) -> Phase {
+        Phase::of(self.state())
+    }
+
+    fn recording_link(&self) -> Option<String> {
+        let details = self.recording_details.iter().flatten();
+        details
+            .filter(|d| d.recording_type.as_deref() != Some("voicemail"))
+            .find_map(|d| d.url.clone())
+            .or_else(|| self.recording_url.iter().flatten().next().cloned())
+    }
+
+    fn voicemail_recording_link(&self) -> Option<String> {
+        self.voicemail_link.clone().or_else(|| {
+            let mut details = self.recording_details.iter().flatten();
+            details
+                .find(|d| d.recording_type.as_deref() == Some("voicemail"))
+                .and_then(|d| d.url.clone())
+        })
+    }
+}
+
+/// Where a Dialpad state sits in a leg's life; states from
+/// <https://developers.dialpad.com/docs/call-events> (enum in Dialpad's OpenAPI spec, FACTS §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// Before or during the conversation, including unknown future states.
+    InCall,
+    /// `hangup`: the leg ended (sent for every leg, answered or not).
+    Ended,
+    /// Artefacts delivered after the leg ended; they imply it ended.
+    PostCall,
+}
+
+impl Phase {
+    fn of(state: &str) -> Phase {
+        match state {
+            "hangup" => Phase::Ended,
+            "recording" | "admin_recording" | "call_transcription" | "transcription"
+            | "voicemail_uploaded" | "recap_summary" | "recap_action_items" | "recap_outcome"
+            | "recap_purposes" | "postcall" | "csat" | "pcsat" | "dispositions" => {
+                Phase::PostCall
+            }
+            _ => Phase::InCall,
+        }
+    }
+}
+
+/// Our status of a call leg: the vocabulary clients filter on.
+///
+/// Derived from Dialpad states (<https://developers.dialpad.com/docs/call-events>):
+///
+/// | Dialpad state(s) | status |
+/// |---|---|
+/// | `preanswer`, `calling`, `ringing` (and in-call states we do not model) | `ringing` |
+/// | `queued` | `queued` |
+/// | `connected` (also after hold or transfer), `merged`, `parked` | `connected` (`parked`: `on_hold`) |
+/// | `hold` (ends at the next `connected` or `hangup`; there is no "unhold") | `on_hold` |
+/// | `missed` | `missed` |
+/// | `voicemail` | `voicemail` |
+/// | `hangup` or any post-call state, ever connected | `completed` |
+/// | `hangup` or any post-call state, never connected, voicemail left | `voicemail` |
+/// | `hangup` or any post-call state, never connected, no voicemail | `missed` |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CallStatus {
+    Ringing,
+    Queued,
+    Connected,
+    OnHold,
+    Completed,
+    Missed,
+    Voicemail,
+}
+
+impl CallStatus {
+    /// The name stored in `calls.status` and returned by the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Ringing => "ringing",
+            CallStatus::Queued => "queued",
+            CallStatus::Connected => "connected",
+            CallStatus::OnHold => "on_hold",
+            CallStatus::Completed => "completed",
+            CallStatus::Missed => "missed",
+            CallStatus::Voicemail => "voicemail",
+        }
+    }
+
+    /// Whether the leg is over; terminal statuses never regress.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            CallStatus::Completed | CallStatus::Missed | CallStatus::Voicemail
+        )
+    }
+
+    /// The status a live (not yet ended) leg has after `state`; `None` keeps the previous one.
+    fn of_live_state(state: &str) -> Option<CallStatus> {
+        Some(match state {
+            "preanswer" | "calling" | "ringing" => CallStatus::Ringing,
+            "queued" => CallStatus::Queued,
+            "connected" | "merged" => CallStatus::Connected,
+            "hold" | "parked" => CallStatus::OnHold,
+            "missed" => CallStatus::Missed,
+            "voicemail" => CallStatus::Voicemail,
+            _ => return None,
+        })
+    }
+}
+
+/// The state of one call leg after all of its events: one `calls` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallLeg {
+    pub call_id: i64,
+    pub master_call_id: Option<i64>,
+    pub entry_point_call_id: Option<i64>,
+    pub operator_call_id: Option<i64>,
+    /// `inbound` or `outbound`.
+    pub direction: Option<String>,
+    pub external_number: Option<String>,
+    pub internal_number: Option<String>,
+    /// The latest Dialpad state by `event_timestamp` (a late in-call state never replaces the
+    /// state of an ended leg).
+    pub state: String,
+    pub status: CallStatus,
+    pub started_at: Option<DateTime<Utc>>,
+    pub rang_at: Option<DateTime<Utc>>,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub connected_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Dialpad's `duration`: float milliseconds, connected to ended.
+    pub duration_ms: Option<f64>,
+    /// Dialpad's `total_duration`: float milliseconds, including ring time.
+    pub total_duration_ms: Option<f64>,
+    /// Dialpad's `talk_time`, milliseconds (excludes hold).
+    pub talk_time_ms: Option<i64>,
+    /// Dialpad's `hold_time`, milliseconds.
+    pub hold_time_ms: Option<i64>,
+    pub was_recorded: bool,
+    pub is_transferred: bool,
+    pub mos_score: Option<f64>,
+    pub recording_url: Option<String>,
+    pub voicemail_link: Option<String>,
+    /// Voicemail transcript (not the AI call transcript).
+    pub transcription_text: Option<String>,
+    pub contact: Option<Party>,
+    pub target: Option<Party>,
+    pub custom_data: Option<String>,
+    /// `event_timestamp` of the newest event folded in.
+    pub last_event_at: Option<DateTime<Utc>>,
+    /// How many distinct events were folded in.
+    pub event_count: i32,
+}
+
+impl CallLeg {
+    /// The calling party: the external number on inbound legs, the internal one on outbound.
+    pub fn from_number(&self) -> Option<&str> {
+        match self.direction.as_deref() {
+            Some("outbound") => self.internal_number.as_deref(),
+            _ => self.external_number.as_deref(),
+        }
+    }
+
+    /// The called party (see [`CallLeg::from_number`]).
+    pub fn to_number(&self) -> Option<&str> {
+        match self.direction.as_deref() {
+            Some("outbound") => self.external_number.as_deref(),
+            _ => self.internal_number.as_deref(),
+        }
+    }
+
+    /// Folds all known events of one leg into its row, following the module's merge rule.
+    /// Returns `None` for an empty slice. All events must share one `call_id`.
+    pub fn fold(events: &[CallEvent]) -> Option<CallLeg> {
+        let mut ordered: Vec<&CallEvent> = events.iter().collect();
+        ordered.sort_by(|a, b| fold_order(a).cmp(&fold_order(b)));
+        ordered.dedup_by(|a, b| a.content_key == b.content_key);
+        let first = ordered.first()?;
+
+        let mut leg = CallLeg {
+            call_id: first.call_id(),
+            master_call_id: None,
+            entry_point_call_id: None,
+            operator_call_id: None,
+            direction: None,
+            external_number: None,
+            internal_number: None,
+            state: String::new(),
+            status: CallStatus::Ringing,
+            started_at: None,
+            rang_at: None,
+            queued_at: None,
+            connected_at: None,
+            ended_at: None,
+            duration_ms: None,
+            total_duration_ms: None,
+            talk_time_ms: None,
+            hold_time_ms: None,
+            was_recorded: false,
+            is_transferred: false,
+            mos_score: None,
+            recording_url: None,
+            voicemail_link: None,
+            transcription_text: None,
+            contact: None,
+            target: None,
+            custom_data: None,
+            last_event_at: None,
+            event_count: 0,
+        };
+        let mut ended = false;
+        let mut voicemail_left = false;
+        let mut live_status = CallStatus::Ringing;
+
+        for event in &ordered {
+            let phase = event.phase();
+            ended |= phase >= Phase::Ended;
+            if !(ended && phase == Phase::InCall) {
+                event.state().clone_into(&mut leg.state);
+            }
+            if let Some(status) = CallStatus::of_live_state(event.state()) {
+                live_status = status;
+            }
+            voicemail_left |= matches!(event.state(), "voicemail" | "voicemail_uploaded");
+
+            latest(&mut leg.master_call_id, event.master_call_id);
+            latest(&mut leg.entry_point_call_id, event.entry_point_call_id);
+            latest(&mut leg.operator_call_id, event.operator_call_id);
+            latest(&mut leg.direction, event.direction.clone());
+            latest(&mut leg.external_number, event.external_number.clone());
+            latest(&mut leg.internal_number, event.internal_number.clone());
+            latest(&mut leg.started_at, event.date_started.and_then(ms));
+            latest(&mut leg.rang_at, event.date_rang.and_then(ms));
+            latest(&mut leg.queued_at, event.date_queued.and_then(ms));
+            latest(&mut leg.connected_at, event.date_connected.and_then(ms));
+            // `date_ended` can appear on a late in-call event (FACTS §10.14): only an ended leg
+            // has an end time.
+            if phase >= Phase::Ended {
+                latest(&mut leg.ended_at, event.date_ended.and_then(ms));
+            }
+            latest(&mut leg.duration_ms, event.duration.filter(|d| *d != 0.0));
+            latest(&mut leg.total_duration_ms, event.total_duration.filter(|d| *d != 0.0));
+            latest(&mut leg.talk_time_ms, event.talk_time.filter(|d| *d != 0.0).map(round));
+            latest(&mut leg.hold_time_ms, event.hold_time.filter(|d| *d != 0.0).map(round));
+            leg.was_recorded |= event.was_recorded.unwrap_or(false);
+            leg.is_transferred |= event.is_transferred.unwrap_or(false);
+            latest(&mut leg.mos_score, event.mos_score);
+            latest(&mut leg.recording_url, event.recording_link());
+            latest(&mut leg.voicemail_link, event.voicemail_recording_link());
+            latest(&mut leg.transcription_text, event.transcription_text.clone());
+            latest(&mut leg.contact, event.contact.clone().filter(|p| !p.is_empty()));
+            latest(&mut leg.target, event.target.clone().filter(|p| !p.is_empty()));
+            latest(&mut leg.custom_data, event.custom_data.clone());
+            latest(&mut leg.last_event_at, event.event_timestamp.and_then(ms));
+            leg.event_count += 1;
+        }
+
+        voicemail_left |= leg.voicemail_link.is_some();
+        leg.status = if ended {
+            if leg.connected_at.is_some() {
+                CallStatus::Completed
+            } else if voicemail_left {
+                CallStatus::Voicemail
+            } else {
+                CallStatus::Missed
+            }
+        } else {
+            live_status
+        };
+        // Dialpad reports 0 for durations of a leg that never connected: keep that as a known 0.
+        if ended {
+            leg.duration_ms.get_or_insert(0.0);
+            leg.talk_time_ms.get_or_insert(0);
+            leg.hold_time_ms.get_or_insert(0);
+        }
+        Some(leg)
+    }
+}
+
+/// The fold's total order: Dialpad's clock, then lifecycle phase, then state, then content.
+fn fold_order(event: &CallEvent) -> (i64, Phase, &str, &str) {
+    (
+        event.event_timestamp.unwrap_or(i64::MIN),
+        event.phase(),
+        event.state(),
+        &event.content_key,
+    )
+}
+
+/// A later event's value replaces the current one; a missing value never erases it.
+fn latest<T>(current: &mut Option<T>, incoming: Option<T>) {
+    if incoming.is_some() {
+        *current = incoming;
+    }
+}
+
+fn ms(epoch_ms: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(epoch_ms)
+}
+
+fn round(value: f64) -> i64 {
+    // Durations are far below 2^53 ms, so the cast is exact after rounding.
+    value.round() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::dedupe_key;
+
+    fn fixture(json: &str) -> CallEvent {
+        let value: Value = serde_json::from_str(json).expect("fixture is JSON");
+        let key = dedupe_key(value.as_object().expect("fixture is an object"));
+        CallEvent::parse(&value, &key).expect("fixture is a call event")
+    }
+
+    fn outbound() -> Vec<CallEvent> {
+        [
+            include_str!("../../../testdata/dialpad/call_outbound_01_calling.json"),
+            include_str!("../../../testdata/dialpad/call_outbound_02_connected.json"),
+            include_str!("../../../testdata/dialpad/call_outbound_03_hangup.json"),
+            include_str!("../../../testdata/dialpad/call_outbound_04_recording.json"),
+            include_str!("../../../testdata/dialpad/call_outbound_05_recap_summary.json"),
+        ]
+        .map(fixture)
+        .to_vec()
+    }
+
+    fn voicemail() -> Vec<CallEvent> {
+        [
+            include_str!("../../../testdata/dialpad/call_inbound_vm_01_ringing.json"),
+            include_str!("../../../testdata/dialpad/call_inbound_vm_02_missed.json"),
+            include_str!("../../../testdata/dialpad/call_inbound_vm_03_voicemail.json"),
+            include_str!("../../../testdata/dialpad/call_inbound_vm_04_hangup.json"),
+            include_str!("../../../testdata/dialpad/call_inbound_vm_05_voicemail_uploaded.json"),
+            include_str!("../../../testdata/dialpad/call_inbound_vm_06_transcription.json"),
+        ]
+        .map(fixture)
+        .to_vec()
+    }
+
+    fn at(epoch_ms: i64) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp_millis(epoch_ms)
+    }
+
+    #[test]
+    fn outbound_lifecycle_matches_ground_truth() {
+        let leg = CallLeg::fold(&outbound()).expect("events");
+        assert_eq!(leg.call_id, 7_189_235_590_594_560);
+        assert_eq!(leg.status, CallStatus::Completed);
+        assert_eq!(leg.direction.as_deref(), Some("outbound"));
+        assert_eq!(leg.from_number(), Some("+14155550111"));
+        assert_eq!(leg.to_number(), Some("+16175550142"));
+        assert_eq!(leg.started_at, at(1_795_104_000_112));
+        assert_eq!(leg.connected_at, at(1_795_104_009_842));
+        assert_eq!(leg.ended_at, at(1_795_104_264_160));
+        assert_eq!(leg.duration_ms, Some(254_318.575));
+        assert_eq!(leg.talk_time_ms, Some(232_868));
+        assert_eq!(leg.hold_time_ms, Some(21_450));
+        assert_eq!(leg.mos_score, Some(4.38));
+        assert!(leg.was_recorded);
+        assert_eq!(
+            leg.recording_url.as_deref(),
+            Some("https://dialpad.com/secureblob/callrecording/6458153277718528")
+        );
+        assert_eq!(leg.state, "recap_summary");
+        assert_eq!(leg.event_count, 5);
+    }
+
+    #[test]
+    fn voicemail_lifecycle_matches_ground_truth() {
+        let leg = CallLeg::fold(&voicemail()).expect("events");
+        assert_eq!(leg.status, CallStatus::Voicemail);
+        assert_eq!(leg.from_number(), Some("+17185550164"));
+        assert_eq!(leg.to_number(), Some("+14155550111"));
+        assert_eq!(leg.connected_at, None);
+        assert_eq!(leg.ended_at, at(1_795_106_879_708));
+        assert_eq!(leg.duration_ms, Some(0.0));
+        assert_eq!(leg.talk_time_ms, Some(0));
+        assert_eq!(
+            leg.voicemail_link.as_deref(),
+            Some("https://dialpad.com/secureblob/voicemail/7337175117225984")
+        );
+        assert!(leg.transcription_text.as_deref().is_some_and(|t| t.starts_with("Hi Priya")));
+    }
+
+    #[test]
+    fn any_order_and_duplicates_converge() {
+        for events in [outbound(), voicemail()] {
+            let expected = CallLeg::fold(&events);
+            // Every rotation, reversed, and with every event duplicated.
+            for shift in 0..events.len() {
+                let mut rotated = events.clone();
+                rotated.rotate_left(shift);
+                assert_eq!(CallLeg::fold(&rotated), expected);
+                rotated.reverse();
+                rotated.extend(events.iter().cloned());
+                assert_eq!(CallLeg::fold(&rotated), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn late_in_call_state_never_reopens_an_ended_leg() {
+        let events = voicemail();
+        let hangup_then_ringing = vec![events[3].clone(), events[0].clone()];
+        let leg = CallLeg::fold(&hangup_then_ringing).expect("events");
+        assert_eq!(leg.status, CallStatus::Missed);
+        assert_eq!(leg.state, "hangup");
+    }
+
+    #[test]
+    fn live_states_map_to_status() {
+        let outbound = outbound();
+        let ringing = CallLeg::fold(&outbound[..1]).expect("events");
+        assert_eq!(ringing.status, CallStatus::Ringing);
+        assert_eq!(ringing.ended_at, None);
+        let connected = CallLeg::fold(&outbound[..2]).expect("events");
+        assert_eq!(connected.status, CallStatus::Connected);
+        assert!(!connected.status.is_terminal());
+    }
+
+    #[test]
+    fn float_ids_are_refused_and_big_ids_are_exact() {
+        let float = serde_json::json!({"call_id": 1.5, "state": "ringing"});
+        assert!(CallEvent::parse(&float, "k").is_err());
+        let edge = fixture(include_str!(
+            "../../../testdata/dialpad/call_edge_02_ids_above_2pow53.json"
+        ));
+        assert_eq!(edge.call_id(), 9_007_199_254_740_993);
+        assert_eq!(edge.master_call_id, Some(9_007_199_254_740_995));
+        assert_eq!(edge.target.and_then(|t| t.id), Some(i64::MAX));
+    }
+}

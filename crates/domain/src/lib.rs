@@ -1,0 +1,6 @@
+#![doc = include_str!("../README.md")]
+
+pub mod backoff;
+pub mod call;
+pub mod event;
+mod json;
