@@ -1,1 +1,11 @@
+#![doc = include_str!("../README.md")]
 
+mod auth;
+mod error;
+mod keys;
+mod routes;
+pub mod settings;
+mod startup;
+
+pub use settings::Settings;
+pub use startup::Application;

@@ -1,1 +1,22 @@
-fn main() {}
+use anyhow::Context;
+use api::{Application, Settings};
+use bootstrap::cli::Command;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    bootstrap::telemetry::init(bootstrap::telemetry::format_from_env());
+    let command = Command::from_args("api")?;
+    let settings: Settings = bootstrap::settings::load()?;
+    match command {
+        Command::Migrate => bootstrap::cli::migrate(settings.database.url()?).await,
+        Command::Serve => {
+            let shutdown = bootstrap::shutdown::on_signal();
+            let app = Application::build(settings)
+                .await
+                .context("Failed to start the api")?;
+            tracing::info!(port = app.port(), "Api listening.");
+            app.run_until_stopped(shutdown.cancelled_owned()).await?;
+            Ok(())
+        }
+    }
+}

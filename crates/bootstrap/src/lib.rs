@@ -1,1 +1,6 @@
+#![doc = include_str!("../README.md")]
 
+pub mod cli;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;

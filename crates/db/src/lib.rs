@@ -1,1 +1,15 @@
+#![doc = include_str!("../README.md")]
 
+pub mod apps;
+pub mod calls;
+mod error;
+pub mod migrations;
+mod pool;
+pub mod queue;
+pub mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use diesel_async::AsyncPgConnection;
+pub use error::DbError;
+pub use pool::{Pool, PoolSettings, PooledConn, connect_pool, ping};

@@ -192,7 +192,7 @@ impl CallEvent {
 }
 
 /// Where a Dialpad state sits in a leg's life; states from
-/// <https://developers.dialpad.com/docs/call-events> (enum in Dialpad's OpenAPI spec, FACTS §4.2).
+/// <https://developers.dialpad.com/docs/call-events> (the enum in Dialpad's `OpenAPI` spec, FACTS §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Phase {
     /// Before or during the conversation, including unknown future states.
@@ -209,9 +209,7 @@ impl Phase {
             "hangup" => Phase::Ended,
             "recording" | "admin_recording" | "call_transcription" | "transcription"
             | "voicemail_uploaded" | "recap_summary" | "recap_action_items" | "recap_outcome"
-            | "recap_purposes" | "postcall" | "csat" | "pcsat" | "dispositions" => {
-                Phase::PostCall
-            }
+            | "recap_purposes" | "postcall" | "csat" | "pcsat" | "dispositions" => Phase::PostCall,
             _ => Phase::InCall,
         }
     }
@@ -411,17 +409,35 @@ impl CallLeg {
                 latest(&mut leg.ended_at, event.date_ended.and_then(ms));
             }
             latest(&mut leg.duration_ms, event.duration.filter(|d| *d != 0.0));
-            latest(&mut leg.total_duration_ms, event.total_duration.filter(|d| *d != 0.0));
-            latest(&mut leg.talk_time_ms, event.talk_time.filter(|d| *d != 0.0).map(round));
-            latest(&mut leg.hold_time_ms, event.hold_time.filter(|d| *d != 0.0).map(round));
+            latest(
+                &mut leg.total_duration_ms,
+                event.total_duration.filter(|d| *d != 0.0),
+            );
+            latest(
+                &mut leg.talk_time_ms,
+                event.talk_time.filter(|d| *d != 0.0).map(round),
+            );
+            latest(
+                &mut leg.hold_time_ms,
+                event.hold_time.filter(|d| *d != 0.0).map(round),
+            );
             leg.was_recorded |= event.was_recorded.unwrap_or(false);
             leg.is_transferred |= event.is_transferred.unwrap_or(false);
             latest(&mut leg.mos_score, event.mos_score);
             latest(&mut leg.recording_url, event.recording_link());
             latest(&mut leg.voicemail_link, event.voicemail_recording_link());
-            latest(&mut leg.transcription_text, event.transcription_text.clone());
-            latest(&mut leg.contact, event.contact.clone().filter(|p| !p.is_empty()));
-            latest(&mut leg.target, event.target.clone().filter(|p| !p.is_empty()));
+            latest(
+                &mut leg.transcription_text,
+                event.transcription_text.clone(),
+            );
+            latest(
+                &mut leg.contact,
+                event.contact.clone().filter(|p| !p.is_empty()),
+            );
+            latest(
+                &mut leg.target,
+                event.target.clone().filter(|p| !p.is_empty()),
+            );
             latest(&mut leg.custom_data, event.custom_data.clone());
             latest(&mut leg.last_event_at, event.event_timestamp.and_then(ms));
             leg.event_count += 1;
@@ -553,7 +569,11 @@ mod tests {
             leg.voicemail_link.as_deref(),
             Some("https://dialpad.com/secureblob/voicemail/7337175117225984")
         );
-        assert!(leg.transcription_text.as_deref().is_some_and(|t| t.starts_with("Hi Priya")));
+        assert!(
+            leg.transcription_text
+                .as_deref()
+                .is_some_and(|t| t.starts_with("Hi Priya"))
+        );
     }
 
     #[test]

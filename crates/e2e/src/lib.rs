@@ -1,1 +1,199 @@
+#![doc = include_str!("../README.md")]
 
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use db::schema::webhook_events;
+pub use db::testing::TestDatabase;
+
+/// The unscoped route's secret in tests (the fixtures' JWTs are signed with it).
+pub const UNSCOPED_SECRET: &str = "fixture-webhook-secret-7f3a9c";
+/// The admin bearer secret in tests.
+pub const INTERNAL_SECRET: &str = "test-internal-api-secret";
+
+/// A Dialpad fixture from `testdata/dialpad/`, parsed.
+pub fn fixture(name: &str) -> Value {
+    serde_json::from_slice(&fixture_bytes(name)).expect("fixture is JSON")
+}
+
+/// A file from `testdata/dialpad/`, raw.
+pub fn fixture_bytes(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../../testdata/dialpad/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+/// Signs an event as Dialpad does (the compact JWT is the whole body).
+pub fn sign(event: &Value, secret: &str) -> String {
+    ingest::signature::sign(event, secret.as_bytes()).expect("signs")
+}
+
+/// A tenant created through `POST /internal/apps`.
+#[derive(Debug, Clone)]
+pub struct TestApp {
+    pub app_id: Uuid,
+    pub api_key: String,
+    pub webhook_secret: String,
+}
+
+/// The three services against one fresh database.
+#[derive(Debug)]
+pub struct TestStack {
+    pub ingest_url: String,
+    pub api_url: String,
+    pub worker: worker::Worker,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    // Declared last: dropped after the servers are told to stop.
+    pub db: TestDatabase,
+}
+
+impl TestStack {
+    /// Starts ingest and api on port 0 against a fresh migrated database, and builds a worker.
+    pub async fn spawn() -> TestStack {
+        let db = TestDatabase::migrated().await;
+        let shutdown = CancellationToken::new();
+
+        let ingest = ingest::Application::build(ingest::Settings::new(db.url(), UNSCOPED_SECRET))
+            .await
+            .expect("ingest starts");
+        let ingest_url = format!("http://127.0.0.1:{}", ingest.port());
+        tokio::spawn(ingest.run_until_stopped(shutdown.clone().cancelled_owned()));
+
+        let api = api::Application::build(api::Settings::new(db.url(), INTERNAL_SECRET))
+            .await
+            .expect("api starts");
+        let api_url = format!("http://127.0.0.1:{}", api.port());
+        tokio::spawn(api.run_until_stopped(shutdown.clone().cancelled_owned()));
+
+        let worker = worker::Worker::build(Self::worker_settings(&db))
+            .await
+            .expect("worker builds");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        TestStack {
+            ingest_url,
+            api_url,
+            worker,
+            http,
+            shutdown,
+            db,
+        }
+    }
+
+    /// Worker settings for this stack's database, with fast retries for tests.
+    pub fn worker_settings(db: &TestDatabase) -> worker::Settings {
+        let mut settings = worker::Settings::new(db.url());
+        settings.worker_backoff_base_ms = 10;
+        settings.worker_backoff_max_ms = 50;
+        settings.worker_max_attempts = 3;
+        settings
+    }
+
+    /// Creates a tenant through the admin API.
+    pub async fn create_app(&self, name: &str) -> TestApp {
+        let response = self
+            .http
+            .post(format!("{}/internal/apps", self.api_url))
+            .bearer_auth(INTERNAL_SECRET)
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .expect("api answers");
+        assert_eq!(response.status(), 201, "create app");
+        let body: Value = response.json().await.expect("JSON");
+        TestApp {
+            app_id: body["app_id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("app_id"),
+            api_key: body["api_key"].as_str().expect("api_key").to_owned(),
+            webhook_secret: body["webhook_secret"]
+                .as_str()
+                .expect("webhook_secret")
+                .to_owned(),
+        }
+    }
+
+    /// POSTs a raw body to `/webhooks/dialpad[/{app}]`.
+    pub async fn post_raw(
+        &self,
+        app: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let url = match app {
+            Some(app) => format!("{}/webhooks/dialpad/{app}", self.ingest_url),
+            None => format!("{}/webhooks/dialpad", self.ingest_url),
+        };
+        self.http
+            .post(url)
+            .body(body)
+            .send()
+            .await
+            .expect("ingest answers")
+    }
+
+    /// Signs `event` with the app's secret and POSTs it to the app's route.
+    pub async fn post_event(&self, app: &TestApp, event: &Value) -> reqwest::Response {
+        let token = sign(event, &app.webhook_secret);
+        self.post_raw(Some(&app.app_id.to_string()), token).await
+    }
+
+    /// Posts every fixture to the app's route, asserting each is accepted.
+    pub async fn post_fixtures(&self, app: &TestApp, names: &[&str]) {
+        for name in names {
+            let response = self.post_event(app, &fixture(name)).await;
+            assert_eq!(response.status(), 200, "{name} accepted");
+        }
+    }
+
+    /// Processes every due event (no background loop, no sleeps).
+    pub async fn run_worker(&self) -> worker::BatchReport {
+        self.worker.drain().await.expect("worker drains the queue")
+    }
+
+    /// `GET /api/calls` with a key and query string; returns status and JSON body.
+    pub async fn get_calls(&self, api_key: &str, query: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}/api/calls{query}", self.api_url))
+            .header("x-app-api-key", api_key)
+            .send()
+            .await
+            .expect("api answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// Rows in `webhook_events`, by status.
+    pub async fn events_by_status(&self) -> Vec<(String, i64)> {
+        let mut conn = self.db.connect().await;
+        webhook_events::table
+            .group_by(webhook_events::status)
+            .select((webhook_events::status, diesel::dsl::count_star()))
+            .order(webhook_events::status)
+            .load(&mut conn)
+            .await
+            .expect("count events")
+    }
+
+    /// All rows in `webhook_events`.
+    pub async fn event_total(&self) -> i64 {
+        self.events_by_status().await.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

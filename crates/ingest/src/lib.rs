@@ -1,1 +1,11 @@
+#![doc = include_str!("../README.md")]
 
+mod error;
+mod routes;
+mod secrets;
+pub mod settings;
+pub mod signature;
+mod startup;
+
+pub use settings::Settings;
+pub use startup::Application;

@@ -1,1 +1,22 @@
-fn main() {}
+use anyhow::Context;
+use bootstrap::cli::Command;
+use ingest::{Application, Settings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    bootstrap::telemetry::init(bootstrap::telemetry::format_from_env());
+    let command = Command::from_args("ingest")?;
+    let settings: Settings = bootstrap::settings::load()?;
+    match command {
+        Command::Migrate => bootstrap::cli::migrate(settings.database.url()?).await,
+        Command::Serve => {
+            let shutdown = bootstrap::shutdown::on_signal();
+            let app = Application::build(settings)
+                .await
+                .context("Failed to start ingest")?;
+            tracing::info!(port = app.port(), "Ingest listening.");
+            app.run_until_stopped(shutdown.cancelled_owned()).await?;
+            Ok(())
+        }
+    }
+}

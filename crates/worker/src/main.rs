@@ -1,1 +1,20 @@
-fn main() {}
+use anyhow::Context;
+use bootstrap::cli::Command;
+use worker::{Settings, Worker};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    bootstrap::telemetry::init(bootstrap::telemetry::format_from_env());
+    let command = Command::from_args("worker")?;
+    let settings: Settings = bootstrap::settings::load()?;
+    match command {
+        Command::Migrate => bootstrap::cli::migrate(settings.database.url()?).await,
+        Command::Serve => {
+            let shutdown = bootstrap::shutdown::on_signal();
+            let worker = Worker::build(settings)
+                .await
+                .context("Failed to start the worker")?;
+            worker.run_until_stopped(shutdown).await
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Authentication extractors: [`Tenant`] from `x-app-api-key`, [`InternalAdmin`] from the
+//! bearer secret.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web::Data;
+use actix_web::{FromRequest, HttpRequest, dev::Payload};
+use futures_util::future::LocalBoxFuture;
+use moka::sync::Cache;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use db::Pool;
+use db::apps::ActiveApiKey;
+
+use crate::error::ApiError;
+use crate::keys::key_id_of;
+use crate::startup::ApiState;
+
+/// The header tenant keys are sent in.
+pub(crate) const API_KEY_HEADER: &str = "x-app-api-key";
+
+/// Verifies tenant API keys, paying bcrypt only for keys not verified recently.
+#[derive(Debug)]
+pub(crate) struct KeyVerifier {
+    /// SHA-256 of a presented key → the bcrypt hash it verified against. A hit counts only while
+    /// the key's row still has that hash, is not revoked and its app is active (checked in the
+    /// database on every request), so revocation is immediate on every replica.
+    verified: Cache<[u8; 32], Arc<str>>,
+}
+
+impl KeyVerifier {
+    pub(crate) fn new(ttl: Duration) -> Self {
+        KeyVerifier {
+            verified: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+
+    /// The app a presented key belongs to.
+    ///
+    /// # Errors
+    /// [`ApiError::InvalidApiKey`] for an unknown, malformed, wrong or revoked key (or an
+    /// inactive app); database errors as [`ApiError`].
+    pub(crate) async fn authenticate(
+        &self,
+        pool: &Pool,
+        presented: &str,
+    ) -> Result<Uuid, ApiError> {
+        let key_id = key_id_of(presented).ok_or(ApiError::InvalidApiKey)?;
+        let row = {
+            let mut conn = pool.get().await.map_err(db::DbError::from)?;
+            ActiveApiKey::find(&mut conn, key_id).await?
+        }
+        .ok_or(ApiError::InvalidApiKey)?;
+
+        let fingerprint: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        if self
+            .verified
+            .get(&fingerprint)
+            .is_some_and(|hash| *hash == *row.key_hash)
+        {
+            return Ok(row.app_id);
+        }
+        let presented = presented.to_owned();
+        let hash = row.key_hash.clone();
+        // bcrypt is deliberately slow CPU work: keep it off the async executor.
+        let matches = tokio::task::spawn_blocking(move || bcrypt::verify(presented, &hash))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .unwrap_or(false);
+        if !matches {
+            return Err(ApiError::InvalidApiKey);
+        }
+        self.verified
+            .insert(fingerprint, Arc::from(row.key_hash.as_str()));
+        Ok(row.app_id)
+    }
+}
+
+/// The authenticated tenant of a request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tenant {
+    pub(crate) app_id: Uuid,
+}
+
+impl FromRequest for Tenant {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = request.app_data::<Data<ApiState>>().cloned();
+        let presented = request
+            .headers()
+            .get(API_KEY_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(|value| value.trim().to_owned());
+        Box::pin(async move {
+            let state =
+                state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("state missing")))?;
+            let presented = presented
+                .filter(|k| !k.is_empty())
+                .ok_or(ApiError::MissingApiKey)?;
+            let app_id = state.keys.authenticate(&state.pool, &presented).await?;
+            Ok(Tenant { app_id })
+        })
+    }
+}
+
+/// A request carrying the admin bearer secret.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InternalAdmin;
+
+/// Constant-time comparison of two secrets (of any lengths: both are hashed first).
+pub(crate) fn secrets_match(presented: &str, expected: &SecretString) -> bool {
+    let presented = Sha256::digest(presented.as_bytes());
+    let expected = Sha256::digest(expected.expose_secret().as_bytes());
+    presented.ct_eq(&expected).into()
+}
+
+impl FromRequest for InternalAdmin {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let authorized = request.app_data::<Data<ApiState>>().is_some_and(|state| {
+            request
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.strip_prefix("Bearer "))
+                .is_some_and(|token| secrets_match(token.trim(), &state.internal_api_secret))
+        });
+        std::future::ready(if authorized {
+            Ok(InternalAdmin)
+        } else {
+            Err(ApiError::Unauthorized)
+        })
+    }
+}

@@ -1,0 +1,93 @@
+//! Layered settings: compiled defaults (serde defaults on each service's `Settings`), then an
+//! optional TOML file named by `CONFIG_FILE`, then environment variables.
+//!
+//! Environment variables keep their documented names (`DATABASE_URL`, `PORT`,
+//! `WORKER_POLL_INTERVAL_MS`, ...): each maps to the field of the same name in lower case, so a
+//! service's `Settings` is a flat struct.
+//!
+//! Env vars read here: `CONFIG_FILE` (path of an optional TOML file), `DATABASE_URL`,
+//! `DATABASE_POOL_SIZE`, `DATABASE_CONNECT_TIMEOUT_MS`, `LOG_FORMAT`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use db::PoolSettings;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// Loads `T` from defaults, the optional `CONFIG_FILE`, then the environment.
+///
+/// # Errors
+/// When the file cannot be read or a value has the wrong type; the message names the setting.
+pub fn load<T: DeserializeOwned>() -> anyhow::Result<T> {
+    let mut builder = config::Config::builder();
+    if let Ok(path) = std::env::var("CONFIG_FILE") {
+        builder = builder.add_source(config::File::with_name(&path).required(true));
+    }
+    builder
+        .add_source(config::Environment::default().try_parsing(true))
+        .build()
+        .context("Failed to read settings")?
+        .try_deserialize()
+        .context("Invalid settings")
+}
+
+/// Unwraps a required setting, failing with a message that names its environment variable.
+///
+/// # Errors
+/// `"<NAME> is required but not set"` when `value` is `None`.
+pub fn required<T>(name: &str, value: Option<T>) -> anyhow::Result<T> {
+    value.with_context(|| format!("{name} is required but not set"))
+}
+
+/// Database settings every service shares.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `DATABASE_URL` (required): `postgres://user:password@host:port/db`. Contains a password,
+    /// so it is never logged.
+    pub database_url: Option<SecretString>,
+    /// `DATABASE_POOL_SIZE`: most open connections per process.
+    #[serde(default = "default_pool_size")]
+    pub database_pool_size: u32,
+    /// `DATABASE_CONNECT_TIMEOUT_MS`: how long a request waits for a connection, milliseconds.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub database_connect_timeout_ms: u64,
+}
+
+impl DatabaseSettings {
+    /// Settings for a given URL with default pool sizing (used by tests and tools).
+    pub fn for_url(database_url: &str) -> Self {
+        DatabaseSettings {
+            database_url: Some(database_url.into()),
+            database_pool_size: default_pool_size(),
+            database_connect_timeout_ms: default_connect_timeout_ms(),
+        }
+    }
+
+    /// The URL, or an error naming `DATABASE_URL`.
+    ///
+    /// # Errors
+    /// When `DATABASE_URL` is not set.
+    pub fn url(&self) -> anyhow::Result<&SecretString> {
+        self.database_url
+            .as_ref()
+            .context("DATABASE_URL is required but not set")
+    }
+
+    /// Pool sizing for [`db::connect_pool`].
+    pub fn pool(&self) -> PoolSettings {
+        PoolSettings {
+            max_size: self.database_pool_size,
+            connect_timeout: Duration::from_millis(self.database_connect_timeout_ms),
+        }
+    }
+}
+
+fn default_pool_size() -> u32 {
+    10
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    2_000
+}

@@ -1,0 +1,93 @@
+//! Embedded migrations, run only by an explicit `migrate` command.
+//!
+//! Two `migrate` runs at once are safe: each holds a Postgres advisory lock while it migrates.
+//! Services call [`ensure_schema_current`] at start and refuse to run against a database whose
+//! migrations are behind the binary.
+
+use diesel::RunQueryDsl;
+use diesel::sql_types::BigInt;
+use diesel_async::AsyncPgConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+/// The workspace's `migrations/` directory, compiled into every binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+/// Advisory lock key serialising concurrent `migrate` runs (an arbitrary constant: "cti-migr").
+const MIGRATION_LOCK_KEY: i64 = 0x6374_692d_6d69_6772;
+
+/// A migration step failed, or the schema is behind.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrationError {
+    #[error(
+        "database schema is behind this binary: {count} pending migration(s) ({names}); run the `migrate` command first"
+    )]
+    SchemaBehind { count: usize, names: String },
+    #[error("migration failed: {0}")]
+    Failed(String),
+}
+
+type Wrapper = AsyncConnectionWrapper<AsyncPgConnection>;
+
+async fn with_sync_connection<T: Send + 'static>(
+    database_url: &str,
+    work: impl FnOnce(&mut Wrapper) -> Result<T, MigrationError> + Send + 'static,
+) -> Result<T, MigrationError> {
+    let url = database_url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = <Wrapper as diesel::Connection>::establish(&url)
+            .map_err(|e| MigrationError::Failed(format!("cannot connect: {e}")))?;
+        work(&mut conn)
+    })
+    .await
+    .map_err(|e| MigrationError::Failed(e.to_string()))?
+}
+
+/// Applies every pending migration under the advisory lock; returns the versions applied.
+///
+/// # Errors
+/// [`MigrationError::Failed`] when the database is unreachable or a migration fails (that
+/// migration is rolled back; earlier ones stay applied).
+pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, MigrationError> {
+    with_sync_connection(database_url, |conn| {
+        let lock = |conn: &mut Wrapper, sql: &str| {
+            diesel::sql_query(sql)
+                .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
+                .execute(conn)
+                .map_err(|e| MigrationError::Failed(e.to_string()))
+        };
+        lock(conn, "SELECT pg_advisory_lock($1)")?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect())
+            .map_err(|e| MigrationError::Failed(e.to_string()));
+        let unlocked = lock(conn, "SELECT pg_advisory_unlock($1)");
+        let applied = applied?;
+        unlocked?;
+        Ok(applied)
+    })
+    .await
+}
+
+/// Fails unless every embedded migration is applied.
+///
+/// # Errors
+/// [`MigrationError::SchemaBehind`] naming the pending migrations, or
+/// [`MigrationError::Failed`] when the database cannot be read.
+pub async fn ensure_schema_current(database_url: &str) -> Result<(), MigrationError> {
+    with_sync_connection(database_url, |conn| {
+        let pending = conn
+            .pending_migrations(MIGRATIONS)
+            .map_err(|e| MigrationError::Failed(e.to_string()))?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = pending.iter().map(|m| m.name().to_string()).collect();
+        Err(MigrationError::SchemaBehind {
+            count: names.len(),
+            names: names.join(", "),
+        })
+    })
+    .await
+}

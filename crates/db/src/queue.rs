@@ -1,0 +1,265 @@
+//! The `webhook_events` queue: how an event moves from ingest to done, in one place.
+//!
+//! # Life of an event
+//!
+//! ```text
+//!   ingest ──enqueue──▶ pending ──claim+apply+complete (one transaction)──▶ done
+//!      │                  │  ▲                                     └──────▶ ignored (kind we do not model)
+//!      │                  │  └── failed: attempts+1, last_error, run_at = now + backoff
+//!      │                  └───── failed WORKER_MAX_ATTEMPTS times ──────▶ dead (a dead letter)
+//!      └── unscoped route (no tenant) ─────────────────────────────────▶ unroutable
+//! ```
+//!
+//! - **Enqueue** ([`enqueue`]) is idempotent by constraint: `(app_id, dedupe_key)` is unique
+//!   (NULLs not distinct), so a redelivered event is stored once and reported as a duplicate.
+//!   An `AFTER INSERT` statement trigger sends `NOTIFY webhook_events` ([`NOTIFY_CHANNEL`]).
+//! - **Claim** ([`claim_batch`]) selects due pending events, oldest first, `FOR UPDATE SKIP
+//!   LOCKED`: concurrent workers take disjoint batches and never wait on each other.
+//! - **Apply and complete** happen in the claiming transaction ([`complete`], [`ignore`],
+//!   [`fail`]): the domain rows and the event's new status commit together or not at all. A
+//!   worker that dies mid-batch holds no lease to expire: its transaction is rolled back by
+//!   Postgres when its connection drops, and the events are claimable again at once.
+//! - The `locked_by`/`locked_until` lease columns are reserved for any future step that must run
+//!   outside the claiming transaction (an outbound HTTP call); no such step exists today.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::upsert::on_constraint;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::DbError;
+use crate::schema::webhook_events;
+
+/// The channel the insert trigger notifies; workers `LISTEN` on it.
+pub const NOTIFY_CHANNEL: &str = "webhook_events";
+
+/// Where an event is in its life (`webhook_events.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStatus {
+    /// Waiting to be claimed once `run_at` has passed.
+    Pending,
+    /// Applied to the domain tables.
+    Done,
+    /// Stored but not modelled (contact, agent status, unknown kinds); `last_error` says why.
+    Ignored,
+    /// Failed `WORKER_MAX_ATTEMPTS` times: a dead letter, kept for operators.
+    Dead,
+    /// Received on the unscoped route, so no tenant is known; kept for operators.
+    Unroutable,
+}
+
+impl EventStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Pending => "pending",
+            EventStatus::Done => "done",
+            EventStatus::Ignored => "ignored",
+            EventStatus::Dead => "dead",
+            EventStatus::Unroutable => "unroutable",
+        }
+    }
+}
+
+/// A verified event to store.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = webhook_events)]
+pub struct NewWebhookEvent<'a> {
+    /// The tenant from the route; `None` on the unscoped route.
+    pub app_id: Option<Uuid>,
+    pub kind: &'a str,
+    pub event_type: Option<&'a str>,
+    pub dialpad_id: Option<i64>,
+    pub event_timestamp: Option<DateTime<Utc>>,
+    pub dedupe_key: &'a str,
+    pub payload: &'a Value,
+    pub status: &'a str,
+}
+
+/// The outcome of [`enqueue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// A new row was committed with this id.
+    Stored(i64),
+    /// The same event was already stored under this id; nothing was written.
+    Duplicate(i64),
+}
+
+impl Enqueued {
+    /// The event's id either way.
+    pub fn id(self) -> i64 {
+        match self {
+            Enqueued::Stored(id) | Enqueued::Duplicate(id) => id,
+        }
+    }
+}
+
+/// Stores an event unless the same one (same app, same dedupe key) is already stored.
+///
+/// Runs as its own statement: when it returns `Ok`, the row is committed.
+///
+/// # Errors
+/// [`DbError::Unavailable`] when the database cannot be reached (safe to retry: the insert is
+/// idempotent); [`DbError::Query`] otherwise.
+pub async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    event: &NewWebhookEvent<'_>,
+) -> Result<Enqueued, DbError> {
+    use webhook_events::dsl as e;
+    let inserted: Option<i64> = diesel::insert_into(webhook_events::table)
+        .values(event)
+        .on_conflict(on_constraint("webhook_events_dedupe_key"))
+        .do_nothing()
+        .returning(e::id)
+        .get_result(conn)
+        .await
+        .optional()?;
+    if let Some(id) = inserted {
+        return Ok(Enqueued::Stored(id));
+    }
+    let existing = webhook_events::table
+        .filter(e::app_id.is_not_distinct_from(event.app_id))
+        .filter(e::dedupe_key.eq(event.dedupe_key))
+        .select(e::id)
+        .first(conn)
+        .await?;
+    Ok(Enqueued::Duplicate(existing))
+}
+
+/// A claimed event, locked by the claiming transaction until it commits or rolls back.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = webhook_events)]
+pub struct ClaimedEvent {
+    pub id: i64,
+    pub app_id: Option<Uuid>,
+    pub kind: String,
+    pub dedupe_key: String,
+    pub payload: Value,
+    /// Attempts made before this one.
+    pub attempts: i32,
+}
+
+/// Claims up to `limit` due pending events, oldest first, skipping rows other workers hold.
+/// Must run inside a transaction; the rows stay locked until it ends.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn claim_batch(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> Result<Vec<ClaimedEvent>, DbError> {
+    use webhook_events::dsl as e;
+    Ok(webhook_events::table
+        .filter(e::status.eq(EventStatus::Pending.as_str()))
+        .filter(e::run_at.le(diesel::dsl::now))
+        .order(e::id)
+        .limit(limit)
+        .for_update()
+        .skip_locked()
+        .select(ClaimedEvent::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Marks claimed events as applied.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn complete(conn: &mut AsyncPgConnection, ids: &[i64]) -> Result<(), DbError> {
+    use webhook_events::dsl as e;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    diesel::update(webhook_events::table.filter(e::id.eq_any(ids)))
+        .set((
+            e::status.eq(EventStatus::Done.as_str()),
+            e::attempts.eq(e::attempts + 1),
+            e::processed_at.eq(diesel::dsl::now),
+            e::last_error.eq(None::<String>),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks claimed events as stored but not modelled, with the reason.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn ignore(
+    conn: &mut AsyncPgConnection,
+    ids: &[i64],
+    reason: &str,
+) -> Result<(), DbError> {
+    use webhook_events::dsl as e;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    diesel::update(webhook_events::table.filter(e::id.eq_any(ids)))
+        .set((
+            e::status.eq(EventStatus::Ignored.as_str()),
+            e::attempts.eq(e::attempts + 1),
+            e::processed_at.eq(diesel::dsl::now),
+            e::last_error.eq(reason),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a failed attempt: back to `pending` until `retry_at`, or `dead` when `retry_at` is
+/// `None` (attempts exhausted).
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn fail(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+) -> Result<(), DbError> {
+    use webhook_events::dsl as e;
+    let target = webhook_events::table.filter(e::id.eq(id));
+    let changes = (e::attempts.eq(e::attempts + 1), e::last_error.eq(error));
+    match retry_at {
+        Some(at) => {
+            diesel::update(target)
+                .set((
+                    changes,
+                    e::status.eq(EventStatus::Pending.as_str()),
+                    e::run_at.eq(at),
+                ))
+                .execute(conn)
+                .await?
+        }
+        None => {
+            diesel::update(target)
+                .set((
+                    changes,
+                    e::status.eq(EventStatus::Dead.as_str()),
+                    e::processed_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?
+        }
+    };
+    Ok(())
+}
+
+/// Opens a dedicated connection subscribed to [`NOTIFY_CHANNEL`]; read it with
+/// `AsyncPgConnection::notifications_stream`. Not pooled: the stream borrows it for its life.
+///
+/// # Errors
+/// [`DbError::Unavailable`] when the database cannot be reached.
+pub async fn listen_connection(database_url: &str) -> Result<AsyncPgConnection, DbError> {
+    use diesel_async::AsyncConnection;
+    let mut conn = AsyncPgConnection::establish(database_url)
+        .await
+        .map_err(|e| DbError::Unavailable(e.to_string()))?;
+    diesel::sql_query(format!("LISTEN {NOTIFY_CHANNEL}"))
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
+}

@@ -1,0 +1,137 @@
+//! Diesel table definitions, mirroring `migrations/` (the migrations are the source of truth;
+//! `tests/it/schema.rs` in the e2e crate checks every column here against the migrated database).
+
+diesel::table! {
+    /// A tenant: one client application.
+    apps (id) {
+        id -> Uuid,
+        name -> Text,
+        webhook_secret -> Text,
+        active -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// Tenant API keys; only a bcrypt hash is stored.
+    api_keys (id) {
+        id -> Uuid,
+        app_id -> Uuid,
+        key_id -> Text,
+        key_hash -> Text,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    /// The queue and event log.
+    webhook_events (id) {
+        id -> Int8,
+        app_id -> Nullable<Uuid>,
+        kind -> Text,
+        event_type -> Nullable<Text>,
+        dialpad_id -> Nullable<Int8>,
+        event_timestamp -> Nullable<Timestamptz>,
+        dedupe_key -> Text,
+        payload -> Jsonb,
+        status -> Text,
+        attempts -> Int4,
+        run_at -> Timestamptz,
+        locked_by -> Nullable<Text>,
+        locked_until -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        received_at -> Timestamptz,
+        processed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    /// One row per Dialpad call leg per app.
+    calls (id) {
+        id -> Int8,
+        app_id -> Uuid,
+        call_id -> Int8,
+        master_call_id -> Nullable<Int8>,
+        entry_point_call_id -> Nullable<Int8>,
+        operator_call_id -> Nullable<Int8>,
+        direction -> Nullable<Text>,
+        from_number -> Nullable<Text>,
+        to_number -> Nullable<Text>,
+        external_number -> Nullable<Text>,
+        internal_number -> Nullable<Text>,
+        state -> Text,
+        status -> Text,
+        started_at -> Nullable<Timestamptz>,
+        rang_at -> Nullable<Timestamptz>,
+        queued_at -> Nullable<Timestamptz>,
+        connected_at -> Nullable<Timestamptz>,
+        ended_at -> Nullable<Timestamptz>,
+        duration_ms -> Nullable<Float8>,
+        total_duration_ms -> Nullable<Float8>,
+        talk_time_ms -> Nullable<Int8>,
+        hold_time_ms -> Nullable<Int8>,
+        was_recorded -> Bool,
+        is_transferred -> Bool,
+        mos_score -> Nullable<Float8>,
+        recording_url -> Nullable<Text>,
+        voicemail_link -> Nullable<Text>,
+        transcription_text -> Nullable<Text>,
+        target_id -> Nullable<Int8>,
+        target -> Nullable<Jsonb>,
+        contact -> Nullable<Jsonb>,
+        custom_data -> Nullable<Text>,
+        event_count -> Int4,
+        last_event_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// How we call Dialpad for an app.
+    dialpad_connections (app_id) {
+        app_id -> Uuid,
+        environment -> Text,
+        auth_type -> Text,
+        access_token -> Nullable<Text>,
+        refresh_token -> Nullable<Text>,
+        token_expires_at -> Nullable<Timestamptz>,
+        dialpad_company_id -> Nullable<Int8>,
+        scopes -> Nullable<Text>,
+        status -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// Webhooks registered at Dialpad for an app.
+    dialpad_webhooks (id) {
+        id -> Int8,
+        app_id -> Uuid,
+        dialpad_webhook_id -> Int8,
+        hook_url -> Text,
+        signature_algo -> Text,
+        signature_type -> Text,
+        created_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(api_keys -> apps (app_id));
+diesel::joinable!(calls -> apps (app_id));
+diesel::joinable!(dialpad_connections -> apps (app_id));
+diesel::joinable!(dialpad_webhooks -> apps (app_id));
+diesel::joinable!(webhook_events -> apps (app_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    apps,
+    api_keys,
+    calls,
+    dialpad_connections,
+    dialpad_webhooks,
+    webhook_events,
+);

@@ -1,0 +1,16 @@
+//! The end-to-end suite: real servers, a real Postgres database per test, real signatures.
+
+mod api;
+mod ingest;
+mod lifecycle;
+mod migrations;
+mod worker;
+
+/// The outbound call lifecycle fixtures, in Dialpad's order.
+pub const OUTBOUND: [&str; 5] = [
+    "call_outbound_01_calling.json",
+    "call_outbound_02_connected.json",
+    "call_outbound_03_hangup.json",
+    "call_outbound_04_recording.json",
+    "call_outbound_05_recap_summary.json",
+];

@@ -1,0 +1,130 @@
+//! The worker: racing replicas, poison events.
+
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use e2e::{TestStack, fixture};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use db::schema::webhook_events;
+
+use crate::OUTBOUND;
+
+/// The outbound lifecycle re-keyed as call number `n` (a distinct leg).
+fn outbound_call(n: i64) -> Vec<Value> {
+    OUTBOUND
+        .iter()
+        .map(|name| {
+            let mut event = fixture(name);
+            let call_id = event["call_id"].as_i64().expect("call_id") + n * 8192;
+            event["call_id"] = json!(call_id);
+            event
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn two_workers_process_each_event_exactly_once() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("racing").await;
+    const CALLS: i64 = 40;
+    for n in 0..CALLS {
+        for event in outbound_call(n) {
+            assert_eq!(stack.post_event(&app, &event).await.status(), 200);
+        }
+    }
+
+    let shutdown = CancellationToken::new();
+    let mut handles = Vec::new();
+    for name in ["worker-a", "worker-b"] {
+        let mut settings = TestStack::worker_settings(&stack.db);
+        settings.worker_batch_size = 7;
+        settings.worker_poll_interval_ms = 20;
+        settings.worker_id = Some(name.into());
+        let worker = worker::Worker::build(settings)
+            .await
+            .expect("worker builds");
+        handles.push(tokio::spawn(worker.run_until_stopped(shutdown.clone())));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stack.events_by_status().await != vec![("done".to_owned(), CALLS * 5)] {
+        assert!(
+            Instant::now() < deadline,
+            "workers did not finish: {:?}",
+            stack.events_by_status().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    for handle in handles {
+        handle
+            .await
+            .expect("worker task")
+            .expect("worker stops cleanly");
+    }
+
+    // Every event was completed by exactly one attempt.
+    let mut conn = stack.db.connect().await;
+    let attempts: Vec<i32> = webhook_events::table
+        .select(webhook_events::attempts)
+        .load(&mut conn)
+        .await
+        .expect("attempts");
+    assert!(attempts.iter().all(|a| *a == 1), "attempts: {attempts:?}");
+
+    let (_, body) = stack.get_calls(&app.api_key, "?limit=200").await;
+    assert_eq!(body["total"], CALLS);
+    for call in body["calls"].as_array().expect("calls") {
+        assert_eq!(call["status"], "completed");
+        assert_eq!(call["event_count"], 5);
+        assert_eq!(call["ended_at"], "2026-11-19T16:04:24.160Z");
+    }
+}
+
+#[tokio::test]
+async fn a_poison_event_is_retried_then_dead_lettered_without_blocking_its_batch() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("poison").await;
+    let mut poison = fixture("call_outbound_01_calling.json");
+    poison["call_id"] = json!(1.5); // Ids are int64; a float id is refused.
+    assert_eq!(stack.post_event(&app, &poison).await.status(), 200);
+    stack.post_fixtures(&app, &OUTBOUND).await;
+
+    let first = stack.run_worker().await;
+    assert_eq!(
+        (first.done, first.failed),
+        (5, 1),
+        "neighbours applied in the same batch"
+    );
+    let (_, body) = stack.get_calls(&app.api_key, "").await;
+    assert_eq!(body["calls"][0]["status"], "completed");
+
+    // Retries come after a (test-short) backoff; after WORKER_MAX_ATTEMPTS (3) it is dead.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        stack.run_worker().await;
+        let statuses = stack.events_by_status().await;
+        if statuses.contains(&("dead".to_owned(), 1)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never dead-lettered: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut conn = stack.db.connect().await;
+    let (attempts, error): (i32, Option<String>) = webhook_events::table
+        .filter(webhook_events::status.eq("dead"))
+        .select((webhook_events::attempts, webhook_events::last_error))
+        .first(&mut conn)
+        .await
+        .expect("dead event");
+    assert_eq!(attempts, 3);
+    assert!(
+        error.is_some_and(|e| e.contains("int64")),
+        "the error is recorded"
+    );
+}

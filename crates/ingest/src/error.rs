@@ -1,0 +1,84 @@
+//! Ingest's error policy, in one place.
+//!
+//! - Bad input is a 4xx with `{"error": "<code>", "message": "..."}` and nothing is stored:
+//!   413 `payload_too_large`, 400 `malformed_token` / `invalid_payload`, 401
+//!   `unsupported_algorithm` / `invalid_signature` / `expired_token`, 404 `unknown_app`.
+//! - A database that stays unreachable for the whole retry budget is a 503 `unavailable` with
+//!   `Retry-After`, so Dialpad retries (it never retries a 4xx).
+//! - Anything else is an opaque 500 `internal`, logged once here with its cause.
+//!
+//! Messages never contain the token, the body or a secret.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::signature::VerifyError;
+
+/// Why a webhook was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the body exceeds {limit_bytes} bytes")]
+    PayloadTooLarge { limit_bytes: usize },
+    #[error("the request body could not be read")]
+    UnreadableBody,
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error("no app with this id")]
+    UnknownApp,
+    #[error("the database is unavailable; retry later")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl IngestError {
+    fn code(&self) -> &'static str {
+        match self {
+            IngestError::PayloadTooLarge { .. } => "payload_too_large",
+            IngestError::UnreadableBody => "unreadable_body",
+            IngestError::Verify(VerifyError::Malformed(_)) => "malformed_token",
+            IngestError::Verify(VerifyError::UnsupportedAlgorithm(_)) => "unsupported_algorithm",
+            IngestError::Verify(VerifyError::InvalidSignature) => "invalid_signature",
+            IngestError::Verify(VerifyError::Expired) => "expired_token",
+            IngestError::Verify(VerifyError::NotAnObject) => "invalid_payload",
+            IngestError::UnknownApp => "unknown_app",
+            IngestError::Unavailable => "unavailable",
+            IngestError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for IngestError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::UnreadableBody => StatusCode::BAD_REQUEST,
+            IngestError::Verify(VerifyError::Malformed(_) | VerifyError::NotAnObject) => {
+                StatusCode::BAD_REQUEST
+            }
+            IngestError::Verify(_) => StatusCode::UNAUTHORIZED,
+            IngestError::UnknownApp => StatusCode::NOT_FOUND,
+            IngestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if let IngestError::Internal(cause) = self {
+            tracing::error!(error = ?cause, "Webhook failed with an internal error.");
+        } else {
+            tracing::warn!(
+                error.code = self.code(),
+                status = status.as_u16(),
+                "Webhook refused: {self}"
+            );
+        }
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header(("Retry-After", "2"));
+        }
+        response.json(json!({ "error": self.code(), "message": self.to_string() }))
+    }
+}

@@ -1,0 +1,182 @@
+//! The route table and handlers.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use actix_web::web::{self, Bytes, BytesMut, Data, Path, ServiceConfig};
+use actix_web::{HttpRequest, HttpResponse};
+use chrono::DateTime;
+use futures_util::StreamExt;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use db::queue::{self, Enqueued, EventStatus, NewWebhookEvent};
+use db::{DbError, Pool};
+use domain::event::EventSummary;
+
+use crate::error::IngestError;
+use crate::secrets::SecretCache;
+use crate::signature;
+
+/// Largest accepted body: 1 MiB (a Dialpad event is a few KiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Shared handler state.
+#[derive(Debug)]
+pub(crate) struct IngestState {
+    pub(crate) pool: Pool,
+    pub(crate) unscoped_secret: SecretString,
+    pub(crate) secrets: SecretCache,
+    pub(crate) retry_budget: Duration,
+}
+
+/// The whole route table.
+pub(crate) fn configure(cfg: &mut ServiceConfig) {
+    cfg.route("/webhooks/dialpad", web::post().to(receive_unscoped))
+        .route(
+            "/webhooks/dialpad/{app_id}",
+            web::post().to(receive_for_app),
+        )
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+/// `POST /webhooks/dialpad/{app_id}`: verify with the app's secret, store for that app.
+#[tracing::instrument(skip_all, fields(app.id = %app_id))]
+async fn receive_for_app(
+    state: Data<IngestState>,
+    app_id: Path<String>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, IngestError> {
+    let app_id = Uuid::parse_str(&app_id).map_err(|_| IngestError::UnknownApp)?;
+    let body = read_body(&request, body).await?;
+    let secret = with_db_retry(state.retry_budget, || {
+        state.secrets.get(&state.pool, app_id)
+    })
+    .await?
+    .ok_or(IngestError::UnknownApp)?;
+    let event = signature::verify(&body, secret.expose_secret().as_bytes())?;
+    store(&state, Some(app_id), event).await
+}
+
+/// `POST /webhooks/dialpad`: verify with `DIALPAD_WEBHOOK_SECRET`; no tenant is known, so the
+/// event is stored as `unroutable` for operators, never dropped.
+#[tracing::instrument(skip_all)]
+async fn receive_unscoped(
+    state: Data<IngestState>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, IngestError> {
+    let body = read_body(&request, body).await?;
+    let event = signature::verify(&body, state.unscoped_secret.expose_secret().as_bytes())?;
+    store(&state, None, event).await
+}
+
+/// Commits the event, then answers `200 {"id", "duplicate"}`.
+async fn store(
+    state: &IngestState,
+    app_id: Option<Uuid>,
+    event: Map<String, Value>,
+) -> Result<HttpResponse, IngestError> {
+    let summary = EventSummary::of(&event);
+    let payload = Value::Object(event);
+    let new_event = NewWebhookEvent {
+        app_id,
+        kind: summary.kind.as_str(),
+        event_type: summary.event_type.as_deref(),
+        dialpad_id: summary.dialpad_id,
+        event_timestamp: summary
+            .event_timestamp_ms
+            .and_then(DateTime::from_timestamp_millis),
+        dedupe_key: &summary.dedupe_key,
+        payload: &payload,
+        status: match app_id {
+            Some(_) => EventStatus::Pending.as_str(),
+            None => EventStatus::Unroutable.as_str(),
+        },
+    };
+    let outcome = with_db_retry(state.retry_budget, || async {
+        let mut conn = state.pool.get().await?;
+        queue::enqueue(&mut conn, &new_event).await
+    })
+    .await?;
+    tracing::info!(
+        event.id = outcome.id(),
+        event.kind = summary.kind.as_str(),
+        event.duplicate = matches!(outcome, Enqueued::Duplicate(_)),
+        "Webhook stored."
+    );
+    Ok(HttpResponse::Ok().json(json!({
+        "id": outcome.id(),
+        "duplicate": matches!(outcome, Enqueued::Duplicate(_)),
+    })))
+}
+
+/// Reads the raw body whatever its Content-Type, refusing more than [`MAX_BODY_BYTES`].
+async fn read_body(request: &HttpRequest, mut body: web::Payload) -> Result<Bytes, IngestError> {
+    let too_large = IngestError::PayloadTooLarge {
+        limit_bytes: MAX_BODY_BYTES,
+    };
+    let declared = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return Err(too_large);
+    }
+    let mut buffer = BytesMut::with_capacity(declared.unwrap_or(4096).min(MAX_BODY_BYTES));
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| IngestError::UnreadableBody)?;
+        if buffer.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large);
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(buffer.freeze())
+}
+
+/// Runs `operation`, retrying with backoff while the database is unreachable, for at most
+/// `budget`; then answers 503 so Dialpad retries. Other database errors are not retried.
+async fn with_db_retry<T, F, Fut>(budget: Duration, mut operation: F) -> Result<T, IngestError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, DbError>>,
+{
+    let deadline = Instant::now() + budget;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match operation().await {
+            Ok(value) => return Ok(value),
+            Err(error) if error.is_unavailable() => {
+                if Instant::now() + pause >= deadline {
+                    tracing::error!(error = %error, "Database unavailable for the whole retry budget.");
+                    return Err(IngestError::Unavailable);
+                }
+                tracing::warn!(error = %error, "Database unavailable; retrying.");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            Err(error) => return Err(IngestError::Internal(error.into())),
+        }
+    }
+}
+
+/// `GET /healthz`: the process is up.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: the database answers.
+async fn readyz(state: Data<IngestState>) -> HttpResponse {
+    match db::ping(&state.pool).await {
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Err(error) => {
+            tracing::warn!(error = %error, "Readiness check failed.");
+            HttpResponse::ServiceUnavailable()
+                .json(json!({ "error": "unavailable", "message": "the database is unreachable" }))
+        }
+    }
+}

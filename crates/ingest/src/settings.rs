@@ -1,0 +1,69 @@
+//! Ingest settings.
+//!
+//! Env vars: `PORT` (default 8081), `HOST` (default `0.0.0.0`), `DIALPAD_WEBHOOK_SECRET`
+//! (required), `INGEST_DB_RETRY_BUDGET_MS` (default 3000), `APP_SECRET_CACHE_TTL_MS`
+//! (default 30000), plus the shared `DATABASE_*` and `LOG_FORMAT` (see `bootstrap::settings`).
+
+use std::time::Duration;
+
+use bootstrap::settings::DatabaseSettings;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Everything the ingest service is configured with.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub database: DatabaseSettings,
+    /// `HOST`: address to bind.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// `PORT`: port to bind; 0 picks a free one (tests).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// `DIALPAD_WEBHOOK_SECRET` (required): HS256 secret of the unscoped route
+    /// `POST /webhooks/dialpad`.
+    pub dialpad_webhook_secret: Option<SecretString>,
+    /// `INGEST_DB_RETRY_BUDGET_MS`: how long one request keeps retrying while the database is
+    /// unreachable before answering 503. Dialpad waits 5 s per delivery (FACTS §6.3), so stay
+    /// well below that.
+    #[serde(default = "default_retry_budget_ms")]
+    pub ingest_db_retry_budget_ms: u64,
+    /// `APP_SECRET_CACHE_TTL_MS`: how long an app's webhook secret is cached, milliseconds.
+    #[serde(default = "default_secret_cache_ttl_ms")]
+    pub app_secret_cache_ttl_ms: u64,
+}
+
+impl Settings {
+    /// Settings for tests and tools: everything default but the database and the secret.
+    pub fn new(database_url: &str, dialpad_webhook_secret: &str) -> Self {
+        Settings {
+            database: DatabaseSettings::for_url(database_url),
+            host: "127.0.0.1".into(),
+            port: 0,
+            dialpad_webhook_secret: Some(dialpad_webhook_secret.into()),
+            ingest_db_retry_budget_ms: default_retry_budget_ms(),
+            app_secret_cache_ttl_ms: default_secret_cache_ttl_ms(),
+        }
+    }
+
+    pub(crate) fn retry_budget(&self) -> Duration {
+        Duration::from_millis(self.ingest_db_retry_budget_ms)
+    }
+}
+
+fn default_host() -> String {
+    "0.0.0.0".into()
+}
+
+fn default_port() -> u16 {
+    8081
+}
+
+fn default_retry_budget_ms() -> u64 {
+    3_000
+}
+
+fn default_secret_cache_ttl_ms() -> u64 {
+    30_000
+}

@@ -1,0 +1,53 @@
+//! The wake-up channel: a dedicated connection that `LISTEN`s on the queue's channel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use db::queue;
+
+/// Listens until `shutdown`, waking the worker on every notification. Reconnects with backoff
+/// when the connection drops, and wakes the worker after each (re)connect, because
+/// notifications sent while disconnected are lost; the worker's poll covers any other gap.
+pub(crate) async fn listen(
+    database_url: SecretString,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        match queue::listen_connection(database_url.expose_secret()).await {
+            Ok(mut conn) => {
+                backoff = Duration::from_millis(100);
+                wake.notify_one();
+                let notifications = conn.notifications_stream();
+                let mut notifications = std::pin::pin!(notifications);
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        next = notifications.next() => match next {
+                            Some(Ok(_)) => wake.notify_one(),
+                            Some(Err(error)) => {
+                                tracing::warn!(error = %error, "Queue listener lost its connection.");
+                                break;
+                            }
+                            None => break,
+                        },
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "Queue listener cannot connect; polling meanwhile.")
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}

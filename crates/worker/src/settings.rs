@@ -1,0 +1,81 @@
+//! Worker settings.
+//!
+//! Env vars: `WORKER_POLL_INTERVAL_MS` (default 5000), `WORKER_BATCH_SIZE` (500),
+//! `WORKER_MAX_ATTEMPTS` (10), `WORKER_BACKOFF_BASE_MS` (1000), `WORKER_BACKOFF_MAX_MS`
+//! (3600000), `WORKER_ID` (default `<hostname>-<pid>`), plus the shared `DATABASE_*` and
+//! `LOG_FORMAT`.
+
+use std::time::Duration;
+
+use bootstrap::settings::DatabaseSettings;
+use serde::Deserialize;
+
+/// Everything the worker is configured with.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub database: DatabaseSettings,
+    /// `WORKER_POLL_INTERVAL_MS`: fallback poll period when no notification arrives.
+    #[serde(default = "default_poll_interval_ms")]
+    pub worker_poll_interval_ms: u64,
+    /// `WORKER_BATCH_SIZE`: most events claimed per transaction.
+    #[serde(default = "default_batch_size")]
+    pub worker_batch_size: u32,
+    /// `WORKER_MAX_ATTEMPTS`: failures after which an event is dead-lettered.
+    #[serde(default = "default_max_attempts")]
+    pub worker_max_attempts: u32,
+    /// `WORKER_BACKOFF_BASE_MS`: delay before the first retry (doubles per attempt, jittered).
+    #[serde(default = "default_backoff_base_ms")]
+    pub worker_backoff_base_ms: u64,
+    /// `WORKER_BACKOFF_MAX_MS`: longest delay between retries.
+    #[serde(default = "default_backoff_max_ms")]
+    pub worker_backoff_max_ms: u64,
+    /// `WORKER_ID`: name in logs; defaults to `<hostname>-<pid>`.
+    pub worker_id: Option<String>,
+}
+
+impl Settings {
+    /// Settings for tests and tools: everything default but the database.
+    pub fn new(database_url: &str) -> Self {
+        Settings {
+            database: DatabaseSettings::for_url(database_url),
+            worker_poll_interval_ms: default_poll_interval_ms(),
+            worker_batch_size: default_batch_size(),
+            worker_max_attempts: default_max_attempts(),
+            worker_backoff_base_ms: default_backoff_base_ms(),
+            worker_backoff_max_ms: default_backoff_max_ms(),
+            worker_id: None,
+        }
+    }
+
+    pub(crate) fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.worker_poll_interval_ms)
+    }
+
+    pub(crate) fn id(&self) -> String {
+        self.worker_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}
+
+fn default_poll_interval_ms() -> u64 {
+    5_000
+}
+
+fn default_batch_size() -> u32 {
+    500
+}
+
+fn default_max_attempts() -> u32 {
+    10
+}
+
+fn default_backoff_base_ms() -> u64 {
+    1_000
+}
+
+fn default_backoff_max_ms() -> u64 {
+    3_600_000
+}

@@ -1,0 +1,189 @@
+//! The worker loop: claim a batch, apply it, complete it, in one transaction; sleep until
+//! notified or the poll interval passes; stop between batches on shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use db::{DbError, Pool, queue};
+use domain::backoff::retry_delay;
+
+use crate::Settings;
+use crate::apply::{Outcome, Plan};
+use crate::listener;
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Events claimed.
+    pub claimed: usize,
+    /// Applied to domain tables.
+    pub done: usize,
+    /// Stored but not modelled.
+    pub ignored: usize,
+    /// Failed this attempt (retried later, or dead-lettered).
+    pub failed: usize,
+}
+
+/// A queue worker. Cheap to clone; clones share the pool.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pool: Pool,
+    database_url: SecretString,
+    settings: Settings,
+    id: String,
+}
+
+impl Worker {
+    /// Checks the schema is current and builds the pool.
+    ///
+    /// # Errors
+    /// `DATABASE_URL` missing, or migrations behind.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let database_url = settings.database.url()?.clone();
+        db::migrations::ensure_schema_current(database_url.expose_secret()).await?;
+        let pool =
+            db::connect_pool(database_url.expose_secret(), &settings.database.pool()).await?;
+        Ok(Worker {
+            pool,
+            database_url,
+            id: settings.id(),
+            settings,
+        })
+    }
+
+    /// Processes one batch: claims up to `WORKER_BATCH_SIZE` due events, applies them and
+    /// records each one's outcome, all in one transaction.
+    ///
+    /// # Errors
+    /// [`DbError`] when the transaction fails as a whole (nothing is committed; the events stay
+    /// pending and are claimed again).
+    pub async fn process_batch(&self) -> Result<BatchReport, DbError> {
+        let mut conn = self.pool.get().await?;
+        let settings = &self.settings;
+        conn.transaction(async |conn| {
+            let claimed = queue::claim_batch(conn, i64::from(settings.worker_batch_size)).await?;
+            if claimed.is_empty() {
+                return Ok(BatchReport::default());
+            }
+            let claimed_count = claimed.len();
+            let outcome = Plan::new(claimed).apply(conn).await?;
+            let report = BatchReport {
+                claimed: claimed_count,
+                done: outcome.done.len(),
+                ignored: outcome.ignored.values().map(Vec::len).sum(),
+                failed: outcome.failed.len(),
+            };
+            record_outcome(conn, settings, outcome).await?;
+            Ok::<_, DbError>(report)
+        })
+        .await
+    }
+
+    /// Processes batches until none is due; returns the total. Used by tests and tools.
+    ///
+    /// # Errors
+    /// As [`Worker::process_batch`].
+    pub async fn drain(&self) -> Result<BatchReport, DbError> {
+        let mut total = BatchReport::default();
+        loop {
+            let batch = self.process_batch().await?;
+            if batch.claimed == 0 {
+                return Ok(total);
+            }
+            total.claimed += batch.claimed;
+            total.done += batch.done;
+            total.ignored += batch.ignored;
+            total.failed += batch.failed;
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled, then finishes the batch in hand and returns.
+    ///
+    /// # Errors
+    /// Never for database trouble (it is logged and retried); only on a bug.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let wake = Arc::new(Notify::new());
+        let listener = tokio::spawn(listener::listen(
+            self.database_url.clone(),
+            Arc::clone(&wake),
+            shutdown.clone(),
+        ));
+        tracing::info!(worker.id = %self.id, "Worker started.");
+        let mut error_pause = Duration::from_millis(200);
+        while !shutdown.is_cancelled() {
+            let pause = match self.process_batch().await {
+                Ok(report) => {
+                    error_pause = Duration::from_millis(200);
+                    if report.claimed > 0 {
+                        tracing::info!(
+                            worker.id = %self.id,
+                            events.claimed = report.claimed,
+                            events.done = report.done,
+                            events.ignored = report.ignored,
+                            events.failed = report.failed,
+                            "Batch processed."
+                        );
+                    }
+                    if report.claimed == self.settings.worker_batch_size as usize {
+                        continue; // A full batch: more are probably waiting.
+                    }
+                    self.settings.poll_interval()
+                }
+                Err(error) => {
+                    tracing::warn!(worker.id = %self.id, error = %error, "Batch failed; will retry.");
+                    error_pause = (error_pause * 2).min(Duration::from_secs(5));
+                    error_pause
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        listener.await.context("Queue listener task failed")?;
+        tracing::info!(worker.id = %self.id, "Worker stopped.");
+        Ok(())
+    }
+}
+
+async fn record_outcome(
+    conn: &mut db::AsyncPgConnection,
+    settings: &Settings,
+    outcome: Outcome,
+) -> Result<(), DbError> {
+    queue::complete(conn, &outcome.done).await?;
+    for (reason, ids) in &outcome.ignored {
+        queue::ignore(conn, ids, reason).await?;
+    }
+    for (event, error) in outcome.failed {
+        let attempts = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
+        let retry_at = (attempts < settings.worker_max_attempts).then(|| {
+            let delay = retry_delay(
+                attempts,
+                Duration::from_millis(settings.worker_backoff_base_ms),
+                Duration::from_millis(settings.worker_backoff_max_ms),
+                rand::rng().random::<f64>(),
+            );
+            Utc::now() + delay
+        });
+        match retry_at {
+            Some(_) => {
+                tracing::warn!(event.id = event.id, event.attempts = attempts, error = %error, "Event failed; will retry.")
+            }
+            None => {
+                tracing::error!(event.id = event.id, event.attempts = attempts, error = %error, "Event failed for the last time; dead-lettered.")
+            }
+        }
+        queue::fail(conn, event.id, &error, retry_at).await?;
+    }
+    Ok(())
+}
