@@ -111,7 +111,9 @@ impl Application {
             () = shutdown => {}
         }
         tracing::info!("Api stopping: draining requests in flight.");
-        handle.stop(true).await;
-        server.await
+        // The stop command is sent at once; the server future must keep being polled for the
+        // stop to complete, so both are awaited together.
+        let ((), result) = tokio::join!(handle.stop(true), server);
+        result
     }
 }

@@ -1,5 +1,5 @@
-//! Migrations run only on request, are safe to run concurrently, and services refuse to start
-//! on a schema that is behind.
+//! Process life: migrations run only on request and are safe to run concurrently, services
+//! refuse to start on a schema that is behind or without a required setting, and stop when told.
 
 use e2e::{TestDatabase, UNSCOPED_SECRET};
 
@@ -54,4 +54,26 @@ async fn a_missing_required_setting_is_named() {
         .await
         .expect_err("refused");
     assert!(error.to_string().contains("INTERNAL_API_SECRET"), "{error}");
+}
+
+#[tokio::test]
+async fn servers_stop_when_told_to() {
+    let db = TestDatabase::migrated().await;
+    let ingest = ingest::Application::build(ingest::Settings::new(db.url(), UNSCOPED_SECRET))
+        .await
+        .expect("ingest starts");
+    let api = api::Application::build(api::Settings::new(db.url(), "secret"))
+        .await
+        .expect("api starts");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let ingest = tokio::spawn(ingest.run_until_stopped(stop.clone().cancelled_owned()));
+    let api = tokio::spawn(api.run_until_stopped(stop.clone().cancelled_owned()));
+    stop.cancel();
+    for server in [ingest, api] {
+        let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
+        assert!(
+            matches!(stopped, Ok(Ok(Ok(())))),
+            "a server did not stop cleanly"
+        );
+    }
 }

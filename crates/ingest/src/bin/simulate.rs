@@ -24,7 +24,8 @@ const USAGE: &str = "usage: simulate [--ingest-url URL] [--api-url URL] \
   --api-url          api base URL (env API_URL, default http://127.0.0.1:8080)
   --internal-secret  admin secret: create an app, replay, print GET /api/calls (env INTERNAL_API_SECRET)
   --app-id, --secret post to an existing app's route with its webhook secret
-  FILE.json          Dialpad event payloads (default: testdata/dialpad/call_outbound_0*.json)";
+  FILE.json          Dialpad event payloads (default: call_outbound_0*.json in $FIXTURES_DIR,
+                     else the repository's testdata/dialpad)";
 
 const DEFAULT_FILES: [&str; 5] = [
     "call_outbound_01_calling.json",
@@ -67,7 +68,10 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     if args.files.is_empty() {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/dialpad");
+        let dir = std::env::var_os("FIXTURES_DIR").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/dialpad"),
+            PathBuf::from,
+        );
         args.files = DEFAULT_FILES.iter().map(|f| dir.join(f)).collect();
     }
     Ok(args)

@@ -1,0 +1,79 @@
+//! The `worker` binary's command line: settings errors, `migrate`, refusing a schema that is
+//! behind, and a clean exit on SIGTERM. (ingest and api share this CLI through `bootstrap`.)
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use db::testing::TestDatabase;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+fn worker(database_url: Option<&str>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
+    command
+        .env_remove("DATABASE_URL")
+        .env_remove("CONFIG_FILE")
+        .env("RUST_LOG", "info");
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
+    }
+    command.kill_on_drop(true);
+    command
+}
+
+async fn run(mut command: Command) -> (bool, String) {
+    let output = command.output().await.expect("the binary runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn a_missing_setting_is_named() {
+    let (ok, output) = run(worker(None)).await;
+    assert!(!ok);
+    assert!(output.contains("DATABASE_URL is required"), "{output}");
+}
+
+#[tokio::test]
+async fn migrate_then_serve_then_stop_on_sigterm() {
+    let db = TestDatabase::empty().await;
+
+    let (ok, output) = run(worker(Some(db.url()))).await;
+    assert!(!ok, "refuses an unmigrated database");
+    assert!(output.contains("pending migration"), "{output}");
+
+    for _ in 0..2 {
+        let mut migrate = worker(Some(db.url()));
+        migrate.arg("migrate");
+        let (ok, output) = run(migrate).await;
+        assert!(ok, "{output}");
+    }
+
+    let mut serve = worker(Some(db.url()));
+    let mut child = serve.stdout(Stdio::piped()).spawn().expect("starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let started = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.expect("reads") {
+            if line.contains("Worker started") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(started, Ok(true), "the worker logs that it started");
+
+    let pid = child.id().expect("running").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("status");
+    assert!(status.success(), "exit 0 after SIGTERM, got {status}");
+}

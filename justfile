@@ -1,0 +1,37 @@
+# CTI server tasks. `just` lists them. Install just with `cargo install just --locked`.
+
+# Local Postgres for `migrate`, `run-*` and `demo` (override with DATABASE_URL).
+export DATABASE_URL := env_var_or_default("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cti")
+
+default:
+    @just --list
+
+# Build and run the whole stack (Postgres, migrate, ingest, worker, api) with Docker Compose.
+dev:
+    docker compose up --build
+
+# Run every test (needs Postgres on 127.0.0.1:5432, user postgres; see README).
+test:
+    cargo test --workspace
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Formatting check and clippy with warnings as errors, as CI runs them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Apply pending migrations to $DATABASE_URL (creating the database if it is missing).
+migrate:
+    scripts/ensure-database.sh
+    cargo run --quiet --bin worker -- migrate
+
+# Run the stack locally without Docker, replay a Dialpad call lifecycle, print GET /api/calls.
+demo:
+    scripts/demo.sh
+
+# Replay the call lifecycle against the Compose stack started by `just dev`.
+demo-compose:
+    docker compose run --rm migrate simulate --ingest-url http://ingest:8081 --api-url http://api:8080 --internal-secret "${INTERNAL_API_SECRET:-dev-internal-api-secret}"
