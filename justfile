@@ -35,3 +35,11 @@ demo:
 # Replay the call lifecycle against the Compose stack started by `just dev`.
 demo-compose:
     docker compose run --rm migrate simulate --ingest-url http://ingest:8081 --api-url http://api:8080 --internal-secret "${INTERNAL_API_SECRET:-dev-internal-api-secret}"
+
+# Ingest throughput and latency: distinct signed webhooks from 32 clients (release build).
+bench-ingest events="20000" concurrency="32":
+    cargo run --release --quiet -p e2e --bin bench -- ingest {{events}} {{concurrency}}
+
+# Worker drain rate: 100k realistic call events over 50 apps, one worker (release build).
+bench-worker events="100000" apps="50":
+    cargo run --release --quiet -p e2e --bin bench -- worker {{events}} {{apps}}

@@ -15,8 +15,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::DbError;
-use crate::queue::EventStatus;
-use crate::schema::{calls, webhook_events};
+use crate::schema::calls;
 
 /// A `calls` row.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -173,36 +172,40 @@ pub async fn lock_legs(conn: &mut AsyncPgConnection, call_ids: &[i64]) -> Result
 }
 
 /// An applied call event, as stored.
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = webhook_events)]
+#[derive(Debug, Clone, QueryableByName)]
 pub struct StoredCallEvent {
-    #[diesel(select_expression = webhook_events::app_id.assume_not_null())]
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
     pub app_id: Uuid,
-    #[diesel(select_expression = webhook_events::dialpad_id.assume_not_null())]
+    #[diesel(sql_type = BigInt)]
     pub dialpad_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
     pub dedupe_key: String,
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
     pub payload: Value,
 }
 
-/// Every applied (`done`) call event of the given legs. Filters on both arrays, so the caller
-/// matches `(app_id, call_id)` pairs itself.
+/// Every applied (`done`) call event of the given legs, `(app_id, call_id)` pairs.
+///
+/// One index probe per leg (`webhook_events_call_leg_idx`): the pairs are joined, not filtered
+/// as two independent lists, which would let the planner scan every event of the apps.
 ///
 /// # Errors
 /// [`DbError`] from the query.
 pub async fn applied_call_events(
     conn: &mut AsyncPgConnection,
-    app_ids: &[Uuid],
-    call_ids: &[i64],
+    legs: &[(Uuid, i64)],
 ) -> Result<Vec<StoredCallEvent>, DbError> {
-    use webhook_events::dsl as e;
-    Ok(webhook_events::table
-        .filter(e::kind.eq("call"))
-        .filter(e::app_id.eq_any(app_ids))
-        .filter(e::dialpad_id.eq_any(call_ids))
-        .filter(e::status.eq(EventStatus::Done.as_str()))
-        .select(StoredCallEvent::as_select())
-        .load(conn)
-        .await?)
+    let (app_ids, call_ids): (Vec<Uuid>, Vec<i64>) = legs.iter().copied().unzip();
+    Ok(diesel::sql_query(
+        "SELECT e.app_id, e.dialpad_id, e.dedupe_key, e.payload \
+         FROM unnest($1::uuid[], $2::bigint[]) AS leg (app_id, call_id) \
+         JOIN webhook_events e ON e.app_id = leg.app_id AND e.dialpad_id = leg.call_id \
+         WHERE e.kind = 'call' AND e.status = 'done'",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
+    .bind::<Array<BigInt>, _>(call_ids)
+    .load(conn)
+    .await?)
 }
 
 /// Inserts or replaces folded legs (one statement for the whole batch). Callers hold the legs'

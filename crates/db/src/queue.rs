@@ -10,9 +10,10 @@
 //!      └── unscoped route (no tenant) ─────────────────────────────────▶ unroutable
 //! ```
 //!
-//! - **Enqueue** ([`enqueue`]) is idempotent by constraint: `(app_id, dedupe_key)` is unique
-//!   (NULLs not distinct), so a redelivered event is stored once and reported as a duplicate.
-//!   An `AFTER INSERT` statement trigger sends `NOTIFY webhook_events` ([`NOTIFY_CHANNEL`]).
+//! - **Enqueue** ([`enqueue_many`]) is idempotent by constraint: `(app_id, dedupe_key)` is
+//!   unique (NULLs not distinct), so a redelivered event is stored once and reported as a
+//!   duplicate. Ingest batches concurrent webhooks into one insert (one commit). An
+//!   `AFTER INSERT` statement trigger sends `NOTIFY webhook_events` ([`NOTIFY_CHANNEL`]).
 //! - **Claim** ([`claim_batch`]) selects due pending events, oldest first, `FOR UPDATE SKIP
 //!   LOCKED`: concurrent workers take disjoint batches and never wait on each other.
 //! - **Apply and complete** happen in the claiming transaction ([`complete`], [`ignore`],
@@ -64,21 +65,21 @@ impl EventStatus {
 }
 
 /// A verified event to store.
-#[derive(Debug, Insertable)]
+#[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = webhook_events)]
-pub struct NewWebhookEvent<'a> {
+pub struct NewWebhookEvent {
     /// The tenant from the route; `None` on the unscoped route.
     pub app_id: Option<Uuid>,
-    pub kind: &'a str,
-    pub event_type: Option<&'a str>,
+    pub kind: &'static str,
+    pub event_type: Option<String>,
     pub dialpad_id: Option<i64>,
     pub event_timestamp: Option<DateTime<Utc>>,
-    pub dedupe_key: &'a str,
-    pub payload: &'a Value,
-    pub status: &'a str,
+    pub dedupe_key: String,
+    pub payload: Value,
+    pub status: &'static str,
 }
 
-/// The outcome of [`enqueue`].
+/// The outcome of storing one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
     /// A new row was committed with this id.
@@ -96,36 +97,68 @@ impl Enqueued {
     }
 }
 
-/// Stores an event unless the same one (same app, same dedupe key) is already stored.
+/// Stores events in one statement (one transaction, one commit, one `NOTIFY`), skipping any
+/// already stored (same app, same dedupe key). Returns one outcome per event, in order; an
+/// event repeated within `events` is `Stored` once and `Duplicate` after.
 ///
-/// Runs as its own statement: when it returns `Ok`, the row is committed.
+/// When it returns `Ok`, every row is committed.
 ///
 /// # Errors
 /// [`DbError::Unavailable`] when the database cannot be reached (safe to retry: the insert is
-/// idempotent); [`DbError::Query`] otherwise.
-pub async fn enqueue(
+/// idempotent); [`DbError::Query`] otherwise. Either way nothing was written.
+pub async fn enqueue_many(
     conn: &mut AsyncPgConnection,
-    event: &NewWebhookEvent<'_>,
-) -> Result<Enqueued, DbError> {
+    events: &[NewWebhookEvent],
+) -> Result<Vec<Enqueued>, DbError> {
+    use std::collections::HashMap;
     use webhook_events::dsl as e;
-    let inserted: Option<i64> = diesel::insert_into(webhook_events::table)
-        .values(event)
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let inserted: Vec<(i64, Option<Uuid>, String)> = diesel::insert_into(webhook_events::table)
+        .values(events)
         .on_conflict(on_constraint("webhook_events_dedupe_key"))
         .do_nothing()
-        .returning(e::id)
-        .get_result(conn)
-        .await
-        .optional()?;
-    if let Some(id) = inserted {
-        return Ok(Enqueued::Stored(id));
-    }
-    let existing = webhook_events::table
-        .filter(e::app_id.is_not_distinct_from(event.app_id))
-        .filter(e::dedupe_key.eq(event.dedupe_key))
-        .select(e::id)
-        .first(conn)
+        .returning((e::id, e::app_id, e::dedupe_key))
+        .get_results(conn)
         .await?;
-    Ok(Enqueued::Duplicate(existing))
+    let inserted: HashMap<(Option<Uuid>, &str), i64> = inserted
+        .iter()
+        .map(|(id, app, key)| ((*app, key.as_str()), *id))
+        .collect();
+
+    let missing: Vec<&str> = events
+        .iter()
+        .filter(|event| !inserted.contains_key(&(event.app_id, event.dedupe_key.as_str())))
+        .map(|event| event.dedupe_key.as_str())
+        .collect();
+    let existing: Vec<(i64, Option<Uuid>, String)> = if missing.is_empty() {
+        Vec::new()
+    } else {
+        webhook_events::table
+            .filter(e::dedupe_key.eq_any(&missing))
+            .select((e::id, e::app_id, e::dedupe_key))
+            .load(conn)
+            .await?
+    };
+    let existing: HashMap<(Option<Uuid>, &str), i64> = existing
+        .iter()
+        .map(|(id, app, key)| ((*app, key.as_str()), *id))
+        .collect();
+
+    let mut answered = std::collections::HashSet::new();
+    events
+        .iter()
+        .map(|event| {
+            let key = (event.app_id, event.dedupe_key.as_str());
+            match (inserted.get(&key), existing.get(&key)) {
+                (Some(id), _) if answered.insert(key) => Ok(Enqueued::Stored(*id)),
+                (Some(id), _) | (None, Some(id)) => Ok(Enqueued::Duplicate(*id)),
+                // Unreachable: a skipped row conflicts with a committed one, which is found.
+                (None, None) => Err(DbError::Query(diesel::result::Error::NotFound)),
+            }
+        })
+        .collect()
 }
 
 /// A claimed event, locked by the claiming transaction until it commits or rolls back.

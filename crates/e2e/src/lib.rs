@@ -9,7 +9,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use db::schema::webhook_events;
+mod proxy;
+
 pub use db::testing::TestDatabase;
+pub use proxy::CuttableProxy;
 
 /// The unscoped route's secret in tests (the fixtures' JWTs are signed with it).
 pub const UNSCOPED_SECRET: &str = "fixture-webhook-secret-7f3a9c";

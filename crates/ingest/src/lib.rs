@@ -6,6 +6,7 @@ mod secrets;
 pub mod settings;
 pub mod signature;
 mod startup;
+mod writer;
 
 pub use settings::Settings;
 pub use startup::Application;

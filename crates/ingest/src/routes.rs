@@ -11,13 +11,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use db::queue::{self, Enqueued, EventStatus, NewWebhookEvent};
+use db::queue::{Enqueued, EventStatus, NewWebhookEvent};
 use db::{DbError, Pool};
 use domain::event::EventSummary;
 
 use crate::error::IngestError;
 use crate::secrets::SecretCache;
 use crate::signature;
+use crate::writer::EventWriter;
 
 /// Largest accepted body: 1 MiB (a Dialpad event is a few KiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -28,6 +29,7 @@ pub(crate) struct IngestState {
     pub(crate) pool: Pool,
     pub(crate) unscoped_secret: SecretString,
     pub(crate) secrets: SecretCache,
+    pub(crate) writer: EventWriter,
     pub(crate) retry_budget: Duration,
 }
 
@@ -81,30 +83,27 @@ async fn store(
     event: Map<String, Value>,
 ) -> Result<HttpResponse, IngestError> {
     let summary = EventSummary::of(&event);
-    let payload = Value::Object(event);
+    let kind = summary.kind.as_str();
     let new_event = NewWebhookEvent {
         app_id,
-        kind: summary.kind.as_str(),
-        event_type: summary.event_type.as_deref(),
+        kind,
+        event_type: summary.event_type,
         dialpad_id: summary.dialpad_id,
         event_timestamp: summary
             .event_timestamp_ms
             .and_then(DateTime::from_timestamp_millis),
-        dedupe_key: &summary.dedupe_key,
-        payload: &payload,
+        dedupe_key: summary.dedupe_key,
+        payload: Value::Object(event),
         status: match app_id {
             Some(_) => EventStatus::Pending.as_str(),
             None => EventStatus::Unroutable.as_str(),
         },
     };
-    let outcome = with_db_retry(state.retry_budget, || async {
-        let mut conn = state.pool.get().await?;
-        queue::enqueue(&mut conn, &new_event).await
-    })
-    .await?;
+    let outcome =
+        with_db_retry(state.retry_budget, || state.writer.store(new_event.clone())).await?;
     tracing::info!(
         event.id = outcome.id(),
-        event.kind = summary.kind.as_str(),
+        event.kind = kind,
         event.duplicate = matches!(outcome, Enqueued::Duplicate(_)),
         "Webhook stored."
     );

@@ -11,6 +11,7 @@ use secrecy::ExposeSecret;
 use crate::Settings;
 use crate::routes::{self, IngestState};
 use crate::secrets::SecretCache;
+use crate::writer::EventWriter;
 
 /// A bound, not yet running, ingest server.
 pub struct Application {
@@ -41,6 +42,7 @@ impl Application {
         let pool =
             db::connect_pool(database_url.expose_secret(), &settings.database.pool()).await?;
         let state = Data::new(IngestState {
+            writer: EventWriter::start(pool.clone()),
             pool,
             unscoped_secret,
             secrets: SecretCache::new(std::time::Duration::from_millis(

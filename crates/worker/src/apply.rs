@@ -142,16 +142,15 @@ async fn write_legs(
     conn: &mut AsyncPgConnection,
     legs: &BTreeMap<LegKey, Vec<(EventRef, CallEvent)>>,
 ) -> Result<BTreeMap<LegKey, String>, DbError> {
-    let call_ids: Vec<i64> = legs.keys().map(|(_, call_id)| *call_id).collect();
-    let mut app_ids: Vec<Uuid> = legs.keys().map(|(app_id, _)| *app_id).collect();
-    app_ids.dedup();
+    let keys: Vec<LegKey> = legs.keys().copied().collect();
+    let call_ids: Vec<i64> = keys.iter().map(|(_, call_id)| *call_id).collect();
     calls::lock_legs(conn, &call_ids).await?;
 
     let mut events: BTreeMap<LegKey, Vec<CallEvent>> = legs
         .iter()
         .map(|(key, new)| (*key, new.iter().map(|(_, event)| event.clone()).collect()))
         .collect();
-    for stored in calls::applied_call_events(conn, &app_ids, &call_ids).await? {
+    for stored in calls::applied_call_events(conn, &keys).await? {
         let Some(leg) = events.get_mut(&(stored.app_id, stored.dialpad_id)) else {
             continue;
         };

@@ -249,3 +249,111 @@ async fn health_and_readiness() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_database_outage_is_retried_within_the_request_then_answered_503() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("outage").await;
+    let server = stack
+        .db
+        .url()
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(host, _)| host.to_owned());
+    let proxy = e2e::CuttableProxy::start(server.expect("host:port")).await;
+    let mut settings = ingest::Settings::new(&proxy.url_for(stack.db.url()), UNSCOPED_SECRET);
+    settings.ingest_db_retry_budget_ms = 2_000;
+    settings.database.database_connect_timeout_ms = 200;
+    let ingest = ingest::Application::build(settings)
+        .await
+        .expect("ingest starts");
+    let url = format!(
+        "http://127.0.0.1:{}/webhooks/dialpad/{}",
+        ingest.port(),
+        app.app_id
+    );
+    tokio::spawn(ingest.run_until_stopped(std::future::pending()));
+    let post = |event: Value| {
+        let request = stack
+            .http
+            .post(&url)
+            .body(sign(&event, &app.webhook_secret));
+        async move { request.send().await.expect("ingest answers") }
+    };
+    assert_eq!(
+        post(fixture("call_outbound_01_calling.json"))
+            .await
+            .status(),
+        200
+    );
+
+    // A short outage: the request keeps retrying and succeeds once the database is back.
+    proxy.cut();
+    let restore = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            proxy.restore();
+        })
+    };
+    let during = post(fixture("call_outbound_02_connected.json")).await;
+    assert_eq!(
+        during.status(),
+        200,
+        "answered only once committed, after the outage"
+    );
+    restore.await.expect("restored");
+
+    // An outage longer than the budget: 503 with Retry-After (Dialpad retries 5xx, never 4xx).
+    proxy.cut();
+    let response = post(fixture("call_outbound_03_hangup.json")).await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(error_code(response).await, (503, "unavailable".to_owned()));
+    proxy.restore();
+
+    // Dialpad's retry of the refused event then lands; nothing was lost or doubled.
+    assert_eq!(
+        post(fixture("call_outbound_03_hangup.json")).await.status(),
+        200
+    );
+    assert_eq!(stack.event_total().await, 3);
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_are_each_answered_after_commit_and_duplicates_share_one_row() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("burst").await;
+    let mut requests = Vec::new();
+    for n in 0..60_i64 {
+        let mut event = fixture("call_outbound_02_connected.json");
+        event["call_id"] = json!(7_189_235_590_594_560_i64 + n * 8192);
+        requests.push(event);
+    }
+    // Dialpad retrying one event while others arrive: ten copies in the same burst.
+    let repeated = fixture("call_outbound_03_hangup.json");
+    requests.extend(std::iter::repeat_n(repeated, 10));
+
+    let answers = futures_util::future::join_all(requests.iter().map(|event| async {
+        let response = stack.post_event(&app, event).await;
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.expect("JSON")
+    }))
+    .await;
+
+    assert_eq!(stack.event_total().await, 61);
+    let copies = &answers[60..];
+    assert!(
+        copies.iter().all(|a| a["id"] == copies[0]["id"]),
+        "one row for the copies"
+    );
+    let first_deliveries = copies.iter().filter(|a| a["duplicate"] == false).count();
+    assert_eq!(first_deliveries, 1, "exactly one copy is reported as new");
+    let mut ids: Vec<i64> = answers[..60]
+        .iter()
+        .map(|a| a["id"].as_i64().expect("id"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 60, "distinct events get distinct rows");
+}

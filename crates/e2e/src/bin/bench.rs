@@ -1,0 +1,227 @@
+//! Benchmarks against a real Postgres (a fresh database per run), reported as medians.
+//!
+//! - `bench ingest [EVENTS] [CONCURRENCY]`: distinct signed call events POSTed to an in-process
+//!   ingest server by CONCURRENCY keep-alive clients; webhooks/s and latency p50/p99 (each 200
+//!   means the row was committed).
+//! - `bench worker [EVENTS] [APPS]`: the queue pre-filled with realistic call events (the outbound
+//!   lifecycle, 5 events per call) over APPS tenants, then drained by one in-process worker;
+//!   events/s.
+//!
+//! Run with `just bench-ingest` / `just bench-worker` (release build). Three runs each.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::DateTime;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use db::apps::{App, NewApp};
+use db::queue::{EventStatus, NewWebhookEvent};
+use domain::event::EventSummary;
+use e2e::{TestDatabase, UNSCOPED_SECRET, fixture, sign};
+
+const RUNS: usize = 3;
+const LIFECYCLE: [&str; 5] = [
+    "call_outbound_01_calling.json",
+    "call_outbound_02_connected.json",
+    "call_outbound_03_hangup.json",
+    "call_outbound_04_recording.json",
+    "call_outbound_05_recap_summary.json",
+];
+
+/// `events` distinct call events: the outbound lifecycle re-keyed per call.
+fn call_events(events: usize) -> Vec<Value> {
+    let lifecycle: Vec<Value> = LIFECYCLE.iter().map(|name| fixture(name)).collect();
+    (0..events)
+        .map(|i| {
+            let mut event = lifecycle[i % lifecycle.len()].clone();
+            let call = i64::try_from(i / lifecycle.len()).unwrap_or_default();
+            let call_id = event["call_id"].as_i64().unwrap_or_default() + call * 8192;
+            event["call_id"] = json!(call_id);
+            event
+        })
+        .collect()
+}
+
+async fn new_app(db: &TestDatabase, secret: &str) -> anyhow::Result<Uuid> {
+    let mut conn = db.connect().await;
+    let key_id = Uuid::new_v4().simple().to_string();
+    let app = App::create_with_key(
+        &mut conn,
+        &NewApp {
+            name: "bench",
+            webhook_secret: secret,
+        },
+        &key_id,
+        "x",
+    )
+    .await?;
+    Ok(app.id)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((sorted.len() as f64) * p).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+async fn bench_ingest(events: usize, concurrency: usize) -> anyhow::Result<()> {
+    let bodies: Arc<Vec<String>> = Arc::new(
+        call_events(events)
+            .iter()
+            .map(|e| sign(e, UNSCOPED_SECRET))
+            .collect(),
+    );
+    let (mut rates, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=RUNS {
+        let db = TestDatabase::migrated().await;
+        let app_id = new_app(&db, UNSCOPED_SECRET).await?;
+        let mut settings = ingest::Settings::new(db.url(), UNSCOPED_SECRET);
+        settings.database.database_pool_size = 16;
+        let server = ingest::Application::build(settings).await?;
+        let url = Arc::new(format!(
+            "http://127.0.0.1:{}/webhooks/dialpad/{app_id}",
+            server.port()
+        ));
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(server.run_until_stopped(stop.clone().cancelled_owned()));
+
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .build()?;
+        let next = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let clients: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (http, url, next, bodies) = (
+                    http.clone(),
+                    Arc::clone(&url),
+                    Arc::clone(&next),
+                    Arc::clone(&bodies),
+                );
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(body) = bodies.get(i) else {
+                            return Ok::<_, anyhow::Error>(latencies);
+                        };
+                        let sent = Instant::now();
+                        let response = http.post(url.as_str()).body(body.clone()).send().await?;
+                        anyhow::ensure!(
+                            response.status() == 200,
+                            "ingest answered {}",
+                            response.status()
+                        );
+                        latencies.push(sent.elapsed());
+                    }
+                })
+            })
+            .collect();
+        let mut latencies = Vec::with_capacity(events);
+        for client in clients {
+            latencies.extend(client.await??);
+        }
+        let elapsed = started.elapsed();
+        stop.cancel();
+        latencies.sort();
+        let rate = events as f64 / elapsed.as_secs_f64();
+        let (p50, p99) = (percentile(&latencies, 0.50), percentile(&latencies, 0.99));
+        println!(
+            "ingest run {run}: {events} webhooks, {concurrency} clients: {rate:.0}/s, p50 {p50:.2?}, p99 {p99:.2?}"
+        );
+        rates.push(rate);
+        p50s.push(p50.as_secs_f64() * 1e3);
+        p99s.push(p99.as_secs_f64() * 1e3);
+    }
+    println!(
+        "ingest median of {RUNS}: {:.0} webhooks/s, p50 {:.2} ms, p99 {:.2} ms",
+        median(rates),
+        median(p50s),
+        median(p99s)
+    );
+    Ok(())
+}
+
+async fn fill_queue(db: &TestDatabase, events: usize, apps: usize) -> anyhow::Result<()> {
+    let mut app_ids = Vec::with_capacity(apps);
+    for _ in 0..apps {
+        app_ids.push(new_app(db, "bench-secret").await?);
+    }
+    let payloads = call_events(events);
+    use diesel_async::RunQueryDsl;
+    let mut conn = db.connect().await;
+    let rows: Vec<NewWebhookEvent> = payloads
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| {
+            let summary = EventSummary::of(payload.as_object().expect("object"));
+            NewWebhookEvent {
+                // All events of one call go to one app.
+                app_id: Some(app_ids[(i / LIFECYCLE.len()) % apps]),
+                kind: summary.kind.as_str(),
+                event_type: summary.event_type,
+                dialpad_id: summary.dialpad_id,
+                event_timestamp: summary
+                    .event_timestamp_ms
+                    .and_then(DateTime::from_timestamp_millis),
+                dedupe_key: summary.dedupe_key,
+                payload,
+                status: EventStatus::Pending.as_str(),
+            }
+        })
+        .collect();
+    for chunk in rows.chunks(2_000) {
+        diesel::insert_into(db::schema::webhook_events::table)
+            .values(chunk)
+            .execute(&mut conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn bench_worker(events: usize, apps: usize) -> anyhow::Result<()> {
+    let mut rates = Vec::new();
+    for run in 1..=RUNS {
+        let db = TestDatabase::migrated().await;
+        fill_queue(&db, events, apps).await?;
+        let worker = worker::Worker::build(worker::Settings::new(db.url())).await?;
+        let started = Instant::now();
+        let report = worker.drain().await?;
+        let elapsed = started.elapsed();
+        anyhow::ensure!(report.done == events, "drained {report:?}");
+        let rate = events as f64 / elapsed.as_secs_f64();
+        println!(
+            "worker run {run}: {events} events over {apps} apps drained in {elapsed:.2?}: {rate:.0} events/s"
+        );
+        rates.push(rate);
+    }
+    println!(
+        "worker median of {RUNS}: {:.0} events/s (one worker, batch 500)",
+        median(rates)
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let number = |i: usize, default: usize| -> anyhow::Result<usize> {
+        args.get(i)
+            .map_or(Ok(default), |s| s.parse().context("numbers only"))
+    };
+    match args.first().map(String::as_str) {
+        Some("ingest") => bench_ingest(number(1, 20_000)?, number(2, 32)?).await,
+        Some("worker") => bench_worker(number(1, 100_000)?, number(2, 50)?).await,
+        _ => anyhow::bail!(
+            "usage: bench ingest [EVENTS] [CONCURRENCY] | bench worker [EVENTS] [APPS]"
+        ),
+    }
+}
