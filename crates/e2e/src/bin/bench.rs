@@ -1,6 +1,6 @@
 //! Benchmarks against a real Postgres (a fresh database per run), reported as medians.
 //!
-//! - `bench ingest [EVENTS] [CONCURRENCY]`: distinct signed call events POSTed to an in-process
+//! - `bench ingest [EVENTS] [CONCURRENCY]`: distinct signed call events posted to an in-process
 //!   ingest server by CONCURRENCY keep-alive clients; webhooks/s and latency p50/p99 (each 200
 //!   means the row was committed).
 //! - `bench worker [EVENTS] [APPS]`: the queue pre-filled with realistic call events (the outbound
