@@ -110,6 +110,38 @@ pub fn dedupe_key(payload: &Map<String, Value>) -> String {
     hex::encode(Sha256::digest(&canonical))
 }
 
+/// Replaces U+0000 in every string and key with U+FFFD; returns whether anything changed.
+///
+/// Postgres `jsonb` cannot store U+0000 ("unsupported Unicode escape sequence"), so an event
+/// carrying one would be refused on every delivery and lost. The character has no meaning in
+/// Dialpad's data; the dedupe key is computed before this, from the event as signed.
+pub fn replace_nul_characters(value: &mut Value) -> bool {
+    const REPLACEMENT: &str = "\u{FFFD}";
+    match value {
+        Value::String(text) if text.contains('\0') => {
+            *text = text.replace('\0', REPLACEMENT);
+            true
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |changed, item| {
+            replace_nul_characters(item) | changed
+        }),
+        Value::Object(map) => {
+            let mut changed = false;
+            if map.keys().any(|key| key.contains('\0')) {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(key, item)| (key.replace('\0', REPLACEMENT), item))
+                    .collect();
+                changed = true;
+            }
+            map.values_mut().fold(changed, |changed, item| {
+                replace_nul_characters(item) | changed
+            })
+        }
+        _ => false,
+    }
+}
+
 fn write_canonical(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Object(map) => {
@@ -176,6 +208,17 @@ mod tests {
         assert_eq!(summary.event_type.as_deref(), Some("hangup"));
         assert_eq!(summary.dialpad_id, Some(9_007_199_254_740_993));
         assert_eq!(summary.event_timestamp_ms, Some(1_795_115_471_700));
+    }
+
+    #[test]
+    fn nul_characters_are_replaced_everywhere() {
+        let mut value = json!({"a\u{0}": ["x\u{0}y", {"n": "\u{0}"}], "ok": "plain", "n": 1});
+        assert!(replace_nul_characters(&mut value));
+        assert_eq!(
+            value,
+            json!({"a\u{FFFD}": ["x\u{FFFD}y", {"n": "\u{FFFD}"}], "ok": "plain", "n": 1})
+        );
+        assert!(!replace_nul_characters(&mut value));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use db::queue::{Enqueued, EventStatus, NewWebhookEvent};
 use db::{DbError, Pool};
-use domain::event::EventSummary;
+use domain::event::{EventSummary, replace_nul_characters};
 
 use crate::error::IngestError;
 use crate::secrets::SecretCache;
@@ -84,6 +84,12 @@ async fn store(
 ) -> Result<HttpResponse, IngestError> {
     let summary = EventSummary::of(&event);
     let kind = summary.kind.as_str();
+    let mut payload = Value::Object(event);
+    if replace_nul_characters(&mut payload) {
+        tracing::warn!(
+            "Webhook carried U+0000, which Postgres jsonb cannot store; replaced by U+FFFD."
+        );
+    }
     let new_event = NewWebhookEvent {
         app_id,
         kind,
@@ -93,7 +99,7 @@ async fn store(
             .event_timestamp_ms
             .and_then(DateTime::from_timestamp_millis),
         dedupe_key: summary.dedupe_key,
-        payload: Value::Object(event),
+        payload,
         status: match app_id {
             Some(_) => EventStatus::Pending.as_str(),
             None => EventStatus::Unroutable.as_str(),
@@ -101,7 +107,7 @@ async fn store(
     };
     let outcome =
         with_db_retry(state.retry_budget, || state.writer.store(new_event.clone())).await?;
-    tracing::info!(
+    tracing::debug!(
         event.id = outcome.id(),
         event.kind = kind,
         event.duplicate = matches!(outcome, Enqueued::Duplicate(_)),

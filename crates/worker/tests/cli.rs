@@ -77,3 +77,31 @@ async fn migrate_then_serve_then_stop_on_sigterm() {
         .expect("status");
     assert!(status.success(), "exit 0 after SIGTERM, got {status}");
 }
+
+#[tokio::test]
+async fn settings_come_from_the_config_file_and_the_environment_wins() {
+    let db = TestDatabase::empty().await;
+    let dir = std::env::temp_dir().join(format!("cti-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("worker.toml");
+    std::fs::write(
+        &file,
+        format!("database_url = \"{}\"\nworker_batch_size = 7\n", db.url()),
+    )
+    .expect("write");
+
+    // The file supplies DATABASE_URL: the worker reaches the (unmigrated) database.
+    let mut from_file = worker(None);
+    from_file.env("CONFIG_FILE", &file);
+    let (ok, output) = run(from_file).await;
+    assert!(!ok && output.contains("pending migration"), "{output}");
+
+    // The environment overrides the file: a bad value there is reported by name.
+    let mut overridden = worker(None);
+    overridden
+        .env("CONFIG_FILE", &file)
+        .env("WORKER_BATCH_SIZE", "many");
+    let (ok, output) = run(overridden).await;
+    assert!(!ok && output.contains("worker_batch_size"), "{output}");
+    std::fs::remove_dir_all(&dir).ok();
+}

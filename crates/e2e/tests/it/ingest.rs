@@ -357,3 +357,28 @@ async fn concurrent_deliveries_are_each_answered_after_commit_and_duplicates_sha
     ids.dedup();
     assert_eq!(ids.len(), 60, "distinct events get distinct rows");
 }
+
+#[tokio::test]
+async fn an_event_with_a_nul_character_is_stored_not_lost() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("nul").await;
+    let mut event = fixture("call_edge_03_unicode_names.json");
+    event["contact"]["name"] = json!("Zoë\u{0}Øster");
+    let response = stack.post_event(&app, &event).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "Postgres jsonb cannot hold U+0000; ingest must still store the event"
+    );
+    // The redelivery is still recognised as the same event.
+    let again: Value = stack
+        .post_event(&app, &event)
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(again["duplicate"], true);
+    stack.run_worker().await;
+    let (_, body) = stack.get_calls(&app.api_key, "").await;
+    assert_eq!(body["calls"][0]["contact"]["name"], "Zoë\u{FFFD}Øster");
+}

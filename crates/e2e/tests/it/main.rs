@@ -4,6 +4,7 @@ mod api;
 mod ingest;
 mod lifecycle;
 mod migrations;
+mod schema;
 mod worker;
 
 /// The outbound call lifecycle fixtures, in Dialpad's order.

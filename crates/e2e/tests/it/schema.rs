@@ -1,0 +1,94 @@
+//! `db::schema` (hand-maintained diesel tables) must name exactly the columns, in order, that the
+//! migrations create. (Types and nullability are checked by every query the suite runs.)
+
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use e2e::TestDatabase;
+
+use db::schema::{api_keys, apps, calls, dialpad_connections, dialpad_webhooks, webhook_events};
+
+/// Column names as diesel renders `SELECT table.*`.
+fn diesel_columns(select_all: String) -> Vec<String> {
+    let columns = select_all
+        .trim_start_matches("SELECT ")
+        .split(" FROM ")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    columns
+        .split(", ")
+        .map(|column| {
+            column
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .trim_matches('"')
+                .to_owned()
+        })
+        .collect()
+}
+
+#[derive(QueryableByName)]
+struct ColumnInfo {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    column_name: String,
+}
+
+#[tokio::test]
+async fn schema_rs_matches_the_migrations() {
+    let db = TestDatabase::migrated().await;
+    let mut conn = db.connect().await;
+    let tables = [
+        (
+            "apps",
+            diesel::debug_query::<Pg, _>(&apps::table.select(apps::all_columns)).to_string(),
+        ),
+        (
+            "api_keys",
+            diesel::debug_query::<Pg, _>(&api_keys::table.select(api_keys::all_columns))
+                .to_string(),
+        ),
+        (
+            "webhook_events",
+            diesel::debug_query::<Pg, _>(
+                &webhook_events::table.select(webhook_events::all_columns),
+            )
+            .to_string(),
+        ),
+        (
+            "calls",
+            diesel::debug_query::<Pg, _>(&calls::table.select(calls::all_columns)).to_string(),
+        ),
+        (
+            "dialpad_connections",
+            diesel::debug_query::<Pg, _>(
+                &dialpad_connections::table.select(dialpad_connections::all_columns),
+            )
+            .to_string(),
+        ),
+        (
+            "dialpad_webhooks",
+            diesel::debug_query::<Pg, _>(
+                &dialpad_webhooks::table.select(dialpad_webhooks::all_columns),
+            )
+            .to_string(),
+        ),
+    ];
+    for (table, select_all) in tables {
+        let in_database: Vec<ColumnInfo> = diesel::sql_query(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
+        )
+        .bind::<diesel::sql_types::Text, _>(table)
+        .load(&mut conn)
+        .await
+        .expect("information_schema is readable");
+        let names: Vec<String> = in_database.iter().map(|c| c.column_name.clone()).collect();
+        assert_eq!(
+            diesel_columns(select_all.clone()),
+            names,
+            "columns of {table}"
+        );
+    }
+}
