@@ -8,4 +8,4 @@ pub mod settings;
 mod startup;
 
 pub use settings::Settings;
-pub use startup::Application;
+pub use startup::{Application, build};

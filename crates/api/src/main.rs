@@ -1,5 +1,5 @@
 use anyhow::Context;
-use api::{Application, Settings};
+use api::Settings;
 use bootstrap::cli::Command;
 
 #[tokio::main]
@@ -11,7 +11,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => bootstrap::cli::migrate(settings.database.url()?).await,
         Command::Serve => {
             let shutdown = bootstrap::shutdown::on_signal();
-            let app = Application::build(settings)
+            let app = api::build(settings)
                 .await
                 .context("Failed to start the api")?;
             tracing::info!(port = app.port(), "Api listening.");

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod cli;
+pub mod http;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -30,6 +30,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
+use domain::event::{EventSummary, replace_nul_characters};
+
 use crate::DbError;
 use crate::schema::webhook_events;
 
@@ -77,6 +79,35 @@ pub struct NewWebhookEvent {
     pub dedupe_key: String,
     pub payload: Value,
     pub status: &'static str,
+}
+
+impl NewWebhookEvent {
+    /// The row for a verified Dialpad event received for `app_id` (`None`: the unscoped route,
+    /// stored as [`EventStatus::Unroutable`]). Kind, type, Dialpad id, time and dedupe key are
+    /// read from the payload (`domain::event::EventSummary`); U+0000, which `jsonb` cannot hold,
+    /// is replaced (`domain::event::replace_nul_characters`) after the dedupe key is taken.
+    pub fn from_verified(app_id: Option<Uuid>, event: serde_json::Map<String, Value>) -> Self {
+        let summary = EventSummary::of(&event);
+        let mut payload = Value::Object(event);
+        if replace_nul_characters(&mut payload) {
+            tracing::warn!("Event carried U+0000, which jsonb cannot store; replaced by U+FFFD.");
+        }
+        NewWebhookEvent {
+            app_id,
+            kind: summary.kind.as_str(),
+            event_type: summary.event_type,
+            dialpad_id: summary.dialpad_id,
+            event_timestamp: summary
+                .event_timestamp_ms
+                .and_then(DateTime::from_timestamp_millis),
+            dedupe_key: summary.dedupe_key,
+            payload,
+            status: match app_id {
+                Some(_) => EventStatus::Pending.as_str(),
+                None => EventStatus::Unroutable.as_str(),
+            },
+        }
+    }
 }
 
 /// The outcome of storing one event.

@@ -64,13 +64,13 @@ impl TestStack {
         let db = TestDatabase::migrated().await;
         let shutdown = CancellationToken::new();
 
-        let ingest = ingest::Application::build(ingest::Settings::new(db.url(), UNSCOPED_SECRET))
+        let ingest = ingest::build(ingest::Settings::new(db.url(), UNSCOPED_SECRET))
             .await
             .expect("ingest starts");
         let ingest_url = format!("http://127.0.0.1:{}", ingest.port());
         tokio::spawn(ingest.run_until_stopped(shutdown.clone().cancelled_owned()));
 
-        let api = api::Application::build(api::Settings::new(db.url(), INTERNAL_SECRET))
+        let api = api::build(api::Settings::new(db.url(), INTERNAL_SECRET))
             .await
             .expect("api starts");
         let api_url = format!("http://127.0.0.1:{}", api.port());

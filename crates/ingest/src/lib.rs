@@ -9,4 +9,4 @@ mod startup;
 mod writer;
 
 pub use settings::Settings;
-pub use startup::Application;
+pub use startup::{Application, build};

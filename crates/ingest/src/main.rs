@@ -1,6 +1,6 @@
 use anyhow::Context;
 use bootstrap::cli::Command;
-use ingest::{Application, Settings};
+use ingest::Settings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -11,7 +11,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => bootstrap::cli::migrate(settings.database.url()?).await,
         Command::Serve => {
             let shutdown = bootstrap::shutdown::on_signal();
-            let app = Application::build(settings)
+            let app = ingest::build(settings)
                 .await
                 .context("Failed to start ingest")?;
             tracing::info!(port = app.port(), "Ingest listening.");

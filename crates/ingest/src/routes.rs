@@ -5,15 +5,13 @@ use std::time::{Duration, Instant};
 
 use actix_web::web::{self, Bytes, BytesMut, Data, Path, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
-use chrono::DateTime;
 use futures_util::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use db::queue::{Enqueued, EventStatus, NewWebhookEvent};
+use db::queue::{Enqueued, NewWebhookEvent};
 use db::{DbError, Pool};
-use domain::event::{EventSummary, replace_nul_characters};
 
 use crate::error::IngestError;
 use crate::secrets::SecretCache;
@@ -39,9 +37,7 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
         .route(
             "/webhooks/dialpad/{app_id}",
             web::post().to(receive_for_app),
-        )
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+        );
 }
 
 /// `POST /webhooks/dialpad/{app_id}`: verify with the app's secret, store for that app.
@@ -82,29 +78,8 @@ async fn store(
     app_id: Option<Uuid>,
     event: Map<String, Value>,
 ) -> Result<HttpResponse, IngestError> {
-    let summary = EventSummary::of(&event);
-    let kind = summary.kind.as_str();
-    let mut payload = Value::Object(event);
-    if replace_nul_characters(&mut payload) {
-        tracing::warn!(
-            "Webhook carried U+0000, which Postgres jsonb cannot store; replaced by U+FFFD."
-        );
-    }
-    let new_event = NewWebhookEvent {
-        app_id,
-        kind,
-        event_type: summary.event_type,
-        dialpad_id: summary.dialpad_id,
-        event_timestamp: summary
-            .event_timestamp_ms
-            .and_then(DateTime::from_timestamp_millis),
-        dedupe_key: summary.dedupe_key,
-        payload,
-        status: match app_id {
-            Some(_) => EventStatus::Pending.as_str(),
-            None => EventStatus::Unroutable.as_str(),
-        },
-    };
+    let new_event = NewWebhookEvent::from_verified(app_id, event);
+    let kind = new_event.kind;
     let outcome =
         with_db_retry(state.retry_budget, || state.writer.store(new_event.clone())).await?;
     tracing::debug!(
@@ -165,23 +140,6 @@ where
                 pause = (pause * 2).min(Duration::from_millis(500));
             }
             Err(error) => return Err(IngestError::Internal(error.into())),
-        }
-    }
-}
-
-/// `GET /healthz`: the process is up.
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
-}
-
-/// `GET /readyz`: the database answers.
-async fn readyz(state: Data<IngestState>) -> HttpResponse {
-    match db::ping(&state.pool).await {
-        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
-        Err(error) => {
-            tracing::warn!(error = %error, "Readiness check failed.");
-            HttpResponse::ServiceUnavailable()
-                .json(json!({ "error": "unavailable", "message": "the database is unreachable" }))
         }
     }
 }

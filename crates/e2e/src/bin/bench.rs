@@ -14,13 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::DateTime;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use db::apps::{App, NewApp};
-use db::queue::{EventStatus, NewWebhookEvent};
-use domain::event::EventSummary;
+use db::queue::NewWebhookEvent;
 use e2e::{TestDatabase, UNSCOPED_SECRET, fixture, sign};
 
 const RUNS: usize = 3;
@@ -85,7 +83,7 @@ async fn bench_ingest(events: usize, concurrency: usize) -> anyhow::Result<()> {
         let app_id = new_app(&db, UNSCOPED_SECRET).await?;
         let mut settings = ingest::Settings::new(db.url(), UNSCOPED_SECRET);
         settings.database.database_pool_size = 16;
-        let server = ingest::Application::build(settings).await?;
+        let server = ingest::build(settings).await?;
         let url = Arc::new(format!(
             "http://127.0.0.1:{}/webhooks/dialpad/{app_id}",
             server.port()
@@ -162,20 +160,12 @@ async fn fill_queue(db: &TestDatabase, events: usize, apps: usize) -> anyhow::Re
         .into_iter()
         .enumerate()
         .map(|(i, payload)| {
-            let summary = EventSummary::of(payload.as_object().expect("object"));
-            NewWebhookEvent {
-                // All events of one call go to one app.
-                app_id: Some(app_ids[(i / LIFECYCLE.len()) % apps]),
-                kind: summary.kind.as_str(),
-                event_type: summary.event_type,
-                dialpad_id: summary.dialpad_id,
-                event_timestamp: summary
-                    .event_timestamp_ms
-                    .and_then(DateTime::from_timestamp_millis),
-                dedupe_key: summary.dedupe_key,
-                payload,
-                status: EventStatus::Pending.as_str(),
-            }
+            // All events of one call go to one app.
+            let app_id = app_ids[(i / LIFECYCLE.len()) % apps];
+            let Value::Object(event) = payload else {
+                unreachable!("fixtures are objects")
+            };
+            NewWebhookEvent::from_verified(Some(app_id), event)
         })
         .collect();
     for chunk in rows.chunks(2_000) {

@@ -264,9 +264,7 @@ async fn a_database_outage_is_retried_within_the_request_then_answered_503() {
     let mut settings = ingest::Settings::new(&proxy.url_for(stack.db.url()), UNSCOPED_SECRET);
     settings.ingest_db_retry_budget_ms = 2_000;
     settings.database.database_connect_timeout_ms = 200;
-    let ingest = ingest::Application::build(settings)
-        .await
-        .expect("ingest starts");
+    let ingest = ingest::build(settings).await.expect("ingest starts");
     let url = format!(
         "http://127.0.0.1:{}/webhooks/dialpad/{}",
         ingest.port(),

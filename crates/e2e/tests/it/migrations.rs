@@ -6,7 +6,7 @@ use e2e::{TestDatabase, UNSCOPED_SECRET};
 #[tokio::test]
 async fn services_refuse_to_start_until_migrated() {
     let db = TestDatabase::empty().await;
-    let error = ingest::Application::build(ingest::Settings::new(db.url(), UNSCOPED_SECRET))
+    let error = ingest::build(ingest::Settings::new(db.url(), UNSCOPED_SECRET))
         .await
         .expect_err("an unmigrated database is refused");
     let message = format!("{error:#}");
@@ -31,7 +31,7 @@ async fn services_refuse_to_start_until_migrated() {
         "the one migration is applied by exactly one run"
     );
 
-    let api = api::Application::build(api::Settings::new(db.url(), "secret")).await;
+    let api = api::build(api::Settings::new(db.url(), "secret")).await;
     assert!(api.is_ok(), "starts once migrated");
 }
 
@@ -40,9 +40,7 @@ async fn a_missing_required_setting_is_named() {
     let db = TestDatabase::migrated().await;
     let mut settings = ingest::Settings::new(db.url(), UNSCOPED_SECRET);
     settings.dialpad_webhook_secret = None;
-    let error = ingest::Application::build(settings)
-        .await
-        .expect_err("refused");
+    let error = ingest::build(settings).await.expect_err("refused");
     assert!(
         error.to_string().contains("DIALPAD_WEBHOOK_SECRET"),
         "{error}"
@@ -50,19 +48,17 @@ async fn a_missing_required_setting_is_named() {
 
     let mut settings = api::Settings::new(db.url(), "x");
     settings.internal_api_secret = None;
-    let error = api::Application::build(settings)
-        .await
-        .expect_err("refused");
+    let error = api::build(settings).await.expect_err("refused");
     assert!(error.to_string().contains("INTERNAL_API_SECRET"), "{error}");
 }
 
 #[tokio::test]
 async fn servers_stop_when_told_to() {
     let db = TestDatabase::migrated().await;
-    let ingest = ingest::Application::build(ingest::Settings::new(db.url(), UNSCOPED_SECRET))
+    let ingest = ingest::build(ingest::Settings::new(db.url(), UNSCOPED_SECRET))
         .await
         .expect("ingest starts");
-    let api = api::Application::build(api::Settings::new(db.url(), "secret"))
+    let api = api::build(api::Settings::new(db.url(), "secret"))
         .await
         .expect("api starts");
     let stop = tokio_util::sync::CancellationToken::new();

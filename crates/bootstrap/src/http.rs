@@ -1,0 +1,94 @@
+//! What the two HTTP services (ingest, api) share: binding, the health routes, and an ordered,
+//! graceful stop.
+
+use std::future::Future;
+use std::net::TcpListener;
+
+use actix_web::HttpResponse;
+use actix_web::dev::Server;
+use actix_web::web::{self, Data, ServiceConfig};
+use anyhow::Context;
+use serde_json::json;
+
+use db::Pool;
+
+/// Binds `host:port` (port 0 picks a free one) and returns the listener with its port.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub fn bind(host: &str, port: u16) -> anyhow::Result<(TcpListener, u16)> {
+    let listener =
+        TcpListener::bind((host, port)).with_context(|| format!("Failed to bind {host}:{port}"))?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
+}
+
+/// `GET /healthz` (the process is up) and `GET /readyz` (the database answers). The app must
+/// register the pool as `Data<Pool>`.
+pub fn health_routes(cfg: &mut ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+async fn readyz(pool: Data<Pool>) -> HttpResponse {
+    match db::ping(&pool).await {
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Err(error) => {
+            tracing::warn!(error = %error, "Readiness check failed.");
+            HttpResponse::ServiceUnavailable()
+                .json(json!({ "error": "unavailable", "message": "the database is unreachable" }))
+        }
+    }
+}
+
+/// A bound, not yet running, HTTP server.
+pub struct HttpService {
+    port: u16,
+    server: Server,
+}
+
+impl std::fmt::Debug for HttpService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpService")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpService {
+    /// Wraps a server built with `disable_signals()`: shutdown is [`HttpService::run_until_stopped`]'s.
+    pub fn new(port: u16, server: Server) -> Self {
+        HttpService { port, server }
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves, then stops taking connections and lets requests in
+    /// flight finish (a webhook is committed or refused, never half-done).
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = std::pin::pin!(self.server);
+        tokio::select! {
+            result = &mut server => return result,
+            () = shutdown => {}
+        }
+        tracing::info!(port = self.port, "Stopping: draining requests in flight.");
+        // The stop command is sent at once; the server future must keep being polled for the
+        // stop to complete, so both are awaited together.
+        let ((), result) = tokio::join!(handle.stop(true), server);
+        result
+    }
+}
