@@ -135,8 +135,9 @@ impl Enqueued {
 /// When it returns `Ok`, every row is committed.
 ///
 /// # Errors
-/// [`DbError::Unavailable`] when the database cannot be reached (safe to retry: the insert is
-/// idempotent); [`DbError::Query`] otherwise. Either way nothing was written.
+/// [`DbError::Unavailable`] when the database cannot be reached; [`DbError::Query`] otherwise.
+/// An error in the duplicate lookup comes after the insert has committed, so some rows may be
+/// stored: retrying is always safe, because the insert is idempotent.
 pub async fn enqueue_many(
     conn: &mut AsyncPgConnection,
     events: &[NewWebhookEvent],
@@ -158,20 +159,33 @@ pub async fn enqueue_many(
         .map(|(id, app, key)| ((*app, key.as_str()), *id))
         .collect();
 
-    let missing: Vec<&str> = events
-        .iter()
-        .filter(|event| !inserted.contains_key(&(event.app_id, event.dedupe_key.as_str())))
-        .map(|event| event.dedupe_key.as_str())
-        .collect();
-    let existing: Vec<(i64, Option<Uuid>, String)> = if missing.is_empty() {
-        Vec::new()
-    } else {
-        webhook_events::table
-            .filter(e::dedupe_key.eq_any(&missing))
-            .select((e::id, e::app_id, e::dedupe_key))
-            .load(conn)
-            .await?
-    };
+    // Already stored: look them up per app, so both columns of the `(app_id, dedupe_key)`
+    // unique index are used (a batch rarely spans more than a few apps).
+    let mut missing: HashMap<Option<Uuid>, Vec<&str>> = HashMap::new();
+    for event in events {
+        if !inserted.contains_key(&(event.app_id, event.dedupe_key.as_str())) {
+            missing
+                .entry(event.app_id)
+                .or_default()
+                .push(&event.dedupe_key);
+        }
+    }
+    let mut existing: Vec<(i64, Option<Uuid>, String)> = Vec::new();
+    for (app_id, keys) in missing {
+        let same_app = webhook_events::table
+            .filter(e::dedupe_key.eq_any(keys))
+            .into_boxed();
+        let same_app = match app_id {
+            Some(app_id) => same_app.filter(e::app_id.eq(app_id)),
+            None => same_app.filter(e::app_id.is_null()),
+        };
+        existing.extend(
+            same_app
+                .select((e::id, e::app_id, e::dedupe_key))
+                .load::<(i64, Option<Uuid>, String)>(conn)
+                .await?,
+        );
+    }
     let existing: HashMap<(Option<Uuid>, &str), i64> = existing
         .iter()
         .map(|(id, app, key)| ((*app, key.as_str()), *id))

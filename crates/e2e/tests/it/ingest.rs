@@ -226,6 +226,16 @@ async fn unscoped_route_stores_events_as_unroutable() {
             .await;
         assert_eq!(response.status(), 200, "{jwt}");
     }
+    // A redelivery on the unscoped route (no app) is recognised too.
+    let again = stack
+        .post_raw(
+            None,
+            fixture_bytes("jwt/call_outbound_01_calling.valid.jwt"),
+        )
+        .await;
+    let again: Value = again.json().await.expect("JSON");
+    assert_eq!(again["duplicate"], true);
+
     let report = stack.run_worker().await;
     assert_eq!(report.claimed, 0, "unroutable events are not claimed");
     assert_eq!(
