@@ -95,20 +95,60 @@ impl FromRequest for Tenant {
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = request.app_data::<Data<ApiState>>().cloned();
-        let presented = request
-            .headers()
-            .get(API_KEY_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .map(|value| value.trim().to_owned());
+        let presented = api_key_header(request).map(str::to_owned);
         Box::pin(async move {
             let state =
                 state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("state missing")))?;
-            let presented = presented
-                .filter(|k| !k.is_empty())
-                .ok_or(ApiError::MissingApiKey)?;
+            let presented = presented.ok_or(ApiError::MissingApiKey)?;
             let app_id = state.keys.authenticate(&state.pool, &presented).await?;
             Ok(Tenant { app_id })
         })
+    }
+}
+
+/// The trimmed, non-empty `x-app-api-key` header.
+fn api_key_header(request: &HttpRequest) -> Option<&str> {
+    request
+        .headers()
+        .get(API_KEY_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|key| !key.is_empty())
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer_token(request: &HttpRequest) -> Option<&str> {
+    request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// Lets a request act on one app: with the admin bearer secret, or with that app's own API key.
+///
+/// # Errors
+/// [`ApiError::Unauthorized`] for a wrong bearer secret, [`ApiError::MissingApiKey`] /
+/// [`ApiError::InvalidApiKey`] for a missing or bad key, [`ApiError::NotFound`] for another
+/// app's key (not revealing whether the app exists).
+pub(crate) async fn authorize_for_app(
+    request: &HttpRequest,
+    state: &ApiState,
+    app_id: Uuid,
+) -> Result<(), ApiError> {
+    if let Some(token) = bearer_token(request) {
+        return if secrets_match(token, &state.internal_api_secret) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized)
+        };
+    }
+    let key = api_key_header(request).ok_or(ApiError::MissingApiKey)?;
+    if state.keys.authenticate(&state.pool, key).await? == app_id {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound)
     }
 }
 
@@ -129,12 +169,8 @@ impl FromRequest for InternalAdmin {
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let authorized = request.app_data::<Data<ApiState>>().is_some_and(|state| {
-            request
-                .headers()
-                .get(actix_web::http::header::AUTHORIZATION)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.strip_prefix("Bearer "))
-                .is_some_and(|token| secrets_match(token.trim(), &state.internal_api_secret))
+            bearer_token(request)
+                .is_some_and(|token| secrets_match(token, &state.internal_api_secret))
         });
         std::future::ready(if authorized {
             Ok(InternalAdmin)

@@ -3,9 +3,15 @@
 //! Every error body is `{"error": "<stable_snake_case_code>", "message": "..."}`:
 //! - 400 `invalid_parameter` (the message names the parameter), `invalid_request` (the message
 //!   names the field), `invalid_json`;
+//! - 400 `dialpad_not_connected`, `dialpad_reauth_required` (no usable Dialpad credential),
+//!   `invalid_state`, `access_denied`, `oauth_error` (the OAuth callback);
 //! - 401 `missing_api_key`, `invalid_api_key`, `unauthorized` (admin bearer secret);
 //! - 404 `not_found` (also for another tenant's resource);
-//! - 503 `unavailable` when the database cannot be reached;
+//! - 409 `conflict`;
+//! - 502 `dialpad_error` (Dialpad refused: the message says its status), `dialpad_unreachable`
+//!   (timeout or connection failure);
+//! - 503 `unavailable` when the database cannot be reached, `not_configured` when a feature's
+//!   settings are missing (the message names them);
 //! - 500 `internal`, opaque, its cause logged once here.
 //!
 //! Messages never contain a key, a secret or a database error text.
@@ -15,6 +21,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
 use db::DbError;
+
+use crate::dialpad::DialpadError;
 
 /// An error answered to a client.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +39,34 @@ pub enum ApiError {
     InvalidApiKey,
     #[error("a valid `Authorization: Bearer` admin secret is required")]
     Unauthorized,
+    #[error(
+        "the app has no Dialpad connection and the server has no DIALPAD_API_KEY: connect it \
+         first (GET /auth/dialpad/connect?app_id=... or POST /internal/connections?app_id=...)"
+    )]
+    DialpadNotConnected,
+    #[error(
+        "Dialpad refused to refresh the app's OAuth token: connect it again \
+         (GET /auth/dialpad/connect?app_id=...)"
+    )]
+    DialpadReauthRequired,
+    #[error("{0}")]
+    InvalidState(#[from] db::dialpad::StateRejection),
+    #[error("the Dialpad user denied access")]
+    AccessDenied,
+    #[error("Dialpad's authorization failed: {0}")]
+    OAuthError(String),
     #[error("not found")]
     NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{error}{}", note.map(|n| format!("; {n}")).unwrap_or_default())]
+    Dialpad {
+        error: DialpadError,
+        /// What was done before Dialpad failed.
+        note: Option<&'static str>,
+    },
+    #[error("this server is not configured for this: set {0}")]
+    NotConfigured(&'static str),
     #[error("the database is unavailable; retry later")]
     Unavailable,
     #[error("internal error")]
@@ -48,10 +82,28 @@ impl ApiError {
             ApiError::MissingApiKey => "missing_api_key",
             ApiError::InvalidApiKey => "invalid_api_key",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::DialpadNotConnected => "dialpad_not_connected",
+            ApiError::DialpadReauthRequired => "dialpad_reauth_required",
+            ApiError::InvalidState(_) => "invalid_state",
+            ApiError::AccessDenied => "access_denied",
+            ApiError::OAuthError(_) => "oauth_error",
             ApiError::NotFound => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Dialpad {
+                error: DialpadError::Timeout { .. } | DialpadError::Unreachable { .. },
+                ..
+            } => "dialpad_unreachable",
+            ApiError::Dialpad { .. } => "dialpad_error",
+            ApiError::NotConfigured(_) => "not_configured",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
+    }
+}
+
+impl From<DialpadError> for ApiError {
+    fn from(error: DialpadError) -> Self {
+        ApiError::Dialpad { error, note: None }
     }
 }
 
@@ -71,12 +123,19 @@ impl ResponseError for ApiError {
         match self {
             ApiError::InvalidParameter { .. }
             | ApiError::InvalidRequest(_)
-            | ApiError::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidJson(_)
+            | ApiError::DialpadNotConnected
+            | ApiError::DialpadReauthRequired
+            | ApiError::InvalidState(_)
+            | ApiError::AccessDenied
+            | ApiError::OAuthError(_) => StatusCode::BAD_REQUEST,
             ApiError::MissingApiKey | ApiError::InvalidApiKey | ApiError::Unauthorized => {
                 StatusCode::UNAUTHORIZED
             }
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Dialpad { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::Unavailable | ApiError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

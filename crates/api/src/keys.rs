@@ -5,6 +5,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use rand::distr::{Alphanumeric, SampleString};
 
+use crate::error::ApiError;
+
 /// Every tenant API key starts with this.
 pub(crate) const API_KEY_PREFIX: &str = "raw_";
 const KEY_ID_LEN: usize = 16;
@@ -45,6 +47,22 @@ pub(crate) fn generate_webhook_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Checks a caller-chosen webhook secret: 16–255 printable ASCII characters, no spaces
+/// (Dialpad wants "a single-line string", FACTS §2).
+///
+/// # Errors
+/// [`ApiError::InvalidRequest`] naming `webhook_secret`.
+pub(crate) fn validate_webhook_secret(secret: &str) -> Result<(), ApiError> {
+    let printable = secret.bytes().all(|b| b.is_ascii_graphic());
+    if (16..=255).contains(&secret.len()) && printable {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidRequest(
+            "webhook_secret: must be 16 to 255 printable ASCII characters without spaces".into(),
+        ))
+    }
 }
 
 #[cfg(test)]

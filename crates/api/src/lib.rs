@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod auth;
+mod dialpad;
 mod error;
 mod keys;
 mod routes;

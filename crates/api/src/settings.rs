@@ -1,12 +1,16 @@
 //! Api settings.
 //!
-//! Env vars: `PORT` (default 8080), `HOST` (default `0.0.0.0`), `INTERNAL_API_SECRET`
-//! (required), `API_KEY_BCRYPT_COST` (default 10), `API_KEY_CACHE_TTL_MS` (default 300000),
-//! plus the shared `DATABASE_*` and `LOG_FORMAT` (see `bootstrap::settings`).
+//! Env vars: `PORT` (default 8080), `HOST` (default `0.0.0.0`), `INTERNAL_API_SECRET` and
+//! `ENCRYPTION_KEY` (required), `ENCRYPTION_PREVIOUS_KEYS`, `API_KEY_BCRYPT_COST` (default 10),
+//! `API_KEY_CACHE_TTL_MS` (default 300000), the Dialpad settings `DIALPAD_ENV` (default
+//! `sandbox`), `DIALPAD_BASE_URL`, `DIALPAD_API_KEY`, `DIALPAD_CLIENT_ID`,
+//! `DIALPAD_CLIENT_SECRET`, `DIALPAD_REDIRECT_URI`, `DIALPAD_SCOPES`, `DIALPAD_TIMEOUT_MS`
+//! (default 10000), `PUBLIC_INGEST_URL`, `OAUTH_SUCCESS_REDIRECT_URL`, plus the shared
+//! `DATABASE_*` and `LOG_FORMAT` (see `bootstrap::settings`).
 
 use std::time::Duration;
 
-use bootstrap::settings::DatabaseSettings;
+use bootstrap::settings::{DatabaseSettings, EncryptionSettings};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -15,6 +19,12 @@ use serde::Deserialize;
 pub struct Settings {
     #[serde(flatten)]
     pub database: DatabaseSettings,
+    /// `ENCRYPTION_KEY` (required) and `ENCRYPTION_PREVIOUS_KEYS`: seal tokens and secrets.
+    #[serde(flatten)]
+    pub encryption: EncryptionSettings,
+    /// The Dialpad client and OAuth app.
+    #[serde(flatten)]
+    pub dialpad: DialpadSettings,
     /// `HOST`: address to bind.
     #[serde(default = "default_host")]
     pub host: String,
@@ -32,11 +42,13 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Settings for tests and tools: everything default but the database and the secret, and
-    /// the cheapest bcrypt cost.
-    pub fn new(database_url: &str, internal_api_secret: &str) -> Self {
+    /// Settings for tests and tools: everything default but the database, the admin secret and
+    /// the encryption key, with the cheapest bcrypt cost and no Dialpad credentials.
+    pub fn new(database_url: &str, internal_api_secret: &str, encryption_key: &str) -> Self {
         Settings {
             database: DatabaseSettings::for_url(database_url),
+            encryption: EncryptionSettings::with_key(encryption_key),
+            dialpad: DialpadSettings::default(),
             host: "127.0.0.1".into(),
             port: 0,
             internal_api_secret: Some(internal_api_secret.into()),
@@ -48,6 +60,64 @@ impl Settings {
     pub(crate) fn key_cache_ttl(&self) -> Duration {
         Duration::from_millis(self.api_key_cache_ttl_ms)
     }
+}
+
+/// How we reach Dialpad, as whom, and where its OAuth flow comes back to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DialpadSettings {
+    /// `DIALPAD_ENV`: `sandbox` (`https://sandbox.dialpad.com`) or `production`
+    /// (`https://dialpad.com`), FACTS §1.
+    #[serde(default = "default_dialpad_env")]
+    pub dialpad_env: String,
+    /// `DIALPAD_BASE_URL`: overrides the environment's host (tests point it at a local mock).
+    pub dialpad_base_url: Option<String>,
+    /// `DIALPAD_API_KEY`: a server-wide company API key, used for apps without a connection.
+    pub dialpad_api_key: Option<SecretString>,
+    /// `DIALPAD_CLIENT_ID`: the OAuth app's client id (needed for `/auth/dialpad/*`).
+    pub dialpad_client_id: Option<String>,
+    /// `DIALPAD_CLIENT_SECRET`: the OAuth app's client secret.
+    pub dialpad_client_secret: Option<SecretString>,
+    /// `DIALPAD_REDIRECT_URI`: our callback as registered with Dialpad,
+    /// `https://<api host>/auth/dialpad/callback`.
+    pub dialpad_redirect_uri: Option<String>,
+    /// `DIALPAD_SCOPES`: space-separated additional OAuth scopes (e.g. `recordings_export
+    /// message_content_export`); empty by default.
+    #[serde(default)]
+    pub dialpad_scopes: String,
+    /// `DIALPAD_TIMEOUT_MS`: total time allowed for one Dialpad request, milliseconds.
+    #[serde(default = "default_dialpad_timeout_ms")]
+    pub dialpad_timeout_ms: u64,
+    /// `PUBLIC_INGEST_URL`: the ingest service's public base URL; default webhook URLs are
+    /// `$PUBLIC_INGEST_URL/webhooks/dialpad/{app_id}`.
+    pub public_ingest_url: Option<String>,
+    /// `OAUTH_SUCCESS_REDIRECT_URL`: where a completed OAuth connection sends the browser
+    /// (with `app_id` and `status=connected` appended); JSON is answered when unset.
+    pub oauth_success_redirect_url: Option<String>,
+}
+
+impl Default for DialpadSettings {
+    fn default() -> Self {
+        DialpadSettings {
+            dialpad_env: default_dialpad_env(),
+            dialpad_base_url: None,
+            dialpad_api_key: None,
+            dialpad_client_id: None,
+            dialpad_client_secret: None,
+            dialpad_redirect_uri: None,
+            dialpad_scopes: String::new(),
+            dialpad_timeout_ms: default_dialpad_timeout_ms(),
+            public_ingest_url: None,
+            oauth_success_redirect_url: None,
+        }
+    }
+}
+
+fn default_dialpad_env() -> String {
+    "sandbox".into()
+}
+
+fn default_dialpad_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_host() -> String {

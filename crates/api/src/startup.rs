@@ -4,13 +4,17 @@ use actix_web::web::{Data, JsonConfig, QueryConfig};
 use actix_web::{App, HttpServer, web};
 use bootstrap::http::{HttpService, bind, health_routes};
 use secrecy::{ExposeSecret, SecretString};
+use std::time::Duration;
 
 use db::Pool;
+use db::crypto::Keyring;
 
 use crate::Settings;
 use crate::auth::KeyVerifier;
+use crate::dialpad::{DialpadClient, Environment, OAuthApp};
 use crate::error::ApiError;
 use crate::routes;
+use crate::settings::DialpadSettings;
 
 /// Shared handler state.
 #[derive(Debug)]
@@ -19,16 +23,61 @@ pub(crate) struct ApiState {
     pub(crate) internal_api_secret: SecretString,
     pub(crate) keys: KeyVerifier,
     pub(crate) bcrypt_cost: u32,
+    pub(crate) keyring: Keyring,
+    pub(crate) dialpad: DialpadClient,
+    /// `DIALPAD_API_KEY`: the credential of apps without a connection.
+    pub(crate) server_api_key: Option<SecretString>,
+    /// `PUBLIC_INGEST_URL` without a trailing slash.
+    pub(crate) public_ingest_url: Option<String>,
+    pub(crate) oauth_success_redirect_url: Option<reqwest::Url>,
 }
 
 /// The api server, bound and ready to run (see [`HttpService::run_until_stopped`]).
 pub type Application = HttpService;
 
+/// The Dialpad client, with the OAuth app when `DIALPAD_CLIENT_ID`, `DIALPAD_CLIENT_SECRET` and
+/// `DIALPAD_REDIRECT_URI` are all set.
+fn dialpad_client(settings: &DialpadSettings) -> anyhow::Result<DialpadClient> {
+    let environment = Environment::parse(&settings.dialpad_env)?;
+    let oauth = match (
+        &settings.dialpad_client_id,
+        &settings.dialpad_client_secret,
+        &settings.dialpad_redirect_uri,
+    ) {
+        (Some(client_id), Some(client_secret), Some(redirect_uri)) => Some(OAuthApp {
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            redirect_uri: redirect_uri.clone(),
+            scopes: settings.dialpad_scopes.clone(),
+        }),
+        (None, None, None) => None,
+        _ => anyhow::bail!(
+            "set all of DIALPAD_CLIENT_ID, DIALPAD_CLIENT_SECRET and DIALPAD_REDIRECT_URI, or none"
+        ),
+    };
+    DialpadClient::new(
+        environment,
+        settings.dialpad_base_url.as_deref(),
+        Duration::from_millis(settings.dialpad_timeout_ms),
+        oauth,
+    )
+}
+
+/// Seals app webhook secrets still stored in plaintext (apps created before encryption at rest).
+async fn seal_legacy_secrets(pool: &Pool, keyring: &Keyring) -> anyhow::Result<()> {
+    let mut conn = pool.get().await.map_err(db::DbError::from)?;
+    let sealed = db::apps::App::seal_legacy_secrets(&mut conn, keyring).await?;
+    if sealed > 0 {
+        tracing::info!(apps = sealed, "Encrypted plaintext app webhook secrets.");
+    }
+    Ok(())
+}
+
 /// Checks the schema is current, builds the pool and binds `HOST:PORT` (port 0 picks one).
 ///
 /// # Errors
-/// A missing required setting, an invalid bcrypt cost, migrations behind, or the port cannot
-/// be bound.
+/// A missing or invalid setting (`INTERNAL_API_SECRET`, `ENCRYPTION_KEY`, bcrypt cost, Dialpad
+/// settings), migrations behind, or the port cannot be bound.
 pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let database_url = settings.database.url()?;
     let internal_api_secret =
@@ -37,13 +86,31 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         (4..=31).contains(&settings.api_key_bcrypt_cost),
         "API_KEY_BCRYPT_COST must be between 4 and 31"
     );
+    let keyring = settings.encryption.keyring()?;
+    let dialpad = dialpad_client(&settings.dialpad)?;
     db::migrations::ensure_schema_current(database_url.expose_secret()).await?;
     let pool = db::connect_pool(database_url.expose_secret(), &settings.database.pool()).await?;
+    seal_legacy_secrets(&pool, &keyring).await?;
+    let key_cache_ttl = settings.key_cache_ttl();
+    let dialpad_settings = settings.dialpad;
+    let oauth_success_redirect_url = dialpad_settings
+        .oauth_success_redirect_url
+        .as_deref()
+        .map(reqwest::Url::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("OAUTH_SUCCESS_REDIRECT_URL is not a URL: {e}"))?;
     let state = Data::new(ApiState {
         pool: pool.clone(),
         internal_api_secret,
-        keys: KeyVerifier::new(settings.key_cache_ttl()),
+        keys: KeyVerifier::new(key_cache_ttl),
         bcrypt_cost: settings.api_key_bcrypt_cost,
+        keyring,
+        dialpad,
+        server_api_key: dialpad_settings.dialpad_api_key,
+        public_ingest_url: dialpad_settings
+            .public_ingest_url
+            .map(|url| url.trim_end_matches('/').to_owned()),
+        oauth_success_redirect_url,
     });
     let pool = Data::new(pool);
 

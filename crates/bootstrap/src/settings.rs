@@ -6,12 +6,14 @@
 //! service's `Settings` is a flat struct.
 //!
 //! Env vars read here: `CONFIG_FILE` (path of an optional TOML file), `DATABASE_URL`,
-//! `DATABASE_POOL_SIZE`, `DATABASE_CONNECT_TIMEOUT_MS`, `LOG_FORMAT`.
+//! `DATABASE_POOL_SIZE`, `DATABASE_CONNECT_TIMEOUT_MS`, `LOG_FORMAT`, and for the services that
+//! hold secrets (api, ingest) `ENCRYPTION_KEY` and `ENCRYPTION_PREVIOUS_KEYS`.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use db::PoolSettings;
+use db::crypto::Keyring;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -81,6 +83,41 @@ impl DatabaseSettings {
             max_size: self.database_pool_size,
             connect_timeout: Duration::from_millis(self.database_connect_timeout_ms),
         }
+    }
+}
+
+/// The keys secrets at rest are sealed with (see `db::crypto`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EncryptionSettings {
+    /// `ENCRYPTION_KEY` (required by api and ingest): 32 random bytes, base64
+    /// (`openssl rand -base64 32`). New secrets are sealed with it.
+    pub encryption_key: Option<SecretString>,
+    /// `ENCRYPTION_PREVIOUS_KEYS`: comma-separated former keys, still accepted for opening.
+    /// To rotate: move the current key here, set a new `ENCRYPTION_KEY`, restart; values are
+    /// re-sealed with the new key as they are rewritten.
+    pub encryption_previous_keys: Option<SecretString>,
+}
+
+impl EncryptionSettings {
+    /// Settings with one key (tests and tools).
+    pub fn with_key(key: &str) -> Self {
+        EncryptionSettings {
+            encryption_key: Some(key.into()),
+            encryption_previous_keys: None,
+        }
+    }
+
+    /// The keyring.
+    ///
+    /// # Errors
+    /// When `ENCRYPTION_KEY` is missing or a key is not 32 bytes of base64; the message names
+    /// the setting and never contains a key.
+    pub fn keyring(&self) -> anyhow::Result<Keyring> {
+        let current = required("ENCRYPTION_KEY", self.encryption_key.as_ref())?;
+        Ok(Keyring::from_settings(
+            current,
+            self.encryption_previous_keys.as_ref(),
+        )?)
     }
 }
 

@@ -15,6 +15,10 @@ pub enum DbError {
     Unavailable(String),
     #[error(transparent)]
     Query(DieselError),
+    /// A stored secret could not be opened: its key is missing from the keyring, or it was
+    /// altered. A configuration problem, not a transient one.
+    #[error(transparent)]
+    Secret(#[from] crate::crypto::CryptoError),
 }
 
 impl DbError {

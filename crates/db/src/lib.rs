@@ -2,6 +2,8 @@
 
 pub mod apps;
 pub mod calls;
+pub mod crypto;
+pub mod dialpad;
 mod error;
 pub mod migrations;
 mod pool;

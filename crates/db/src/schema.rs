@@ -6,10 +6,12 @@ diesel::table! {
     apps (id) {
         id -> Uuid,
         name -> Text,
-        webhook_secret -> Text,
+        legacy_webhook_secret -> Nullable<Text>,
         active -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        webhook_secret_ciphertext -> Nullable<Bytea>,
+        webhook_secret_key_id -> Nullable<Text>,
     }
 }
 
@@ -91,29 +93,34 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// How we call Dialpad for an app.
+    /// How we call Dialpad for an app: sealed OAuth tokens or API key.
     dialpad_connections (app_id) {
         app_id -> Uuid,
         environment -> Text,
         auth_type -> Text,
-        access_token -> Nullable<Text>,
-        refresh_token -> Nullable<Text>,
+        access_token_ciphertext -> Bytea,
+        refresh_token_ciphertext -> Nullable<Bytea>,
+        token_key_id -> Text,
         token_expires_at -> Nullable<Timestamptz>,
         dialpad_company_id -> Nullable<Int8>,
         scopes -> Nullable<Text>,
         status -> Text,
+        last_error -> Nullable<Text>,
+        refreshed_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }
 }
 
 diesel::table! {
-    /// Webhooks registered at Dialpad for an app.
+    /// Webhooks registered at Dialpad for an app, with their sealed secrets.
     dialpad_webhooks (id) {
         id -> Int8,
         app_id -> Uuid,
         dialpad_webhook_id -> Int8,
         hook_url -> Text,
+        secret_ciphertext -> Bytea,
+        secret_key_id -> Text,
         signature_algo -> Text,
         signature_type -> Text,
         created_at -> Timestamptz,
@@ -121,10 +128,40 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Event subscriptions created at Dialpad for an app.
+    dialpad_subscriptions (id) {
+        id -> Int8,
+        app_id -> Uuid,
+        kind -> Text,
+        dialpad_subscription_id -> Int8,
+        dialpad_webhook_id -> Int8,
+        options -> Jsonb,
+        created_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    /// Single-use OAuth states with their sealed PKCE verifiers.
+    oauth_states (state_hash) {
+        state_hash -> Bytea,
+        app_id -> Uuid,
+        environment -> Text,
+        code_verifier_ciphertext -> Bytea,
+        code_verifier_key_id -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(api_keys -> apps (app_id));
 diesel::joinable!(calls -> apps (app_id));
 diesel::joinable!(dialpad_connections -> apps (app_id));
+diesel::joinable!(dialpad_subscriptions -> apps (app_id));
 diesel::joinable!(dialpad_webhooks -> apps (app_id));
+diesel::joinable!(oauth_states -> apps (app_id));
 diesel::joinable!(webhook_events -> apps (app_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -132,6 +169,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     calls,
     dialpad_connections,
+    dialpad_subscriptions,
     dialpad_webhooks,
+    oauth_states,
     webhook_events,
 );

@@ -215,6 +215,40 @@ impl Phase {
     }
 }
 
+/// The call states we subscribe to by default (`POST /internal/subscriptions`): every state
+/// whose meaning the status table below and the leg fold use, from the enum of Dialpad's
+/// `CreateCallEventSubscription.call_states` (FACTS §4.2,
+/// <https://developers.dialpad.com/reference/webhook_call_event_subscriptioncreate>).
+/// Supervisor and admin states (`admin`, `barge`, `eavesdrop`, `monitor`, `takeover`,
+/// `ai_playbook`) are left out: they say nothing about the call itself.
+pub const SUBSCRIBED_CALL_STATES: &[&str] = &[
+    "preanswer",
+    "calling",
+    "ringing",
+    "queued",
+    "connected",
+    "hold",
+    "merged",
+    "parked",
+    "blocked",
+    "missed",
+    "voicemail",
+    "hangup",
+    "voicemail_uploaded",
+    "recording",
+    "admin_recording",
+    "call_transcription",
+    "transcription",
+    "recap_summary",
+    "recap_action_items",
+    "recap_outcome",
+    "recap_purposes",
+    "postcall",
+    "csat",
+    "pcsat",
+    "dispositions",
+];
+
 /// Our status of a call leg: the vocabulary clients filter on.
 ///
 /// Derived from Dialpad states (<https://developers.dialpad.com/docs/call-events>):

@@ -8,7 +8,8 @@ use serde::{Deserialize, Deserializer, de::Error};
 use serde_json::Value;
 
 /// `i64` from a JSON integer or a decimal string; `null` or absent → `None`.
-pub(crate) fn opt_i64<'de, D: Deserializer<'de>>(de: D) -> Result<Option<i64>, D::Error> {
+/// For `#[serde(default, deserialize_with = "domain::json::opt_i64")]`.
+pub fn opt_i64<'de, D: Deserializer<'de>>(de: D) -> Result<Option<i64>, D::Error> {
     match Option::<Value>::deserialize(de)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n

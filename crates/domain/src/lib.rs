@@ -3,4 +3,4 @@
 pub mod backoff;
 pub mod call;
 pub mod event;
-mod json;
+pub mod json;

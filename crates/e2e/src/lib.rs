@@ -18,6 +18,23 @@ pub use proxy::CuttableProxy;
 pub const UNSCOPED_SECRET: &str = "fixture-webhook-secret-7f3a9c";
 /// The admin bearer secret in tests.
 pub const INTERNAL_SECRET: &str = "test-internal-api-secret";
+/// `ENCRYPTION_KEY` in tests and benchmarks (32 bytes, base64). Never use it elsewhere.
+pub const ENCRYPTION_KEY: &str = "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcy0wMDA=";
+
+/// Ingest settings for a test database.
+pub fn ingest_settings(database_url: &str) -> ingest::Settings {
+    ingest::Settings::new(database_url, UNSCOPED_SECRET, ENCRYPTION_KEY)
+}
+
+/// Api settings for a test database (no Dialpad credentials).
+pub fn api_settings(database_url: &str) -> api::Settings {
+    api::Settings::new(database_url, INTERNAL_SECRET, ENCRYPTION_KEY)
+}
+
+/// The keyring of [`ENCRYPTION_KEY`].
+pub fn keyring() -> db::crypto::Keyring {
+    db::crypto::Keyring::from_settings(&ENCRYPTION_KEY.into(), None).expect("valid test key")
+}
 
 /// A Dialpad fixture from `testdata/dialpad/`, parsed.
 pub fn fixture(name: &str) -> Value {
@@ -61,18 +78,24 @@ pub struct TestStack {
 impl TestStack {
     /// Starts ingest and api on port 0 against a fresh migrated database, and builds a worker.
     pub async fn spawn() -> TestStack {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// As [`TestStack::spawn`], with the api's settings adjusted first (e.g. pointed at a
+    /// Dialpad mock).
+    pub async fn spawn_with(configure_api: impl FnOnce(&mut api::Settings)) -> TestStack {
         let db = TestDatabase::migrated().await;
         let shutdown = CancellationToken::new();
 
-        let ingest = ingest::build(ingest::Settings::new(db.url(), UNSCOPED_SECRET))
+        let ingest = ingest::build(ingest_settings(db.url()))
             .await
             .expect("ingest starts");
         let ingest_url = format!("http://127.0.0.1:{}", ingest.port());
         tokio::spawn(ingest.run_until_stopped(shutdown.clone().cancelled_owned()));
 
-        let api = api::build(api::Settings::new(db.url(), INTERNAL_SECRET))
-            .await
-            .expect("api starts");
+        let mut api_settings = api_settings(db.url());
+        configure_api(&mut api_settings);
+        let api = api::build(api_settings).await.expect("api starts");
         let api_url = format!("http://127.0.0.1:{}", api.port());
         tokio::spawn(api.run_until_stopped(shutdown.clone().cancelled_owned()));
 

@@ -15,7 +15,7 @@ use db::{DbError, Pool};
 
 use crate::error::IngestError;
 use crate::secrets::SecretCache;
-use crate::signature;
+use crate::signature::{self, VerifyError};
 use crate::writer::EventWriter;
 
 /// Largest accepted body: 1 MiB (a Dialpad event is a few KiB).
@@ -50,13 +50,22 @@ async fn receive_for_app(
 ) -> Result<HttpResponse, IngestError> {
     let app_id = Uuid::parse_str(&app_id).map_err(|_| IngestError::UnknownApp)?;
     let body = read_body(&request, body).await?;
-    let secret = with_db_retry(state.retry_budget, || {
-        state.secrets.get(&state.pool, app_id)
-    })
-    .await?
-    .ok_or(IngestError::UnknownApp)?;
-    let event = signature::verify(&body, secret.expose_secret().as_bytes())?;
-    store(&state, Some(app_id), event).await
+    let state = &*state;
+    let app_secrets = |fresh| {
+        with_db_retry(state.retry_budget, move || {
+            state.secrets.get(&state.pool, app_id, fresh)
+        })
+    };
+    let cached = app_secrets(false).await?.ok_or(IngestError::UnknownApp)?;
+    let event = match verify(&body, &cached.secrets) {
+        // The secret may have changed since it was cached (a webhook was just created).
+        Err(VerifyError::InvalidSignature) if cached.may_be_stale() => {
+            let fresh = app_secrets(true).await?.ok_or(IngestError::UnknownApp)?;
+            verify(&body, &fresh.secrets)?
+        }
+        verified => verified?,
+    };
+    store(state, Some(app_id), event).await
 }
 
 /// `POST /webhooks/dialpad`: verify with `DIALPAD_WEBHOOK_SECRET`; no tenant is known, so the
@@ -70,6 +79,10 @@ async fn receive_unscoped(
     let body = read_body(&request, body).await?;
     let event = signature::verify(&body, state.unscoped_secret.expose_secret().as_bytes())?;
     store(&state, None, event).await
+}
+
+fn verify(body: &[u8], secrets: &[SecretString]) -> Result<Map<String, Value>, VerifyError> {
+    signature::verify_with_any(body, secrets.iter().map(|s| s.expose_secret().as_bytes()))
 }
 
 /// Commits the event, then answers `200 {"id", "duplicate"}`.

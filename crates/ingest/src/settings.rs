@@ -1,12 +1,13 @@
 //! Ingest settings.
 //!
-//! Env vars: `PORT` (default 8081), `HOST` (default `0.0.0.0`), `DIALPAD_WEBHOOK_SECRET`
-//! (required), `INGEST_DB_RETRY_BUDGET_MS` (default 3000), `APP_SECRET_CACHE_TTL_MS`
+//! Env vars: `PORT` (default 8081), `HOST` (default `0.0.0.0`), `DIALPAD_WEBHOOK_SECRET`,
+//! `ENCRYPTION_KEY` (both required), `ENCRYPTION_PREVIOUS_KEYS`,
+//! `INGEST_DB_RETRY_BUDGET_MS` (default 3000), `APP_SECRET_CACHE_TTL_MS`
 //! (default 30000), plus the shared `DATABASE_*` and `LOG_FORMAT` (see `bootstrap::settings`).
 
 use std::time::Duration;
 
-use bootstrap::settings::DatabaseSettings;
+use bootstrap::settings::{DatabaseSettings, EncryptionSettings};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -15,6 +16,9 @@ use serde::Deserialize;
 pub struct Settings {
     #[serde(flatten)]
     pub database: DatabaseSettings,
+    /// `ENCRYPTION_KEY` (required) and `ENCRYPTION_PREVIOUS_KEYS`: to open app webhook secrets.
+    #[serde(flatten)]
+    pub encryption: EncryptionSettings,
     /// `HOST`: address to bind.
     #[serde(default = "default_host")]
     pub host: String,
@@ -29,16 +33,20 @@ pub struct Settings {
     /// well below that.
     #[serde(default = "default_retry_budget_ms")]
     pub ingest_db_retry_budget_ms: u64,
-    /// `APP_SECRET_CACHE_TTL_MS`: how long an app's webhook secret is cached, milliseconds.
+    /// `APP_SECRET_CACHE_TTL_MS`: how long an app's webhook secrets are cached, milliseconds.
+    /// A signature that fails against cached secrets older than a second is checked again
+    /// against fresh ones, so a new secret works at once.
     #[serde(default = "default_secret_cache_ttl_ms")]
     pub app_secret_cache_ttl_ms: u64,
 }
 
 impl Settings {
-    /// Settings for tests and tools: everything default but the database and the secret.
-    pub fn new(database_url: &str, dialpad_webhook_secret: &str) -> Self {
+    /// Settings for tests and tools: everything default but the database, the unscoped
+    /// route's secret and the encryption key.
+    pub fn new(database_url: &str, dialpad_webhook_secret: &str, encryption_key: &str) -> Self {
         Settings {
             database: DatabaseSettings::for_url(database_url),
+            encryption: EncryptionSettings::with_key(encryption_key),
             host: "127.0.0.1".into(),
             port: 0,
             dialpad_webhook_secret: Some(dialpad_webhook_secret.into()),

@@ -89,6 +89,25 @@ pub fn verify(body: &[u8], secret: &[u8]) -> Result<Map<String, Value>, VerifyEr
     }
 }
 
+/// Verifies a webhook body against each of `secrets` in turn (an app may have several live
+/// webhooks, each with its own secret) and returns the event of the first that matches.
+///
+/// # Errors
+/// As [`verify`]; [`VerifyError::InvalidSignature`] when no secret matches (also when there
+/// are none).
+pub fn verify_with_any<S: AsRef<[u8]>>(
+    body: &[u8],
+    secrets: impl IntoIterator<Item = S>,
+) -> Result<Map<String, Value>, VerifyError> {
+    for secret in secrets {
+        match verify(body, secret.as_ref()) {
+            Err(VerifyError::InvalidSignature) => continue,
+            verified => return verified,
+        }
+    }
+    Err(VerifyError::InvalidSignature)
+}
+
 /// Signs `claims` as Dialpad does: a compact HS256 JWT with header `{"alg":"HS256","typ":"JWT"}`.
 ///
 /// # Errors

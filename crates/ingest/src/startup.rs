@@ -23,14 +23,16 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         "DIALPAD_WEBHOOK_SECRET",
         settings.dialpad_webhook_secret.clone(),
     )?;
+    let keyring = settings.encryption.keyring()?;
     db::migrations::ensure_schema_current(database_url.expose_secret()).await?;
     let pool = db::connect_pool(database_url.expose_secret(), &settings.database.pool()).await?;
     let state = Data::new(IngestState {
         writer: EventWriter::start(pool.clone()),
         unscoped_secret,
-        secrets: SecretCache::new(std::time::Duration::from_millis(
-            settings.app_secret_cache_ttl_ms,
-        )),
+        secrets: SecretCache::new(
+            std::time::Duration::from_millis(settings.app_secret_cache_ttl_ms),
+            keyring,
+        ),
         retry_budget: settings.retry_budget(),
         pool: pool.clone(),
     });

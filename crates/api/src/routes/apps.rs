@@ -1,15 +1,18 @@
 //! `/internal/apps`: tenant administration.
 
 use actix_web::HttpResponse;
-use actix_web::web::{Data, Json};
+use actix_web::web::{Data, Json, Path};
 use serde::Deserialize;
 use serde_json::json;
 
-use db::apps::{App, NewApp};
+use db::DbError;
+use db::apps::App;
+use db::dialpad::{Connection, DialpadSubscription, DialpadWebhook};
 
 use crate::auth::InternalAdmin;
 use crate::error::ApiError;
-use crate::keys::{NewKey, generate_webhook_secret};
+use crate::keys::{NewKey, generate_webhook_secret, validate_webhook_secret};
+use crate::routes::rfc3339;
 use crate::startup::ApiState;
 
 /// Body of `POST /internal/apps`.
@@ -32,13 +35,7 @@ impl CreateAppRequest {
             ));
         }
         if let Some(secret) = &self.webhook_secret {
-            let printable = secret.bytes().all(|b| b.is_ascii_graphic());
-            if !(16..=255).contains(&secret.len()) || !printable {
-                return Err(ApiError::InvalidRequest(
-                    "webhook_secret: must be 16 to 255 printable ASCII characters without spaces"
-                        .into(),
-                ));
-            }
+            validate_webhook_secret(secret)?;
         }
         Ok((name, self.webhook_secret.as_deref()))
     }
@@ -64,12 +61,16 @@ pub(crate) async fn create_app(
         .map_err(|e| ApiError::Internal(e.into()))?
         .map_err(|e| ApiError::Internal(e.into()))?;
 
-    let mut conn = state.pool.get().await.map_err(db::DbError::from)?;
-    let new_app = NewApp {
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let app = App::create_with_key(
+        &mut conn,
+        &state.keyring,
         name,
-        webhook_secret: &webhook_secret,
-    };
-    let app = App::create_with_key(&mut conn, &new_app, &key.key_id, &key_hash).await?;
+        &webhook_secret,
+        &key.key_id,
+        &key_hash,
+    )
+    .await?;
     tracing::info!(app.id = %app.id, "App created.");
     Ok(HttpResponse::Created().json(json!({
         "app_id": app.id,
@@ -81,4 +82,57 @@ pub(crate) async fn create_app(
                     webhook_path on your ingest host as the Dialpad webhook URL, signed with \
                     webhook_secret.",
     })))
+}
+
+/// `GET /internal/apps/{app_id}`: the app with its Dialpad connection, webhooks and
+/// subscriptions (never a secret or token).
+///
+/// Answers `200 {"app_id", "name", "active", "created_at", "updated_at", "dialpad":
+/// {"connection": null | {"auth_type", "environment", "status", "last_error",
+/// "dialpad_company_id", "scopes", "token_expires_at", "refreshed_at", "connected_at"},
+/// "webhooks": [...], "subscriptions": [...]}}`; 404 `not_found` for an unknown app.
+#[tracing::instrument(skip_all, fields(app.id = %app_id))]
+pub(crate) async fn get_app(
+    _admin: InternalAdmin,
+    state: Data<ApiState>,
+    app_id: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let app_id = app_id.parse().map_err(|_| ApiError::NotFound)?;
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let app = App::find(&mut conn, app_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let connection = Connection::find(&mut conn, app_id).await?;
+    let webhooks = DialpadWebhook::list_live(&mut conn, app_id).await?;
+    let subscriptions = DialpadSubscription::list_live(&mut conn, app_id).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "app_id": app.id,
+        "name": app.name,
+        "active": app.active,
+        "created_at": rfc3339(Some(app.created_at)),
+        "updated_at": rfc3339(Some(app.updated_at)),
+        "dialpad": {
+            "connection": connection.as_ref().map(connection_json),
+            "webhooks": webhooks.iter().map(super::dialpad::webhook_json).collect::<Vec<_>>(),
+            "subscriptions": subscriptions
+                .iter()
+                .map(super::dialpad::subscription_json)
+                .collect::<Vec<_>>(),
+        },
+    })))
+}
+
+/// A connection as admins see it: its state, never its tokens.
+pub(crate) fn connection_json(connection: &Connection) -> serde_json::Value {
+    json!({
+        "auth_type": connection.auth_type,
+        "environment": connection.environment,
+        "status": connection.status,
+        "last_error": connection.last_error,
+        "dialpad_company_id": connection.dialpad_company_id.map(|id| id.to_string()),
+        "scopes": connection.scopes,
+        "token_expires_at": rfc3339(connection.token_expires_at),
+        "refreshed_at": rfc3339(connection.refreshed_at),
+        "connected_at": rfc3339(Some(connection.created_at)),
+    })
 }

@@ -8,10 +8,40 @@ use crate::error::ApiError;
 
 mod apps;
 mod calls;
+mod dialpad;
+mod oauth;
 
 /// The whole route table (health routes come from `bootstrap::http`).
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
     cfg.route("/internal/apps", web::post().to(apps::create_app))
+        .route("/internal/apps/{app_id}", web::get().to(apps::get_app))
+        .route(
+            "/internal/connections",
+            web::post().to(dialpad::connect_with_api_key),
+        )
+        .route(
+            "/internal/webhooks/create",
+            web::post().to(dialpad::create_webhook),
+        )
+        .route("/internal/webhooks", web::get().to(dialpad::list_webhooks))
+        .route(
+            "/internal/webhooks/{webhook_id}",
+            web::delete().to(dialpad::delete_webhook),
+        )
+        .route(
+            "/internal/subscriptions",
+            web::post().to(dialpad::create_subscriptions),
+        )
+        .route(
+            "/internal/subscriptions",
+            web::get().to(dialpad::list_subscriptions),
+        )
+        .route(
+            "/internal/subscriptions/{subscription_id}",
+            web::delete().to(dialpad::delete_subscription),
+        )
+        .route("/auth/dialpad/connect", web::get().to(oauth::connect))
+        .route("/auth/dialpad/callback", web::get().to(oauth::callback))
         .route("/api/calls", web::get().to(calls::list_calls));
 }
 

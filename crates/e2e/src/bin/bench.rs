@@ -17,7 +17,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use db::apps::{App, NewApp};
+use db::apps::App;
 use db::queue::NewWebhookEvent;
 use e2e::{TestDatabase, UNSCOPED_SECRET, fixture, sign};
 
@@ -47,16 +47,8 @@ fn call_events(events: usize) -> Vec<Value> {
 async fn new_app(db: &TestDatabase, secret: &str) -> anyhow::Result<Uuid> {
     let mut conn = db.connect().await;
     let key_id = Uuid::new_v4().simple().to_string();
-    let app = App::create_with_key(
-        &mut conn,
-        &NewApp {
-            name: "bench",
-            webhook_secret: secret,
-        },
-        &key_id,
-        "x",
-    )
-    .await?;
+    let app =
+        App::create_with_key(&mut conn, &e2e::keyring(), "bench", secret, &key_id, "x").await?;
     Ok(app.id)
 }
 
@@ -81,7 +73,7 @@ async fn bench_ingest(events: usize, concurrency: usize) -> anyhow::Result<()> {
     for run in 1..=RUNS {
         let db = TestDatabase::migrated().await;
         let app_id = new_app(&db, UNSCOPED_SECRET).await?;
-        let mut settings = ingest::Settings::new(db.url(), UNSCOPED_SECRET);
+        let mut settings = e2e::ingest_settings(db.url());
         settings.database.database_pool_size = 16;
         let server = ingest::build(settings).await?;
         let url = Arc::new(format!(

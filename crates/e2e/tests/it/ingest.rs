@@ -271,7 +271,7 @@ async fn a_database_outage_is_retried_within_the_request_then_answered_503() {
         .and_then(|(_, rest)| rest.split_once('/'))
         .map(|(host, _)| host.to_owned());
     let proxy = e2e::CuttableProxy::start(server.expect("host:port")).await;
-    let mut settings = ingest::Settings::new(&proxy.url_for(stack.db.url()), UNSCOPED_SECRET);
+    let mut settings = e2e::ingest_settings(&proxy.url_for(stack.db.url()));
     settings.ingest_db_retry_budget_ms = 2_000;
     settings.database.database_connect_timeout_ms = 200;
     let ingest = ingest::build(settings).await.expect("ingest starts");

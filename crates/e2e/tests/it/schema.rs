@@ -6,7 +6,10 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use e2e::TestDatabase;
 
-use db::schema::{api_keys, apps, calls, dialpad_connections, dialpad_webhooks, webhook_events};
+use db::schema::{
+    api_keys, apps, calls, dialpad_connections, dialpad_subscriptions, dialpad_webhooks,
+    oauth_states, webhook_events,
+};
 
 /// Column names as diesel renders `SELECT table.*`.
 fn diesel_columns(select_all: String) -> Vec<String> {
@@ -73,6 +76,18 @@ async fn schema_rs_matches_the_migrations() {
                 &dialpad_webhooks::table.select(dialpad_webhooks::all_columns),
             )
             .to_string(),
+        ),
+        (
+            "dialpad_subscriptions",
+            diesel::debug_query::<Pg, _>(
+                &dialpad_subscriptions::table.select(dialpad_subscriptions::all_columns),
+            )
+            .to_string(),
+        ),
+        (
+            "oauth_states",
+            diesel::debug_query::<Pg, _>(&oauth_states::table.select(oauth_states::all_columns))
+                .to_string(),
         ),
     ];
     for (table, select_all) in tables {

@@ -1,0 +1,183 @@
+//! `/auth/dialpad/*`: connecting an app to Dialpad with OAuth 2.0, authorization code + PKCE
+//! (RFC 6749 §4.1, RFC 7636; Dialpad's endpoints in FACTS §7,
+//! <https://developers.dialpad.com/docs/oauth>).
+
+use actix_web::http::header;
+use actix_web::web::{Data, Query};
+use actix_web::{HttpRequest, HttpResponse};
+use chrono::{TimeDelta, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+
+use db::DbError;
+use db::apps::App;
+use db::dialpad::{Connection, OAuthState, OAuthTokens};
+
+use crate::auth::authorize_for_app;
+use crate::dialpad::pkce::{Pkce, new_state, state_hash};
+use crate::dialpad::{OAuthApp, token_expiry};
+use crate::error::ApiError;
+use crate::routes::dialpad::AppQuery;
+use crate::startup::ApiState;
+
+/// How long a connection attempt may take, from the redirect to Dialpad to the callback.
+const STATE_TTL: TimeDelta = TimeDelta::minutes(10);
+
+fn oauth_app(state: &ApiState) -> Result<&OAuthApp, ApiError> {
+    state.dialpad.oauth().ok_or(ApiError::NotConfigured(
+        "DIALPAD_CLIENT_ID, DIALPAD_CLIENT_SECRET and DIALPAD_REDIRECT_URI",
+    ))
+}
+
+/// `GET /auth/dialpad/connect?app_id=`: starts connecting the app. Stores a single-use `state`
+/// (valid 10 minutes) with a PKCE code verifier and answers `302` to Dialpad's authorize URL
+/// with `response_type=code`, `client_id`, `redirect_uri`, `scope` (`DIALPAD_SCOPES`, when
+/// set), `state`, `code_challenge` and `code_challenge_method=S256`.
+///
+/// Needs the admin bearer secret or the app's own `x-app-api-key`: otherwise anyone knowing an
+/// app id could attach their Dialpad company to it. A client's backend calls this and sends
+/// its user's browser to the `Location`.
+///
+/// Errors: 400 `invalid_parameter` (`app_id`), 401, 404 unknown app (or another app's key),
+/// 503 `not_configured` without the OAuth settings.
+#[tracing::instrument(skip_all)]
+pub(crate) async fn connect(
+    request: HttpRequest,
+    state: Data<ApiState>,
+    query: Query<AppQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let app_id = query.app_id()?;
+    authorize_for_app(&request, &state, app_id).await?;
+    let oauth = oauth_app(&state)?;
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let app = App::find(&mut conn, app_id)
+        .await?
+        .filter(|app| app.active)
+        .ok_or(ApiError::NotFound)?;
+    let oauth_state = new_state();
+    let pkce = Pkce::generate();
+    OAuthState::create(
+        &mut conn,
+        &state.keyring,
+        &state_hash(&oauth_state),
+        app.id,
+        state.dialpad.environment().as_str(),
+        &pkce.verifier,
+        Utc::now() + STATE_TTL,
+    )
+    .await?;
+    let location = state
+        .dialpad
+        .authorize_url(oauth, oauth_state.expose_secret(), &pkce.challenge);
+    tracing::info!(app.id = %app.id, "Dialpad OAuth connection started.");
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, location.as_str()))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+/// Query of Dialpad's redirect back to us.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// `GET /auth/dialpad/callback?code=&state=`: where Dialpad sends the browser back. Takes the
+/// state (once), exchanges the code with its PKCE verifier, reads the company id, and stores
+/// the tokens encrypted in `dialpad_connections`.
+///
+/// Answers `200 {"message": "Dialpad connected", "app_id", "environment"}`, or `302` to
+/// `OAUTH_SUCCESS_REDIRECT_URL` with `app_id` and `status=connected` added when it is set.
+/// Errors: 400 `invalid_parameter` (no `state` / `code`), `invalid_state` (unknown, expired
+/// or used), `access_denied` (the user refused), `oauth_error` (another error from Dialpad);
+/// 502 when the code exchange fails.
+#[tracing::instrument(skip_all)]
+pub(crate) async fn callback(
+    state: Data<ApiState>,
+    query: Query<CallbackQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let present = |value: Option<String>| value.filter(|v| !v.is_empty());
+    let oauth_state: SecretString = present(query.state)
+        .ok_or(ApiError::InvalidParameter {
+            name: "state",
+            message: "is required".into(),
+        })?
+        .into();
+    let hash = state_hash(&oauth_state);
+    if let Some(error) = present(query.error) {
+        let mut conn = state.pool.get().await.map_err(DbError::from)?;
+        OAuthState::discard(&mut conn, &hash).await?;
+        return Err(if error == "access_denied" {
+            ApiError::AccessDenied
+        } else {
+            // RFC 6749 §4.1.2.1 error codes are short ASCII words; repeat nothing else.
+            ApiError::OAuthError(
+                error
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .take(64)
+                    .collect(),
+            )
+        });
+    }
+    let code = present(query.code).ok_or(ApiError::InvalidParameter {
+        name: "code",
+        message: "is required".into(),
+    })?;
+    let oauth = oauth_app(&state)?;
+    let consumed = {
+        let mut conn = state.pool.get().await.map_err(DbError::from)?;
+        OAuthState::consume(&mut conn, &state.keyring, &hash).await??
+    };
+    let tokens = state
+        .dialpad
+        .exchange_code(oauth, &code, &consumed.code_verifier)
+        .await?;
+    let company_id = match state.dialpad.company(&tokens.access_token).await {
+        Ok(company) => Some(company.id),
+        Err(error) => {
+            // Only company admins may read the company; the connection works without it.
+            tracing::warn!(error = %error, "Dialpad company id unavailable.");
+            None
+        }
+    };
+    let scopes = tokens
+        .scope
+        .clone()
+        .or_else(|| Some(oauth.scopes.trim().to_owned()).filter(|s| !s.is_empty()));
+    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    Connection::save_oauth(
+        &mut conn,
+        &state.keyring,
+        consumed.app_id,
+        &consumed.environment,
+        &OAuthTokens {
+            access_token: &tokens.access_token,
+            refresh_token: tokens.refresh_token.as_ref(),
+            expires_at: token_expiry(&tokens),
+        },
+        company_id,
+        scopes.as_deref(),
+    )
+    .await?;
+    tracing::info!(app.id = %consumed.app_id, "Dialpad connected by OAuth.");
+
+    if let Some(redirect) = &state.oauth_success_redirect_url {
+        let mut url = redirect.clone();
+        url.query_pairs_mut()
+            .append_pair("app_id", &consumed.app_id.to_string())
+            .append_pair("status", "connected");
+        return Ok(HttpResponse::Found()
+            .insert_header((header::LOCATION, url.as_str()))
+            .finish());
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "message": "Dialpad connected",
+        "app_id": consumed.app_id,
+        "environment": consumed.environment,
+    })))
+}
