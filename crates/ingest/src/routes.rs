@@ -59,7 +59,7 @@ async fn receive_for_app(
     let cached = app_secrets(false).await?.ok_or(IngestError::UnknownApp)?;
     let event = match verify(&body, &cached.secrets) {
         // The secret may have changed since it was cached (a webhook was just created).
-        Err(VerifyError::InvalidSignature) if cached.may_be_stale() => {
+        Err(VerifyError::InvalidSignature) if cached.cached => {
             let fresh = app_secrets(true).await?.ok_or(IngestError::UnknownApp)?;
             verify(&body, &fresh.secrets)?
         }

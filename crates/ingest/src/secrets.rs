@@ -1,7 +1,7 @@
 //! Per-app verification secrets, cached so a burst of webhooks costs one lookup per app.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use moka::sync::Cache;
 use secrecy::SecretString;
@@ -11,29 +11,20 @@ use db::apps::App;
 use db::crypto::Keyring;
 use db::{DbError, Pool};
 
-/// How old cached secrets must be before a failed signature fetches them again: bounds the
-/// lookups a flood of forged requests can cause to one per app per interval.
-const REFRESH_AFTER_FAILURE: Duration = Duration::from_secs(1);
-
-/// The secrets an app's events may be signed with (see [`App::verification_secrets`]) and
-/// when they were read.
+/// The secrets an app's events may be signed with (see [`App::verification_secrets`]).
 #[derive(Debug)]
 pub(crate) struct AppSecrets {
-    pub(crate) secrets: Vec<SecretString>,
-    fetched_at: Instant,
-}
-
-impl AppSecrets {
-    /// Whether a failed verification justifies reading the secrets again.
-    pub(crate) fn may_be_stale(&self) -> bool {
-        self.fetched_at.elapsed() >= REFRESH_AFTER_FAILURE
-    }
+    pub(crate) secrets: Arc<Vec<SecretString>>,
+    /// Served from the cache: a signature that fails against them is checked again against
+    /// fresh ones, so a secret changed a moment ago never refuses an event (Dialpad does not
+    /// retry a 4xx). A forged request therefore costs one primary-key lookup.
+    pub(crate) cached: bool,
 }
 
 /// App id → its secrets, opened with the keyring and kept for a TTL.
 #[derive(Debug)]
 pub(crate) struct SecretCache {
-    cache: Cache<Uuid, Arc<AppSecrets>>,
+    cache: Cache<Uuid, Arc<Vec<SecretString>>>,
     keyring: Keyring,
 }
 
@@ -55,9 +46,12 @@ impl SecretCache {
         pool: &Pool,
         app_id: Uuid,
         fresh: bool,
-    ) -> Result<Option<Arc<AppSecrets>>, DbError> {
+    ) -> Result<Option<AppSecrets>, DbError> {
         if !fresh && let Some(secrets) = self.cache.get(&app_id) {
-            return Ok(Some(secrets));
+            return Ok(Some(AppSecrets {
+                secrets,
+                cached: true,
+            }));
         }
         let mut conn = pool.get().await?;
         let Some(secrets) = App::verification_secrets(&mut conn, &self.keyring, app_id).await?
@@ -65,11 +59,11 @@ impl SecretCache {
             self.cache.invalidate(&app_id);
             return Ok(None);
         };
-        let secrets = Arc::new(AppSecrets {
-            secrets,
-            fetched_at: Instant::now(),
-        });
+        let secrets = Arc::new(secrets);
         self.cache.insert(app_id, Arc::clone(&secrets));
-        Ok(Some(secrets))
+        Ok(Some(AppSecrets {
+            secrets,
+            cached: false,
+        }))
     }
 }

@@ -1,6 +1,7 @@
 //! The end-to-end suite: real servers, a real Postgres database per test, real signatures.
 
 mod api;
+mod dialpad;
 mod ingest;
 mod lifecycle;
 mod migrations;
