@@ -28,7 +28,12 @@ pub fn load<T: DeserializeOwned>() -> anyhow::Result<T> {
         builder = builder.add_source(config::File::with_name(&path).required(true));
     }
     builder
-        .add_source(config::Environment::default().try_parsing(true))
+        // An empty variable counts as unset (Compose passes `${X:-}` through as "").
+        .add_source(
+            config::Environment::default()
+                .try_parsing(true)
+                .ignore_empty(true),
+        )
         .build()
         .context("Failed to read settings")?
         .try_deserialize()
