@@ -40,7 +40,7 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
         );
 }
 
-/// `POST /webhooks/dialpad/{app_id}`: verify with the app's secret, store for that app.
+/// `POST /webhooks/dialpad/{app_id}`: verify with the app's secrets, store for that app.
 #[tracing::instrument(skip_all, fields(app.id = %app_id))]
 async fn receive_for_app(
     state: Data<IngestState>,
@@ -56,10 +56,10 @@ async fn receive_for_app(
             state.secrets.get(&state.pool, app_id, fresh)
         })
     };
-    let cached = app_secrets(false).await?.ok_or(IngestError::UnknownApp)?;
-    let event = match verify(&body, &cached.secrets) {
+    let known = app_secrets(false).await?.ok_or(IngestError::UnknownApp)?;
+    let event = match verify(&body, &known.secrets) {
         // The secret may have changed since it was cached (a webhook was just created).
-        Err(VerifyError::InvalidSignature) if cached.cached => {
+        Err(VerifyError::InvalidSignature) if known.cached => {
             let fresh = app_secrets(true).await?.ok_or(IngestError::UnknownApp)?;
             verify(&body, &fresh.secrets)?
         }

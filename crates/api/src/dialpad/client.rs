@@ -484,6 +484,36 @@ mod tests {
     }
 
     #[test]
+    fn environments_map_to_dialpads_hosts() {
+        let oauth = OAuthApp {
+            client_id: "id".into(),
+            client_secret: "secret".into(),
+            redirect_uri: "https://api.example/auth/dialpad/callback".into(),
+            scopes: String::new(),
+        };
+        for (environment, host) in [
+            (
+                Environment::Sandbox,
+                "https://sandbox.dialpad.com/oauth2/authorize?",
+            ),
+            (
+                Environment::Production,
+                "https://dialpad.com/oauth2/authorize?",
+            ),
+        ] {
+            let client = DialpadClient::new(environment, None, Duration::from_secs(1), None)
+                .expect("client");
+            let url = client.authorize_url(&oauth, "state", "challenge");
+            assert!(url.as_str().starts_with(host), "{url}");
+            assert!(
+                !url.as_str().contains("secret"),
+                "no client secret in the URL"
+            );
+        }
+        assert!(Environment::parse("staging").is_err());
+    }
+
+    #[test]
     fn ids_may_be_strings_or_numbers() {
         let webhook: Webhook =
             serde_json::from_str(r#"{"id": "5212604609576960", "hook_url": "https://x"}"#)

@@ -78,9 +78,11 @@ pub(crate) async fn create_app(
         "api_key": key.key,
         "webhook_path": format!("/webhooks/dialpad/{}", app.id),
         "webhook_secret": webhook_secret,
-        "message": "Store api_key and webhook_secret now: they are not shown again. Register \
-                    webhook_path on your ingest host as the Dialpad webhook URL, signed with \
-                    webhook_secret.",
+        "message": "Store api_key and webhook_secret now: they are not shown again. Next: \
+                    connect the app to Dialpad (GET /auth/dialpad/connect?app_id=... or POST \
+                    /internal/connections?app_id=...), then POST \
+                    /internal/webhooks/create?app_id=... registers webhook_path at Dialpad, \
+                    signed with webhook_secret.",
     })))
 }
 
