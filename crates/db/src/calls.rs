@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt};
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::call::{CallLeg, Party};
+use domain::call::{CallLeg, CallStatus, Party};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -18,7 +18,7 @@ use crate::DbError;
 use crate::schema::calls;
 
 /// A `calls` row.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = calls)]
 pub struct Call {
     pub id: i64,
@@ -59,6 +59,69 @@ pub struct Call {
     pub last_event_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The phone call this leg belongs to (`logical_calls`).
+    pub logical_call_id: Option<i64>,
+    pub voicemail_recording_id: Option<String>,
+    /// Milliseconds.
+    pub voicemail_duration_ms: Option<i64>,
+    pub recording_id: Option<String>,
+    pub recap_summary: Option<String>,
+    pub recap_outcome: Option<String>,
+    pub recap_action_items: Option<Value>,
+    pub recap_purposes: Option<Value>,
+    pub transferred_from: Option<Value>,
+}
+
+impl Call {
+    /// The leg this row was written from, as the logical-call aggregation reads it. (Rows hold
+    /// everything the aggregation uses; parties come back from their JSON form.)
+    pub fn to_leg(&self) -> CallLeg {
+        let party = |value: &Option<Value>| {
+            value
+                .as_ref()
+                .and_then(|v| serde_json::from_value::<Party>(v.clone()).ok())
+                .filter(|p| !p.is_empty())
+        };
+        CallLeg {
+            call_id: self.call_id,
+            master_call_id: self.master_call_id,
+            entry_point_call_id: self.entry_point_call_id,
+            operator_call_id: self.operator_call_id,
+            direction: self.direction.clone(),
+            external_number: self.external_number.clone(),
+            internal_number: self.internal_number.clone(),
+            state: self.state.clone(),
+            status: CallStatus::parse(&self.status).unwrap_or(CallStatus::Ringing),
+            started_at: self.started_at,
+            rang_at: self.rang_at,
+            queued_at: self.queued_at,
+            connected_at: self.connected_at,
+            ended_at: self.ended_at,
+            duration_ms: self.duration_ms,
+            total_duration_ms: self.total_duration_ms,
+            talk_time_ms: self.talk_time_ms,
+            hold_time_ms: self.hold_time_ms,
+            was_recorded: self.was_recorded,
+            is_transferred: self.is_transferred,
+            mos_score: self.mos_score,
+            recording_url: self.recording_url.clone(),
+            voicemail_link: self.voicemail_link.clone(),
+            transcription_text: self.transcription_text.clone(),
+            contact: party(&self.contact),
+            target: party(&self.target),
+            custom_data: self.custom_data.clone(),
+            recording_id: self.recording_id.clone(),
+            voicemail_recording_id: self.voicemail_recording_id.clone(),
+            voicemail_duration_ms: self.voicemail_duration_ms,
+            transferred_from: party(&self.transferred_from),
+            recap_summary: self.recap_summary.clone(),
+            recap_outcome: self.recap_outcome.clone(),
+            recap_action_items: self.recap_action_items.clone(),
+            recap_purposes: self.recap_purposes.clone(),
+            last_event_at: self.last_event_at,
+            event_count: self.event_count,
+        }
+    }
 }
 
 /// A folded leg ready to upsert.
@@ -98,9 +161,18 @@ pub struct NewCall {
     pub custom_data: Option<String>,
     pub event_count: i32,
     pub last_event_at: Option<DateTime<Utc>>,
+    pub voicemail_recording_id: Option<String>,
+    pub voicemail_duration_ms: Option<i64>,
+    pub recording_id: Option<String>,
+    pub recap_summary: Option<String>,
+    pub recap_outcome: Option<String>,
+    pub recap_action_items: Option<Value>,
+    pub recap_purposes: Option<Value>,
+    pub transferred_from: Option<Value>,
 }
 
-fn party_json(party: &Party) -> Value {
+/// A party as stored and returned: `{id, type, name, phone, email}`.
+pub fn party_json(party: &Party) -> Value {
     json!({
         // Dialpad ids are int64: strings keep them exact for JavaScript clients.
         "id": party.id.map(|id| id.to_string()),
@@ -148,13 +220,22 @@ impl NewCall {
             custom_data: leg.custom_data,
             event_count: leg.event_count,
             last_event_at: leg.last_event_at,
+            voicemail_recording_id: leg.voicemail_recording_id,
+            voicemail_duration_ms: leg.voicemail_duration_ms,
+            recording_id: leg.recording_id,
+            recap_summary: leg.recap_summary,
+            recap_outcome: leg.recap_outcome,
+            recap_action_items: leg.recap_action_items,
+            recap_purposes: leg.recap_purposes,
+            transferred_from: leg.transferred_from.as_ref().map(party_json),
         }
     }
 }
 
-/// Takes a transaction-scoped advisory lock on each leg, in ascending order (so two batches
-/// sharing legs cannot deadlock). Keyed by Dialpad `call_id`, which is unique across companies;
-/// a rare collision between tenants only serialises, never mixes data.
+/// Takes a transaction-scoped advisory lock on each leg (or message: SMS ids share the space),
+/// in ascending order (so two batches sharing legs cannot deadlock). Keyed by Dialpad's id,
+/// which is unique across companies; a rare collision between tenants or kinds only
+/// serialises, never mixes data.
 ///
 /// # Errors
 /// [`DbError`] from the query.
@@ -171,9 +252,9 @@ pub async fn lock_legs(conn: &mut AsyncPgConnection, call_ids: &[i64]) -> Result
     Ok(())
 }
 
-/// An applied call event, as stored.
+/// An applied event, as stored.
 #[derive(Debug, Clone, QueryableByName)]
-pub struct StoredCallEvent {
+pub struct StoredEvent {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     pub app_id: Uuid,
     #[diesel(sql_type = BigInt)]
@@ -184,28 +265,41 @@ pub struct StoredCallEvent {
     pub payload: Value,
 }
 
-/// Every applied (`done`) call event of the given legs, `(app_id, call_id)` pairs.
+/// Every applied (`done`) event of `kind` (`call` or `sms`) for the given `(app_id,
+/// dialpad_id)` pairs: a leg's or a message's event log.
 ///
-/// One index probe per leg (`webhook_events_call_leg_idx`): the pairs are joined, not filtered
-/// as two independent lists, which would let the planner scan every event of the apps.
+/// One index probe per pair (`webhook_events_call_leg_idx`, `webhook_events_message_idx`):
+/// the pairs are joined, not filtered as two independent lists, which would let the planner
+/// scan every event of the apps.
 ///
 /// # Errors
 /// [`DbError`] from the query.
-pub async fn applied_call_events(
+pub async fn applied_events(
     conn: &mut AsyncPgConnection,
-    legs: &[(Uuid, i64)],
-) -> Result<Vec<StoredCallEvent>, DbError> {
-    let (app_ids, call_ids): (Vec<Uuid>, Vec<i64>) = legs.iter().copied().unzip();
-    Ok(diesel::sql_query(
-        "SELECT e.app_id, e.dialpad_id, e.dedupe_key, e.payload \
-         FROM unnest($1::uuid[], $2::bigint[]) AS leg (app_id, call_id) \
-         JOIN webhook_events e ON e.app_id = leg.app_id AND e.dialpad_id = leg.call_id \
-         WHERE e.kind = 'call' AND e.status = 'done'",
-    )
-    .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
-    .bind::<Array<BigInt>, _>(call_ids)
-    .load(conn)
-    .await?)
+    kind: &str,
+    pairs: &[(Uuid, i64)],
+) -> Result<Vec<StoredEvent>, DbError> {
+    let (app_ids, dialpad_ids): (Vec<Uuid>, Vec<i64>) = pairs.iter().copied().unzip();
+    let query = match kind {
+        "sms" => {
+            "SELECT e.app_id, e.dialpad_id, e.dedupe_key, e.payload \
+             FROM unnest($1::uuid[], $2::bigint[]) AS k (app_id, dialpad_id) \
+             JOIN webhook_events e ON e.app_id = k.app_id AND e.dialpad_id = k.dialpad_id \
+             WHERE e.kind = 'sms' AND e.status = 'done'"
+        }
+        // Literal kinds so each query matches its partial index.
+        _ => {
+            "SELECT e.app_id, e.dialpad_id, e.dedupe_key, e.payload \
+             FROM unnest($1::uuid[], $2::bigint[]) AS k (app_id, dialpad_id) \
+             JOIN webhook_events e ON e.app_id = k.app_id AND e.dialpad_id = k.dialpad_id \
+             WHERE e.kind = 'call' AND e.status = 'done'"
+        }
+    };
+    Ok(diesel::sql_query(query)
+        .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
+        .bind::<Array<BigInt>, _>(dialpad_ids)
+        .load(conn)
+        .await?)
 }
 
 /// Inserts or replaces folded legs (one statement for the whole batch). Callers hold the legs'
@@ -254,6 +348,14 @@ pub async fn upsert_legs(conn: &mut AsyncPgConnection, rows: &[NewCall]) -> Resu
             c::custom_data.eq(excluded(c::custom_data)),
             c::event_count.eq(excluded(c::event_count)),
             c::last_event_at.eq(excluded(c::last_event_at)),
+            c::voicemail_recording_id.eq(excluded(c::voicemail_recording_id)),
+            c::voicemail_duration_ms.eq(excluded(c::voicemail_duration_ms)),
+            c::recording_id.eq(excluded(c::recording_id)),
+            c::recap_summary.eq(excluded(c::recap_summary)),
+            c::recap_outcome.eq(excluded(c::recap_outcome)),
+            c::recap_action_items.eq(excluded(c::recap_action_items)),
+            c::recap_purposes.eq(excluded(c::recap_purposes)),
+            c::transferred_from.eq(excluded(c::transferred_from)),
             c::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)

@@ -5,6 +5,8 @@ pub mod calls;
 pub mod crypto;
 pub mod dialpad;
 mod error;
+pub mod logical_calls;
+pub mod messages;
 pub mod migrations;
 mod pool;
 pub mod queue;

@@ -89,6 +89,90 @@ diesel::table! {
         last_event_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        logical_call_id -> Nullable<Int8>,
+        voicemail_recording_id -> Nullable<Text>,
+        voicemail_duration_ms -> Nullable<Int8>,
+        recording_id -> Nullable<Text>,
+        recap_summary -> Nullable<Text>,
+        recap_outcome -> Nullable<Text>,
+        recap_action_items -> Nullable<Jsonb>,
+        recap_purposes -> Nullable<Jsonb>,
+        transferred_from -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    /// One row per phone call: its legs aggregated.
+    logical_calls (app_id, logical_call_id) {
+        app_id -> Uuid,
+        logical_call_id -> Int8,
+        status -> Text,
+        direction -> Nullable<Text>,
+        from_number -> Nullable<Text>,
+        to_number -> Nullable<Text>,
+        started_at -> Nullable<Timestamptz>,
+        answered_at -> Nullable<Timestamptz>,
+        ended_at -> Nullable<Timestamptz>,
+        talk_time_ms -> Int8,
+        hold_time_ms -> Int8,
+        duration_ms -> Nullable<Int8>,
+        total_duration_ms -> Nullable<Int8>,
+        transferred -> Bool,
+        first_answered_by -> Nullable<Jsonb>,
+        final_handler -> Nullable<Jsonb>,
+        voicemail -> Bool,
+        was_recorded -> Bool,
+        contact -> Nullable<Jsonb>,
+        target -> Nullable<Jsonb>,
+        leg_count -> Int4,
+        last_event_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// One row per SMS/MMS per app.
+    messages (app_id, message_id) {
+        app_id -> Uuid,
+        message_id -> Int8,
+        direction -> Nullable<Text>,
+        from_number -> Nullable<Text>,
+        to_numbers -> Array<Text>,
+        text -> Nullable<Text>,
+        mms -> Bool,
+        mms_url -> Nullable<Text>,
+        message_status -> Nullable<Text>,
+        delivery_result -> Nullable<Text>,
+        is_internal -> Nullable<Bool>,
+        sender_id -> Nullable<Int8>,
+        target -> Nullable<Jsonb>,
+        contact -> Nullable<Jsonb>,
+        sent_at -> Nullable<Timestamptz>,
+        status_updated_at -> Nullable<Timestamptz>,
+        event_count -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// One row per call leg that received a voicemail.
+    voicemails (app_id, call_id) {
+        app_id -> Uuid,
+        call_id -> Int8,
+        logical_call_id -> Nullable<Int8>,
+        from_number -> Nullable<Text>,
+        to_number -> Nullable<Text>,
+        contact -> Nullable<Jsonb>,
+        target -> Nullable<Jsonb>,
+        duration_ms -> Nullable<Int8>,
+        link -> Nullable<Text>,
+        recording_id -> Nullable<Text>,
+        transcription_text -> Nullable<Text>,
+        left_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -159,6 +243,9 @@ diesel::table! {
 diesel::joinable!(api_keys -> apps (app_id));
 diesel::joinable!(calls -> apps (app_id));
 diesel::joinable!(dialpad_connections -> apps (app_id));
+diesel::joinable!(logical_calls -> apps (app_id));
+diesel::joinable!(messages -> apps (app_id));
+diesel::joinable!(voicemails -> apps (app_id));
 diesel::joinable!(dialpad_subscriptions -> apps (app_id));
 diesel::joinable!(dialpad_webhooks -> apps (app_id));
 diesel::joinable!(oauth_states -> apps (app_id));
@@ -171,6 +258,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     dialpad_connections,
     dialpad_subscriptions,
     dialpad_webhooks,
+    logical_calls,
+    messages,
     oauth_states,
+    voicemails,
     webhook_events,
 );

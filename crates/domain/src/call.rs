@@ -58,7 +58,8 @@ pub struct Party {
 }
 
 impl Party {
-    fn is_empty(&self) -> bool {
+    /// No id, name or phone: Dialpad's `{}` or an all-null object.
+    pub fn is_empty(&self) -> bool {
         self.id.is_none() && self.name.is_none() && self.phone.is_none()
     }
 }
@@ -68,6 +69,8 @@ impl Party {
 pub struct RecordingDetail {
     #[serde(default, deserialize_with = "opt_string")]
     pub id: Option<String>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub duration: Option<i64>,
     #[serde(default, deserialize_with = "opt_string")]
     pub recording_type: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
@@ -136,6 +139,20 @@ pub struct CallEvent {
     pub transcription_text: Option<String>,
     #[serde(default, deserialize_with = "opt_string")]
     pub custom_data: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub voicemail_recording_id: Option<String>,
+    /// Who transferred this leg (`{}` when nobody did).
+    #[serde(default)]
+    pub transferred_from: Option<Party>,
+    /// Dialpad Ai recap pieces, on the `recap_*` states.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub recap_summary: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub recap_outcome: Option<String>,
+    #[serde(default)]
+    pub recap_action_items: Option<Value>,
+    #[serde(default)]
+    pub recap_purposes: Option<Value>,
     /// Content key of the stored event ([`crate::event::dedupe_key`]): the last tie-breaker of the
     /// fold order, so that order never depends on arrival.
     #[serde(skip)]
@@ -173,21 +190,30 @@ impl CallEvent {
         Phase::of(self.state())
     }
 
+    fn call_recording(&self) -> Option<&RecordingDetail> {
+        self.recording_details
+            .iter()
+            .flatten()
+            .find(|d| d.recording_type.as_deref() != Some("voicemail") && d.url.is_some())
+    }
+
+    fn voicemail_recording(&self) -> Option<&RecordingDetail> {
+        self.recording_details
+            .iter()
+            .flatten()
+            .find(|d| d.recording_type.as_deref() == Some("voicemail"))
+    }
+
     fn recording_link(&self) -> Option<String> {
-        let details = self.recording_details.iter().flatten();
-        details
-            .filter(|d| d.recording_type.as_deref() != Some("voicemail"))
-            .find_map(|d| d.url.clone())
+        self.call_recording()
+            .and_then(|d| d.url.clone())
             .or_else(|| self.recording_url.iter().flatten().next().cloned())
     }
 
     fn voicemail_recording_link(&self) -> Option<String> {
-        self.voicemail_link.clone().or_else(|| {
-            let mut details = self.recording_details.iter().flatten();
-            details
-                .find(|d| d.recording_type.as_deref() == Some("voicemail"))
-                .and_then(|d| d.url.clone())
-        })
+        self.voicemail_link
+            .clone()
+            .or_else(|| self.voicemail_recording().and_then(|d| d.url.clone()))
     }
 }
 
@@ -290,6 +316,20 @@ impl CallStatus {
         }
     }
 
+    /// The status named by [`CallStatus::as_str`].
+    pub fn parse(name: &str) -> Option<CallStatus> {
+        Some(match name {
+            "ringing" => CallStatus::Ringing,
+            "queued" => CallStatus::Queued,
+            "connected" => CallStatus::Connected,
+            "on_hold" => CallStatus::OnHold,
+            "completed" => CallStatus::Completed,
+            "missed" => CallStatus::Missed,
+            "voicemail" => CallStatus::Voicemail,
+            _ => return None,
+        })
+    }
+
     /// Whether the leg is over; terminal statuses never regress.
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -350,6 +390,15 @@ pub struct CallLeg {
     pub contact: Option<Party>,
     pub target: Option<Party>,
     pub custom_data: Option<String>,
+    pub recording_id: Option<String>,
+    pub voicemail_recording_id: Option<String>,
+    /// Length of the voicemail recording, milliseconds.
+    pub voicemail_duration_ms: Option<i64>,
+    pub transferred_from: Option<Party>,
+    pub recap_summary: Option<String>,
+    pub recap_outcome: Option<String>,
+    pub recap_action_items: Option<Value>,
+    pub recap_purposes: Option<Value>,
     /// `event_timestamp` of the newest event folded in.
     pub last_event_at: Option<DateTime<Utc>>,
     /// How many distinct events were folded in.
@@ -371,6 +420,24 @@ impl CallLeg {
             Some("outbound") => self.external_number.as_deref(),
             _ => self.internal_number.as_deref(),
         }
+    }
+
+    /// The leg this one hangs off in the call graph (FACTS §4.4): its `entry_point_call_id`
+    /// (the department/office/call-center leg it was rung from), else its `master_call_id`.
+    /// `None` for a root leg. (`operator_call_id` points down, at a child.)
+    pub fn parent_call_id(&self) -> Option<i64> {
+        self.entry_point_call_id
+            .or(self.master_call_id)
+            .filter(|parent| *parent != self.call_id)
+    }
+
+    /// Whether a person (a Dialpad user) is on this leg, rather than a group (office,
+    /// department, call center) that rings people on legs of their own.
+    pub fn is_person_leg(&self) -> bool {
+        self.target
+            .as_ref()
+            .and_then(|t| t.kind.as_deref())
+            .is_none_or(|kind| kind == "user")
     }
 
     /// Folds all known events of one leg into its row, following the module's merge rule.
@@ -409,6 +476,14 @@ impl CallLeg {
             contact: None,
             target: None,
             custom_data: None,
+            recording_id: None,
+            voicemail_recording_id: None,
+            voicemail_duration_ms: None,
+            transferred_from: None,
+            recap_summary: None,
+            recap_outcome: None,
+            recap_action_items: None,
+            recap_purposes: None,
             last_event_at: None,
             event_count: 0,
         };
@@ -473,6 +548,35 @@ impl CallLeg {
                 event.target.clone().filter(|p| !p.is_empty()),
             );
             latest(&mut leg.custom_data, event.custom_data.clone());
+            latest(
+                &mut leg.recording_id,
+                event.call_recording().and_then(|d| d.id.clone()),
+            );
+            latest(
+                &mut leg.voicemail_recording_id,
+                event
+                    .voicemail_recording_id
+                    .clone()
+                    .or_else(|| event.voicemail_recording().and_then(|d| d.id.clone())),
+            );
+            latest(
+                &mut leg.voicemail_duration_ms,
+                event.voicemail_recording().and_then(|d| d.duration),
+            );
+            latest(
+                &mut leg.transferred_from,
+                event.transferred_from.clone().filter(|p| !p.is_empty()),
+            );
+            latest(&mut leg.recap_summary, event.recap_summary.clone());
+            latest(&mut leg.recap_outcome, event.recap_outcome.clone());
+            latest(
+                &mut leg.recap_action_items,
+                event.recap_action_items.clone().filter(is_present),
+            );
+            latest(
+                &mut leg.recap_purposes,
+                event.recap_purposes.clone().filter(is_present),
+            );
             latest(&mut leg.last_event_at, event.event_timestamp.and_then(ms));
             leg.event_count += 1;
         }
@@ -507,6 +611,17 @@ fn fold_order(event: &CallEvent) -> (i64, Phase, &str, &str) {
         event.state(),
         &event.content_key,
     )
+}
+
+/// A JSON value that says something: not `null`, `[]`, `{}` or `""`.
+fn is_present(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Array(items) => !items.is_empty(),
+        Value::Object(fields) => !fields.is_empty(),
+        Value::String(text) => !text.is_empty(),
+        _ => true,
+    }
 }
 
 /// A later event's value replaces the current one; a missing value never erases it.

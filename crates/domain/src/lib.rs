@@ -4,3 +4,5 @@ pub mod backoff;
 pub mod call;
 pub mod event;
 pub mod json;
+pub mod logical_call;
+pub mod sms;

@@ -1,9 +1,13 @@
 //! Turning a claimed batch into domain rows, set-wise: one lock statement, one event-log read
-//! and one multi-row upsert per batch, not a round trip per event.
+//! and one multi-row upsert per table per batch, not a round trip per event.
+//!
+//! A batch is split into *units*, each rebuilt from its whole event log: a call leg (then its
+//! logical call and voicemail, `db::logical_calls::relink`) or an SMS message. Other kinds
+//! (contact, agent status, unknown) are marked `ignored` with the reason.
 //!
 //! A poison event never takes its batch down: reading and folding are pure and panic-guarded per
-//! leg, and if the set-wise write itself fails (a constraint, a bad value), it is rolled back to
-//! a savepoint and each leg is retried alone, so only the failing leg's events are failed.
+//! unit, and if the set-wise write itself fails (a constraint, a bad value), it is rolled back to
+//! a savepoint and each unit is retried alone, so only the failing unit's events are failed.
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -13,12 +17,30 @@ use uuid::Uuid;
 
 use db::DbError;
 use db::calls::{self, NewCall};
+use db::messages::{self, MessageRow};
 use db::queue::ClaimedEvent;
 use domain::call::{CallEvent, CallLeg};
 use domain::event::EventKind;
+use domain::sms::{Message, SmsEvent};
 
-/// A call leg: `(app_id, call_id)`.
-type LegKey = (Uuid, i64);
+/// What one unit is rebuilt from: a call leg's or a message's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum UnitKind {
+    Leg,
+    Message,
+}
+
+/// A unit: `(kind, app_id, dialpad id)`: a leg's `call_id` or a message's `id`.
+type UnitKey = (UnitKind, Uuid, i64);
+
+/// A parsed event of a unit.
+#[derive(Debug, Clone)]
+enum UnitEvent {
+    Call(Box<CallEvent>),
+    Sms(Box<SmsEvent>),
+}
+
+type Units = BTreeMap<UnitKey, Vec<(EventRef, UnitEvent)>>;
 
 /// A claimed event and how many attempts it had before this one.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +60,7 @@ pub(crate) struct Outcome {
 /// A batch sorted by what it needs.
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
-    legs: BTreeMap<LegKey, Vec<(EventRef, CallEvent)>>,
+    units: Units,
     outcome: Outcome,
 }
 
@@ -55,22 +77,41 @@ impl Plan {
                 plan.ignore(event.id, "no tenant: received on the unscoped route");
                 continue;
             };
-            match event.kind.as_str() {
-                kind if kind == EventKind::Call.as_str() => {
-                    match guarded(|| CallEvent::parse(&event.payload, &event.dedupe_key)) {
-                        Ok(Ok(call)) => plan
-                            .legs
-                            .entry((app_id, call.call_id()))
-                            .or_default()
-                            .push((event_ref, call)),
-                        Ok(Err(error)) => plan.outcome.failed.push((event_ref, error.to_string())),
-                        Err(panic) => plan.outcome.failed.push((event_ref, panic)),
-                    }
+            let parsed = match event.kind.as_str() {
+                kind if kind == EventKind::Call.as_str() => guarded(|| {
+                    CallEvent::parse(&event.payload, &event.dedupe_key)
+                        .map(|call| {
+                            (
+                                (UnitKind::Leg, app_id, call.call_id()),
+                                UnitEvent::Call(Box::new(call)),
+                            )
+                        })
+                        .map_err(|e| e.to_string())
+                }),
+                kind if kind == EventKind::Sms.as_str() => guarded(|| {
+                    SmsEvent::parse(&event.payload, &event.dedupe_key)
+                        .map(|sms| {
+                            let key = (UnitKind::Message, app_id, sms.message_id());
+                            (key, UnitEvent::Sms(Box::new(sms)))
+                        })
+                        .map_err(|e| e.to_string())
+                }),
+                _ => {
+                    plan.ignore(
+                        event.id,
+                        "contact, agent status and unknown events are stored, not modelled",
+                    );
+                    continue;
                 }
-                kind if kind == EventKind::Sms.as_str() => {
-                    plan.ignore(event.id, "sms events are not modelled yet");
+            };
+            match parsed {
+                Ok(Ok((key, unit_event))) => {
+                    plan.units
+                        .entry(key)
+                        .or_default()
+                        .push((event_ref, unit_event));
                 }
-                _ => plan.ignore(event.id, "event kind is not modelled"),
+                Ok(Err(error)) | Err(error) => plan.outcome.failed.push((event_ref, error)),
             }
         }
         plan
@@ -87,28 +128,28 @@ impl Plan {
     /// Only [`DbError::Unavailable`]: the whole batch must be retried. Any other failure is
     /// confined to the legs it concerns and reported in the outcome.
     pub(crate) async fn apply(self, conn: &mut AsyncPgConnection) -> Result<Outcome, DbError> {
-        let Plan { legs, mut outcome } = self;
-        if legs.is_empty() {
+        let Plan { units, mut outcome } = self;
+        if units.is_empty() {
             return Ok(outcome);
         }
         let all = conn
-            .transaction(async |conn| write_legs(conn, &legs).await)
+            .transaction(async |conn| write_units(conn, &units).await)
             .await;
         match all {
-            Ok(failed_legs) => record(&legs, failed_legs, &mut outcome),
+            Ok(failed_units) => record(&units, failed_units, &mut outcome),
             Err(error) if error.is_unavailable() => return Err(error),
             Err(error) => {
-                tracing::warn!(error = %error, "Batch write failed; retrying leg by leg.");
-                for (key, events) in &legs {
+                tracing::warn!(error = %error, "Batch write failed; retrying unit by unit.");
+                for (key, events) in &units {
                     let one = BTreeMap::from([(*key, events.clone())]);
                     match conn
-                        .transaction(async |conn| write_legs(conn, &one).await)
+                        .transaction(async |conn| write_units(conn, &one).await)
                         .await
                     {
                         Ok(failed) => record(&one, failed, &mut outcome),
                         Err(error) if error.is_unavailable() => return Err(error),
                         Err(error) => {
-                            let message = format!("database rejected the leg: {error}");
+                            let message = format!("database rejected the write: {error}");
                             for (event_ref, _) in events {
                                 outcome.failed.push((*event_ref, message.clone()));
                             }
@@ -121,14 +162,10 @@ impl Plan {
     }
 }
 
-fn record(
-    legs: &BTreeMap<LegKey, Vec<(EventRef, CallEvent)>>,
-    failed_legs: BTreeMap<LegKey, String>,
-    outcome: &mut Outcome,
-) {
-    for (key, events) in legs {
+fn record(units: &Units, failed_units: BTreeMap<UnitKey, String>, outcome: &mut Outcome) {
+    for (key, events) in units {
         for (event_ref, _) in events {
-            match failed_legs.get(key) {
+            match failed_units.get(key) {
                 Some(error) => outcome.failed.push((*event_ref, error.clone())),
                 None => outcome.done.push(event_ref.id),
             }
@@ -136,44 +173,89 @@ fn record(
     }
 }
 
-/// Locks the legs, folds each from its applied events plus the new ones, and upserts them all.
-/// Returns the legs whose fold failed (nothing was written for them).
-async fn write_legs(
+/// Locks the units, folds each from its applied events plus the new ones, upserts them all,
+/// and relinks the logical calls of the legs. Returns the units whose fold failed (nothing was
+/// written for them).
+async fn write_units(
     conn: &mut AsyncPgConnection,
-    legs: &BTreeMap<LegKey, Vec<(EventRef, CallEvent)>>,
-) -> Result<BTreeMap<LegKey, String>, DbError> {
-    let keys: Vec<LegKey> = legs.keys().copied().collect();
-    let call_ids: Vec<i64> = keys.iter().map(|(_, call_id)| *call_id).collect();
-    calls::lock_legs(conn, &call_ids).await?;
+    units: &Units,
+) -> Result<BTreeMap<UnitKey, String>, DbError> {
+    let ids: Vec<i64> = units.keys().map(|(_, _, id)| *id).collect();
+    calls::lock_legs(conn, &ids).await?;
 
-    let mut events: BTreeMap<LegKey, Vec<CallEvent>> = legs
+    let mut events: BTreeMap<UnitKey, Vec<UnitEvent>> = units
         .iter()
         .map(|(key, new)| (*key, new.iter().map(|(_, event)| event.clone()).collect()))
         .collect();
-    for stored in calls::applied_call_events(conn, &keys).await? {
-        let Some(leg) = events.get_mut(&(stored.app_id, stored.dialpad_id)) else {
+    for (kind, event_kind) in [(UnitKind::Leg, "call"), (UnitKind::Message, "sms")] {
+        let pairs: Vec<(Uuid, i64)> = units
+            .keys()
+            .filter(|(unit_kind, _, _)| *unit_kind == kind)
+            .map(|(_, app_id, id)| (*app_id, *id))
+            .collect();
+        if pairs.is_empty() {
             continue;
-        };
-        match CallEvent::parse(&stored.payload, &stored.dedupe_key) {
-            Ok(event) => leg.push(event),
-            Err(error) => {
-                tracing::warn!(error = %error, "An applied call event no longer parses; skipped.")
+        }
+        for stored in calls::applied_events(conn, event_kind, &pairs).await? {
+            let Some(unit) = events.get_mut(&(kind, stored.app_id, stored.dialpad_id)) else {
+                continue;
+            };
+            let parsed = match kind {
+                UnitKind::Leg => CallEvent::parse(&stored.payload, &stored.dedupe_key)
+                    .map(|call| UnitEvent::Call(Box::new(call)))
+                    .map_err(|e| e.to_string()),
+                UnitKind::Message => SmsEvent::parse(&stored.payload, &stored.dedupe_key)
+                    .map(|sms| UnitEvent::Sms(Box::new(sms)))
+                    .map_err(|e| e.to_string()),
+            };
+            match parsed {
+                Ok(event) => unit.push(event),
+                Err(error) => {
+                    tracing::warn!(error = %error, "An applied event no longer parses; skipped.");
+                }
             }
         }
     }
 
-    let mut rows = Vec::with_capacity(events.len());
+    let mut legs = Vec::new();
+    let mut messages = Vec::new();
     let mut failed = BTreeMap::new();
-    for ((app_id, call_id), leg_events) in events {
-        match guarded(|| CallLeg::fold(&leg_events)) {
-            Ok(Some(leg)) => rows.push(NewCall::from_leg(app_id, leg)),
-            Ok(None) => {}
-            Err(panic) => {
-                failed.insert((app_id, call_id), panic);
+    for (key, unit_events) in events {
+        let (kind, app_id, _) = key;
+        let folded = guarded(|| match kind {
+            UnitKind::Leg => {
+                let calls: Vec<CallEvent> = unit_events
+                    .into_iter()
+                    .filter_map(|e| match e {
+                        UnitEvent::Call(call) => Some(*call),
+                        UnitEvent::Sms(_) => None,
+                    })
+                    .collect();
+                if let Some(leg) = CallLeg::fold(&calls) {
+                    legs.push(NewCall::from_leg(app_id, leg));
+                }
             }
+            UnitKind::Message => {
+                let sms: Vec<SmsEvent> = unit_events
+                    .into_iter()
+                    .filter_map(|e| match e {
+                        UnitEvent::Sms(sms) => Some(*sms),
+                        UnitEvent::Call(_) => None,
+                    })
+                    .collect();
+                if let Some(message) = Message::fold(&sms) {
+                    messages.push(MessageRow::new(app_id, message));
+                }
+            }
+        });
+        if let Err(panic) = folded {
+            failed.insert(key, panic);
         }
     }
-    calls::upsert_legs(conn, &rows).await?;
+    calls::upsert_legs(conn, &legs).await?;
+    messages::upsert(conn, &messages).await?;
+    let written: Vec<(Uuid, i64)> = legs.iter().map(|leg| (leg.app_id, leg.call_id)).collect();
+    db::logical_calls::relink(conn, &written).await?;
     Ok(failed)
 }
 

@@ -8,7 +8,7 @@ use e2e::TestDatabase;
 
 use db::schema::{
     api_keys, apps, calls, dialpad_connections, dialpad_subscriptions, dialpad_webhooks,
-    oauth_states, webhook_events,
+    logical_calls, messages, oauth_states, voicemails, webhook_events,
 };
 
 /// Column names as diesel renders `SELECT table.*`.
@@ -83,6 +83,21 @@ async fn schema_rs_matches_the_migrations() {
                 &dialpad_subscriptions::table.select(dialpad_subscriptions::all_columns),
             )
             .to_string(),
+        ),
+        (
+            "logical_calls",
+            diesel::debug_query::<Pg, _>(&logical_calls::table.select(logical_calls::all_columns))
+                .to_string(),
+        ),
+        (
+            "messages",
+            diesel::debug_query::<Pg, _>(&messages::table.select(messages::all_columns))
+                .to_string(),
+        ),
+        (
+            "voicemails",
+            diesel::debug_query::<Pg, _>(&voicemails::table.select(voicemails::all_columns))
+                .to_string(),
         ),
         (
             "oauth_states",

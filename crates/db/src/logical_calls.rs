@@ -1,0 +1,329 @@
+//! Logical calls (`logical_calls`) and voicemails (`voicemails`), rebuilt from the legs in
+//! `calls` whenever a leg changes.
+//!
+//! [`relink`] recomputes, for the legs just written, their whole connected group of legs (the
+//! call graph of `domain::logical_call`): each leg's `logical_call_id`, the aggregated
+//! `logical_calls` rows (dropping rows of ids that stopped being a group's id when two groups
+//! merged), and the `voicemails` rows of the group's legs. It runs under a per-app
+//! transaction-scoped advisory lock, so two workers never relink one app's calls at once: the
+//! later one sees the earlier one's committed legs, and the last to commit sees every leg. The
+//! result depends only on the set of legs, so it converges like the leg fold.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt};
+use diesel::upsert::excluded;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::call::CallLeg;
+use domain::logical_call::{LegLinks, LogicalCall, link};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::DbError;
+use crate::calls::{Call, party_json};
+use crate::schema::{logical_calls, voicemails};
+
+/// Namespace of the per-app relink locks (`pg_advisory_xact_lock(int, int)`): the two-key
+/// lock space is separate from the one-key space of the leg locks.
+const RELINK_LOCK_CLASS: i32 = 0x4c43;
+
+/// A `logical_calls` row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = logical_calls)]
+pub struct LogicalCallRow {
+    pub app_id: Uuid,
+    pub logical_call_id: i64,
+    pub status: String,
+    pub direction: Option<String>,
+    pub from_number: Option<String>,
+    pub to_number: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Milliseconds.
+    pub talk_time_ms: i64,
+    /// Milliseconds.
+    pub hold_time_ms: i64,
+    /// Milliseconds.
+    pub duration_ms: Option<i64>,
+    /// Milliseconds.
+    pub total_duration_ms: Option<i64>,
+    pub transferred: bool,
+    pub first_answered_by: Option<Value>,
+    pub final_handler: Option<Value>,
+    pub voicemail: bool,
+    pub was_recorded: bool,
+    pub contact: Option<Value>,
+    pub target: Option<Value>,
+    pub leg_count: i32,
+    pub last_event_at: Option<DateTime<Utc>>,
+}
+
+impl LogicalCallRow {
+    fn new(app_id: Uuid, call: LogicalCall) -> Self {
+        LogicalCallRow {
+            app_id,
+            logical_call_id: call.logical_call_id,
+            status: call.status.as_str().to_owned(),
+            direction: call.direction,
+            from_number: call.from_number,
+            to_number: call.to_number,
+            started_at: call.started_at,
+            answered_at: call.answered_at,
+            ended_at: call.ended_at,
+            talk_time_ms: call.talk_time_ms,
+            hold_time_ms: call.hold_time_ms,
+            duration_ms: call.duration_ms,
+            total_duration_ms: call.total_duration_ms,
+            transferred: call.transferred,
+            first_answered_by: call.first_answered_by.as_ref().map(party_json),
+            final_handler: call.final_handler.as_ref().map(party_json),
+            voicemail: call.voicemail,
+            was_recorded: call.was_recorded,
+            contact: call.contact.as_ref().map(party_json),
+            target: call.target.as_ref().map(party_json),
+            leg_count: call.leg_count,
+            last_event_at: call.last_event_at,
+        }
+    }
+}
+
+/// A `voicemails` row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = voicemails)]
+pub struct VoicemailRow {
+    pub app_id: Uuid,
+    pub call_id: i64,
+    pub logical_call_id: Option<i64>,
+    pub from_number: Option<String>,
+    pub to_number: Option<String>,
+    pub contact: Option<Value>,
+    pub target: Option<Value>,
+    /// Milliseconds.
+    pub duration_ms: Option<i64>,
+    pub link: Option<String>,
+    pub recording_id: Option<String>,
+    pub transcription_text: Option<String>,
+    pub left_at: Option<DateTime<Utc>>,
+}
+
+impl VoicemailRow {
+    /// The voicemail of a leg, if one was left on it (`voicemail_uploaded` gave its link).
+    fn of_leg(app_id: Uuid, logical_call_id: i64, leg: &CallLeg) -> Option<Self> {
+        leg.voicemail_link.as_ref()?;
+        Some(VoicemailRow {
+            app_id,
+            call_id: leg.call_id,
+            logical_call_id: Some(logical_call_id),
+            from_number: leg.from_number().map(str::to_owned),
+            to_number: leg.to_number().map(str::to_owned),
+            contact: leg.contact.as_ref().map(party_json),
+            target: leg.target.as_ref().map(party_json),
+            duration_ms: leg.voicemail_duration_ms,
+            link: leg.voicemail_link.clone(),
+            recording_id: leg.voicemail_recording_id.clone(),
+            transcription_text: leg.transcription_text.clone(),
+            // The leg's end: when the caller finished leaving it.
+            left_at: leg.ended_at.or(leg.last_event_at),
+        })
+    }
+}
+
+/// Recomputes the logical calls of the groups containing `legs` (`(app_id, call_id)` pairs
+/// just written in this transaction). See the module docs.
+///
+/// # Errors
+/// [`DbError`] from the queries.
+pub async fn relink(conn: &mut AsyncPgConnection, legs: &[(Uuid, i64)]) -> Result<(), DbError> {
+    if legs.is_empty() {
+        return Ok(());
+    }
+    let apps: BTreeSet<Uuid> = legs.iter().map(|(app_id, _)| *app_id).collect();
+    diesel::sql_query(
+        "SELECT count(pg_advisory_xact_lock($1, hashtext(a::text))) AS locked \
+         FROM unnest($2::uuid[]) AS a",
+    )
+    .bind::<diesel::sql_types::Integer, _>(RELINK_LOCK_CLASS)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(apps.into_iter().collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+
+    let group = connected_legs(conn, legs).await?;
+    let mut by_app: BTreeMap<Uuid, Vec<Call>> = BTreeMap::new();
+    for call in group {
+        by_app.entry(call.app_id).or_default().push(call);
+    }
+
+    let mut relinked: Vec<(Uuid, i64, i64)> = Vec::new();
+    let mut stale: Vec<(Uuid, i64)> = Vec::new();
+    let mut rows = Vec::new();
+    let mut voicemail_rows = Vec::new();
+    for (app_id, calls) in by_app {
+        let legs: Vec<CallLeg> = calls.iter().map(Call::to_leg).collect();
+        let links = link(&legs.iter().map(LegLinks::from).collect::<Vec<_>>());
+        let mut groups: BTreeMap<i64, Vec<&CallLeg>> = BTreeMap::new();
+        for (call, leg) in calls.iter().zip(&legs) {
+            let logical_call_id = links[&leg.call_id];
+            if call.logical_call_id != Some(logical_call_id) {
+                relinked.push((app_id, leg.call_id, logical_call_id));
+                stale.extend(call.logical_call_id.map(|old| (app_id, old)));
+            }
+            groups.entry(logical_call_id).or_default().push(leg);
+            voicemail_rows.extend(VoicemailRow::of_leg(app_id, logical_call_id, leg));
+        }
+        stale.retain(|(stale_app, old)| *stale_app != app_id || !groups.contains_key(old));
+        rows.extend(groups.iter().filter_map(|(id, legs)| {
+            LogicalCall::aggregate(*id, legs).map(|call| LogicalCallRow::new(app_id, call))
+        }));
+    }
+
+    set_logical_ids(conn, &relinked).await?;
+    delete_logical_calls(conn, &stale).await?;
+    upsert_logical_calls(conn, &rows).await?;
+    upsert_voicemails(conn, &voicemail_rows).await?;
+    Ok(())
+}
+
+/// Every leg connected to `legs` through the call graph (call, master, entry-point and
+/// operator ids), the legs themselves included.
+async fn connected_legs(
+    conn: &mut AsyncPgConnection,
+    legs: &[(Uuid, i64)],
+) -> Result<Vec<Call>, DbError> {
+    let (app_ids, call_ids): (Vec<Uuid>, Vec<i64>) = legs.iter().copied().unzip();
+    // Walks ids both ways: the legs that have an id as their own, or name it as master, entry
+    // point or operator; then every id those legs name. UNION stops at the fixed point.
+    Ok(diesel::sql_query(
+        "WITH RECURSIVE ids (app_id, id) AS ( \
+             SELECT * FROM unnest($1::uuid[], $2::bigint[]) \
+           UNION \
+             SELECT c.app_id, x.id FROM ids \
+             JOIN calls c ON c.app_id = ids.app_id AND (c.call_id = ids.id \
+                 OR c.master_call_id = ids.id OR c.entry_point_call_id = ids.id \
+                 OR c.operator_call_id = ids.id) \
+             CROSS JOIN LATERAL (VALUES (c.call_id), (c.master_call_id), \
+                 (c.entry_point_call_id), (c.operator_call_id)) AS x (id) \
+             WHERE x.id IS NOT NULL \
+         ) \
+         SELECT c.* FROM calls c \
+         WHERE (c.app_id, c.call_id) IN (SELECT app_id, id FROM ids)",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
+    .bind::<Array<BigInt>, _>(call_ids)
+    .load(conn)
+    .await?)
+}
+
+async fn set_logical_ids(
+    conn: &mut AsyncPgConnection,
+    relinked: &[(Uuid, i64, i64)],
+) -> Result<(), DbError> {
+    if relinked.is_empty() {
+        return Ok(());
+    }
+    let app_ids: Vec<Uuid> = relinked.iter().map(|r| r.0).collect();
+    let call_ids: Vec<i64> = relinked.iter().map(|r| r.1).collect();
+    let logical_ids: Vec<i64> = relinked.iter().map(|r| r.2).collect();
+    diesel::sql_query(
+        "UPDATE calls SET logical_call_id = v.logical_call_id \
+         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS v (app_id, call_id, logical_call_id) \
+         WHERE calls.app_id = v.app_id AND calls.call_id = v.call_id",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
+    .bind::<Array<BigInt>, _>(call_ids)
+    .bind::<Array<BigInt>, _>(logical_ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn delete_logical_calls(
+    conn: &mut AsyncPgConnection,
+    stale: &[(Uuid, i64)],
+) -> Result<(), DbError> {
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let (app_ids, ids): (Vec<Uuid>, Vec<i64>) = stale.iter().copied().unzip();
+    diesel::sql_query(
+        "DELETE FROM logical_calls USING unnest($1::uuid[], $2::bigint[]) AS s (app_id, id) \
+         WHERE logical_calls.app_id = s.app_id AND logical_calls.logical_call_id = s.id",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
+    .bind::<Array<BigInt>, _>(ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn upsert_logical_calls(
+    conn: &mut AsyncPgConnection,
+    rows: &[LogicalCallRow],
+) -> Result<(), DbError> {
+    use logical_calls::dsl as l;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    diesel::insert_into(logical_calls::table)
+        .values(rows)
+        .on_conflict((l::app_id, l::logical_call_id))
+        .do_update()
+        .set((
+            l::status.eq(excluded(l::status)),
+            l::direction.eq(excluded(l::direction)),
+            l::from_number.eq(excluded(l::from_number)),
+            l::to_number.eq(excluded(l::to_number)),
+            l::started_at.eq(excluded(l::started_at)),
+            l::answered_at.eq(excluded(l::answered_at)),
+            l::ended_at.eq(excluded(l::ended_at)),
+            l::talk_time_ms.eq(excluded(l::talk_time_ms)),
+            l::hold_time_ms.eq(excluded(l::hold_time_ms)),
+            l::duration_ms.eq(excluded(l::duration_ms)),
+            l::total_duration_ms.eq(excluded(l::total_duration_ms)),
+            l::transferred.eq(excluded(l::transferred)),
+            l::first_answered_by.eq(excluded(l::first_answered_by)),
+            l::final_handler.eq(excluded(l::final_handler)),
+            l::voicemail.eq(excluded(l::voicemail)),
+            l::was_recorded.eq(excluded(l::was_recorded)),
+            l::contact.eq(excluded(l::contact)),
+            l::target.eq(excluded(l::target)),
+            l::leg_count.eq(excluded(l::leg_count)),
+            l::last_event_at.eq(excluded(l::last_event_at)),
+            l::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn upsert_voicemails(
+    conn: &mut AsyncPgConnection,
+    rows: &[VoicemailRow],
+) -> Result<(), DbError> {
+    use voicemails::dsl as v;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    diesel::insert_into(voicemails::table)
+        .values(rows)
+        .on_conflict((v::app_id, v::call_id))
+        .do_update()
+        .set((
+            v::logical_call_id.eq(excluded(v::logical_call_id)),
+            v::from_number.eq(excluded(v::from_number)),
+            v::to_number.eq(excluded(v::to_number)),
+            v::contact.eq(excluded(v::contact)),
+            v::target.eq(excluded(v::target)),
+            v::duration_ms.eq(excluded(v::duration_ms)),
+            v::link.eq(excluded(v::link)),
+            v::recording_id.eq(excluded(v::recording_id)),
+            v::transcription_text.eq(excluded(v::transcription_text)),
+            v::left_at.eq(excluded(v::left_at)),
+            v::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! SMS events and the message fold.
+//!
+//! Dialpad sends an event when a message is sent or received and, with `status: true` on the
+//! subscription, another on each delivery-status change, **reusing the message `id`** (FACTS
+//! §5, §10.17, <https://developers.dialpad.com/docs/sms-events>). Field names differ from call
+//! events: `contact.phone_number`, and `to_number` is an array.
+//!
+//! The merge rule is the call fold's: a message row is a pure function of the set of its
+//! events, ordered by `event_timestamp`, then delivery progress (`pending` before a final
+//! status), then content; a field takes the latest value that is present. So a status update
+//! that arrives before the message itself still ends as the final status.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use crate::call::Party;
+use crate::json::{opt_i64, opt_string};
+
+/// An SMS event could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SmsEventError {
+    #[error("SMS event is malformed: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("SMS event has no id")]
+    MissingId,
+}
+
+/// One SMS event, as Dialpad sends it (epoch-ms times, int64 ids).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SmsEvent {
+    #[serde(default, deserialize_with = "opt_i64")]
+    id: Option<i64>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub direction: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub from_number: Option<String>,
+    /// An array in Dialpad's payloads; a single string is accepted too.
+    #[serde(default, deserialize_with = "string_list")]
+    pub to_number: Vec<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub text: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub text_content: Option<String>,
+    #[serde(default)]
+    pub mms: Option<bool>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub mms_url: Option<String>,
+    /// `pending`, `success` or `failed`.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub message_status: Option<String>,
+    #[serde(default, deserialize_with = "opt_string")]
+    pub message_delivery_result: Option<String>,
+    #[serde(default)]
+    pub is_internal: Option<bool>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub sender_id: Option<i64>,
+    #[serde(default)]
+    pub target: Option<Party>,
+    #[serde(default)]
+    pub contact: Option<Party>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub created_date: Option<i64>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    pub event_timestamp: Option<i64>,
+    #[serde(skip)]
+    content_key: String,
+}
+
+fn string_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(de)? {
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .filter_map(|item| match item {
+                Value::String(s) if !s.is_empty() => Some(s),
+                _ => None,
+            })
+            .collect(),
+        Some(Value::String(s)) if !s.is_empty() => vec![s],
+        _ => Vec::new(),
+    })
+}
+
+impl SmsEvent {
+    /// Reads an SMS event from a verified payload. `content_key` is the event's dedupe key.
+    ///
+    /// # Errors
+    /// [`SmsEventError`] when a field has the wrong type or the id is missing.
+    pub fn parse(payload: &Value, content_key: &str) -> Result<Self, SmsEventError> {
+        let mut event = SmsEvent::deserialize(payload)?;
+        if event.id.is_none() {
+            return Err(SmsEventError::MissingId);
+        }
+        content_key.clone_into(&mut event.content_key);
+        Ok(event)
+    }
+
+    /// Dialpad's message id.
+    pub fn message_id(&self) -> i64 {
+        self.id.unwrap_or_default()
+    }
+
+    /// Delivery progress: a final status sorts after `pending` at the same instant.
+    fn progress(&self) -> u8 {
+        match self.message_status.as_deref() {
+            None | Some("pending") => 0,
+            Some(_) => 1,
+        }
+    }
+}
+
+/// A message after all of its events: one `messages` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub message_id: i64,
+    pub direction: Option<String>,
+    pub from_number: Option<String>,
+    pub to_numbers: Vec<String>,
+    /// `text`, else `text_content` (absent without the `message_content_export` scope).
+    pub text: Option<String>,
+    pub mms: bool,
+    pub mms_url: Option<String>,
+    pub message_status: Option<String>,
+    pub delivery_result: Option<String>,
+    pub is_internal: Option<bool>,
+    pub sender_id: Option<i64>,
+    pub target: Option<Party>,
+    pub contact: Option<Party>,
+    /// Dialpad's `created_date`.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// `event_timestamp` of the event that set `message_status`.
+    pub status_updated_at: Option<DateTime<Utc>>,
+    pub event_count: i32,
+}
+
+impl Message {
+    /// Folds all known events of one message (see the module docs); `None` for none.
+    pub fn fold(events: &[SmsEvent]) -> Option<Message> {
+        let mut ordered: Vec<&SmsEvent> = events.iter().collect();
+        ordered.sort_by(|a, b| {
+            (a.event_timestamp, a.progress(), &a.content_key).cmp(&(
+                b.event_timestamp,
+                b.progress(),
+                &b.content_key,
+            ))
+        });
+        ordered.dedup_by(|a, b| a.content_key == b.content_key);
+        let first = ordered.first()?;
+        let mut message = Message {
+            message_id: first.message_id(),
+            direction: None,
+            from_number: None,
+            to_numbers: Vec::new(),
+            text: None,
+            mms: false,
+            mms_url: None,
+            message_status: None,
+            delivery_result: None,
+            is_internal: None,
+            sender_id: None,
+            target: None,
+            contact: None,
+            sent_at: None,
+            status_updated_at: None,
+            event_count: 0,
+        };
+        for event in ordered {
+            latest(&mut message.direction, event.direction.clone());
+            latest(&mut message.from_number, event.from_number.clone());
+            if !event.to_number.is_empty() {
+                message.to_numbers.clone_from(&event.to_number);
+            }
+            latest(
+                &mut message.text,
+                event.text.clone().or_else(|| event.text_content.clone()),
+            );
+            message.mms |= event.mms.unwrap_or(false);
+            latest(&mut message.mms_url, event.mms_url.clone());
+            if event.message_status.is_some() {
+                message.message_status.clone_from(&event.message_status);
+                message.status_updated_at = event.event_timestamp.and_then(ms);
+            }
+            latest(
+                &mut message.delivery_result,
+                event.message_delivery_result.clone(),
+            );
+            latest(&mut message.is_internal, event.is_internal);
+            latest(&mut message.sender_id, event.sender_id);
+            latest(
+                &mut message.target,
+                event.target.clone().filter(|p| !p.is_empty()),
+            );
+            latest(
+                &mut message.contact,
+                event.contact.clone().filter(|p| !p.is_empty()),
+            );
+            latest(&mut message.sent_at, event.created_date.and_then(ms));
+            message.event_count += 1;
+        }
+        Some(message)
+    }
+}
+
+fn latest<T>(current: &mut Option<T>, incoming: Option<T>) {
+    if incoming.is_some() {
+        *current = incoming;
+    }
+}
+
+fn ms(epoch_ms: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(epoch_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::dedupe_key;
+
+    fn event(json: &str) -> SmsEvent {
+        let value: Value = serde_json::from_str(json).expect("JSON");
+        let key = dedupe_key(value.as_object().expect("object"));
+        SmsEvent::parse(&value, &key).expect("SMS event")
+    }
+
+    #[test]
+    fn a_status_update_updates_its_message_in_any_order() {
+        let pending = event(include_str!(
+            "../../../testdata/dialpad/sms_outbound_01_pending.json"
+        ));
+        let success = event(include_str!(
+            "../../../testdata/dialpad/sms_outbound_02_status_success.json"
+        ));
+        let message = Message::fold(&[pending.clone(), success.clone()]).expect("events");
+        assert_eq!(message.message_id, 4_749_132_898_713_600);
+        assert_eq!(message.message_status.as_deref(), Some("success"));
+        assert_eq!(message.delivery_result.as_deref(), Some("accepted"));
+        assert_eq!(message.to_numbers, ["+17185550164"]);
+        assert_eq!(
+            message.sent_at,
+            DateTime::from_timestamp_millis(1_795_111_990_012)
+        );
+        assert_eq!(
+            message.status_updated_at,
+            DateTime::from_timestamp_millis(1_795_111_993_904)
+        );
+        assert_eq!(message.event_count, 2);
+        assert_eq!(
+            Message::fold(&[success.clone(), pending.clone(), success]),
+            Some(message)
+        );
+    }
+
+    #[test]
+    fn mms_text_and_names_are_kept_exactly() {
+        let mms = event(include_str!(
+            "../../../testdata/dialpad/sms_edge_04_unicode_mms.json"
+        ));
+        let message = Message::fold(&[mms]).expect("event");
+        assert!(message.mms && message.mms_url.is_some());
+        assert_eq!(
+            message.text.as_deref(),
+            Some("¡Gracias! 😊 Aquí está la foto del formulario — ¿está bien así?")
+        );
+        let name = message.contact.and_then(|c| c.name);
+        assert_eq!(name.as_deref(), Some("Ana María Pérez 👩‍⚕️"));
+        assert!(SmsEvent::parse(&serde_json::json!({"text": "no id"}), "k").is_err());
+    }
+}

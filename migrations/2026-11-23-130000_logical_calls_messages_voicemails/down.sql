@@ -1,0 +1,18 @@
+DROP INDEX webhook_events_message_idx;
+DROP TABLE voicemails;
+DROP TABLE messages;
+DROP TABLE logical_calls;
+DROP INDEX calls_logical_idx;
+DROP INDEX calls_master_idx;
+DROP INDEX calls_entry_point_idx;
+DROP INDEX calls_operator_idx;
+ALTER TABLE calls
+    DROP COLUMN logical_call_id,
+    DROP COLUMN voicemail_recording_id,
+    DROP COLUMN voicemail_duration_ms,
+    DROP COLUMN recording_id,
+    DROP COLUMN recap_summary,
+    DROP COLUMN recap_outcome,
+    DROP COLUMN recap_action_items,
+    DROP COLUMN recap_purposes,
+    DROP COLUMN transferred_from;
