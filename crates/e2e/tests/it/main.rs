@@ -2,6 +2,7 @@
 
 mod api;
 mod dialpad;
+mod domain_rows;
 mod ingest;
 mod lifecycle;
 mod migrations;
