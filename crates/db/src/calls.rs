@@ -169,6 +169,10 @@ pub struct NewCall {
     pub recap_action_items: Option<Value>,
     pub recap_purposes: Option<Value>,
     pub transferred_from: Option<Value>,
+    /// On insert, the leg's own guess (its parent's id, else its own): right for every leg
+    /// whose parent is a root, so `logical_calls::relink` rarely has to correct it. Never
+    /// overwritten by the upsert: only `relink` changes it.
+    pub logical_call_id: Option<i64>,
 }
 
 /// A party as stored and returned: `{id, type, name, phone, email}`.
@@ -186,6 +190,7 @@ pub fn party_json(party: &Party) -> Value {
 impl NewCall {
     /// The row for a folded leg of `app_id`.
     pub fn from_leg(app_id: Uuid, leg: CallLeg) -> Self {
+        let logical_call_id = Some(leg.parent_call_id().unwrap_or(leg.call_id));
         NewCall {
             app_id,
             call_id: leg.call_id,
@@ -228,6 +233,7 @@ impl NewCall {
             recap_action_items: leg.recap_action_items,
             recap_purposes: leg.recap_purposes,
             transferred_from: leg.transferred_from.as_ref().map(party_json),
+            logical_call_id,
         }
     }
 }
