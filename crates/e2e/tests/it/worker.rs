@@ -130,3 +130,65 @@ async fn a_poison_event_is_retried_then_dead_lettered_without_blocking_its_batch
         "the error is recorded"
     );
 }
+
+#[tokio::test]
+async fn the_worker_rides_out_a_database_restart() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("restart").await;
+    let server = stack
+        .db
+        .url()
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(host, _)| host.to_owned())
+        .expect("host:port");
+    let proxy = e2e::CuttableProxy::start(server).await;
+    let mut settings = TestStack::worker_settings(&stack.db);
+    settings.database.database_url = Some(proxy.url_for(stack.db.url()).into());
+    settings.database.database_connect_timeout_ms = 200;
+    settings.worker_poll_interval_ms = 100;
+    let worker = worker::Worker::build(settings)
+        .await
+        .expect("worker builds");
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(worker.run_until_stopped(shutdown.clone()));
+
+    let wait_for_done = |expected: i64| {
+        let stack = &stack;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while stack.events_by_status().await != vec![("done".to_owned(), expected)] {
+                assert!(
+                    Instant::now() < deadline,
+                    "not processed: {:?}",
+                    stack.events_by_status().await
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let calls = outbound_call(0);
+    for event in &calls[..2] {
+        assert_eq!(stack.post_event(&app, event).await.status(), 200);
+    }
+    wait_for_done(2).await;
+
+    // The database goes away (every worker connection drops) while events keep arriving.
+    proxy.cut();
+    for event in &calls[2..] {
+        assert_eq!(stack.post_event(&app, event).await.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(!running.is_finished(), "the worker survives the outage");
+    proxy.restore();
+    wait_for_done(5).await;
+
+    let (_, body) = stack.get_calls(&app.api_key, "").await;
+    assert_eq!(body["calls"][0]["status"], "completed");
+    assert_eq!(body["calls"][0]["event_count"], 5);
+    shutdown.cancel();
+    running
+        .await
+        .expect("joins")
+        .expect("stops cleanly after the outage");
+}
