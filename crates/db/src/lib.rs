@@ -8,6 +8,7 @@ mod error;
 pub mod logical_calls;
 pub mod messages;
 pub mod migrations;
+pub mod operations;
 mod pool;
 pub mod queue;
 pub mod schema;

@@ -9,6 +9,7 @@ use crate::error::ApiError;
 mod apps;
 mod calls;
 mod dialpad;
+mod events;
 mod oauth;
 
 /// The whole route table (health routes come from `bootstrap::http`).
@@ -40,6 +41,17 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
             "/internal/subscriptions/{subscription_id}",
             web::delete().to(dialpad::delete_subscription),
         )
+        .route("/internal/events", web::get().to(events::list_events))
+        .route(
+            "/internal/events/reroute",
+            web::post().to(events::reroute_events),
+        )
+        .route("/internal/events/{id}", web::get().to(events::get_event))
+        .route(
+            "/internal/events/{id}/retry",
+            web::post().to(events::retry_event),
+        )
+        .route("/internal/replay", web::post().to(events::replay))
         .route("/auth/dialpad/connect", web::get().to(oauth::connect))
         .route("/auth/dialpad/callback", web::get().to(oauth::callback))
         .route("/api/calls", web::get().to(calls::list_calls));

@@ -6,6 +6,7 @@ mod domain_rows;
 mod ingest;
 mod lifecycle;
 mod migrations;
+mod operations;
 mod schema;
 mod worker;
 
