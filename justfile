@@ -40,6 +40,8 @@ demo-compose:
 bench-ingest events="20000" concurrency="32":
     cargo run --release --quiet -p e2e --bin bench -- ingest {{events}} {{concurrency}}
 
-# Worker drain rate: 100k realistic call events over 50 apps, one worker (release build).
-bench-worker events="100000" apps="50":
+# Worker drain rate (100k realistic call events over 50 apps, one worker), then end-to-end
+# latency (ingest 200 -> row visible) at a steady 500 webhooks/s for 20 s (release build).
+bench-worker events="100000" apps="50" rate="500" seconds="20":
     cargo run --release --quiet -p e2e --bin bench -- worker {{events}} {{apps}}
+    cargo run --release --quiet -p e2e --bin bench -- latency {{rate}} {{seconds}}
