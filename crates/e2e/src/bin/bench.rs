@@ -8,7 +8,7 @@
 //!   events/s.
 //!
 //! - `bench latency [RATE] [SECONDS]`: end-to-end latency at a steady RATE of webhooks per
-//!   second: ingest and a LISTENing worker run in-process; latency runs from ingest's 200 to
+//!   second: ingest and a worker woken by `LISTEN` run in-process; latency runs from ingest's 200 to
 //!   the moment another connection sees the event applied (its domain row is committed in the
 //!   same transaction), observed by polling every millisecond; p50/p99.
 //!
