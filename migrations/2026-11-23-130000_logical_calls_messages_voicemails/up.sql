@@ -71,6 +71,7 @@ CREATE TABLE messages (
     contact jsonb,
     sent_at timestamptz,
     status_updated_at timestamptz,
+    last_event_at timestamptz,
     event_count integer NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),

@@ -11,6 +11,7 @@ pub mod migrations;
 pub mod operations;
 mod pool;
 pub mod queue;
+pub mod retention;
 pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;

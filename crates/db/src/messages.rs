@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::call::Party;
 use domain::sms::Message;
 use serde_json::Value;
 use uuid::Uuid;
@@ -33,6 +34,7 @@ pub struct MessageRow {
     pub contact: Option<Value>,
     pub sent_at: Option<DateTime<Utc>>,
     pub status_updated_at: Option<DateTime<Utc>>,
+    pub last_event_at: Option<DateTime<Utc>>,
     pub event_count: i32,
 }
 
@@ -56,7 +58,37 @@ impl MessageRow {
             contact: message.contact.as_ref().map(party_json),
             sent_at: message.sent_at,
             status_updated_at: message.status_updated_at,
+            last_event_at: message.last_event_at,
             event_count: message.event_count,
+        }
+    }
+
+    /// The message this row was written from (parties come back from their JSON form).
+    pub fn to_message(&self) -> Message {
+        let party = |value: &Option<Value>| {
+            value
+                .as_ref()
+                .and_then(|v| serde_json::from_value::<Party>(v.clone()).ok())
+                .filter(|p| !p.is_empty())
+        };
+        Message {
+            message_id: self.message_id,
+            direction: self.direction.clone(),
+            from_number: self.from_number.clone(),
+            to_numbers: self.to_numbers.clone(),
+            text: self.text.clone(),
+            mms: self.mms,
+            mms_url: self.mms_url.clone(),
+            message_status: self.message_status.clone(),
+            delivery_result: self.delivery_result.clone(),
+            is_internal: self.is_internal,
+            sender_id: self.sender_id,
+            target: party(&self.target),
+            contact: party(&self.contact),
+            sent_at: self.sent_at,
+            status_updated_at: self.status_updated_at,
+            last_event_at: self.last_event_at,
+            event_count: self.event_count,
         }
     }
 }
@@ -90,6 +122,7 @@ pub async fn upsert(conn: &mut AsyncPgConnection, rows: &[MessageRow]) -> Result
             m::contact.eq(excluded(m::contact)),
             m::sent_at.eq(excluded(m::sent_at)),
             m::status_updated_at.eq(excluded(m::status_updated_at)),
+            m::last_event_at.eq(excluded(m::last_event_at)),
             m::event_count.eq(excluded(m::event_count)),
             m::updated_at.eq(diesel::dsl::now),
         ))

@@ -150,6 +150,7 @@ diesel::table! {
         contact -> Nullable<Jsonb>,
         sent_at -> Nullable<Timestamptz>,
         status_updated_at -> Nullable<Timestamptz>,
+        last_event_at -> Nullable<Timestamptz>,
         event_count -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,

@@ -64,6 +64,15 @@ impl Party {
     }
 }
 
+/// What a retention snapshot adds to Dialpad's fields.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+struct SnapshotFacts {
+    /// How many events the pruned log had.
+    event_count: i32,
+    /// A voicemail state was seen (a leg can be `voicemail` before any link arrives).
+    voicemail_left: bool,
+}
+
 /// An entry of `recording_details`; `duration` and `start_time` are milliseconds.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RecordingDetail {
@@ -153,6 +162,10 @@ pub struct CallEvent {
     pub recap_action_items: Option<Value>,
     #[serde(default)]
     pub recap_purposes: Option<Value>,
+    /// Only in retention snapshots ([`CallLeg::snapshot_event`]): facts a leg's row keeps that
+    /// no Dialpad field carries.
+    #[serde(default, rename = "x_cti_snapshot")]
+    snapshot: Option<SnapshotFacts>,
     /// Content key of the stored event ([`crate::event::dedupe_key`]): the last tie-breaker of the
     /// fold order, so that order never depends on arrival.
     #[serde(skip)]
@@ -440,6 +453,73 @@ impl CallLeg {
             .is_none_or(|kind| kind == "user")
     }
 
+    /// The leg as one call event, for retention: when a leg's event log is pruned, this event
+    /// replaces it, so a (very) late event still folds onto everything known. It carries every
+    /// field in Dialpad's shape, `event_timestamp` = the newest folded event's, and
+    /// `content_key` as its identity. `fold([snapshot])` gives this leg back, and events
+    /// folded with it give what they would have given with the whole log.
+    pub fn snapshot_event(&self) -> Value {
+        let ms = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp_millis());
+        let party = |p: &Option<Party>| {
+            p.as_ref().map(|p| {
+                serde_json::json!({
+                    "id": p.id, "type": p.kind, "name": p.name, "phone": p.phone, "email": p.email,
+                })
+            })
+        };
+        let mut details = Vec::new();
+        if self.recording_url.is_some() {
+            details.push(serde_json::json!({
+                "id": self.recording_id, "recording_type": "callrecording", "url": self.recording_url,
+            }));
+        }
+        if self.voicemail_link.is_some() || self.voicemail_recording_id.is_some() {
+            details.push(serde_json::json!({
+                "id": self.voicemail_recording_id, "recording_type": "voicemail",
+                "url": self.voicemail_link, "duration": self.voicemail_duration_ms,
+            }));
+        }
+        serde_json::json!({
+            "call_id": self.call_id,
+            "state": self.state,
+            "master_call_id": self.master_call_id,
+            "entry_point_call_id": self.entry_point_call_id,
+            "operator_call_id": self.operator_call_id,
+            "direction": self.direction,
+            "external_number": self.external_number,
+            "internal_number": self.internal_number,
+            "date_started": ms(self.started_at),
+            "date_rang": ms(self.rang_at),
+            "date_queued": ms(self.queued_at),
+            "date_connected": ms(self.connected_at),
+            "date_ended": ms(self.ended_at),
+            "duration": self.duration_ms,
+            "total_duration": self.total_duration_ms,
+            "talk_time": self.talk_time_ms,
+            "hold_time": self.hold_time_ms,
+            "event_timestamp": ms(self.last_event_at),
+            "was_recorded": self.was_recorded,
+            "is_transferred": self.is_transferred,
+            "mos_score": self.mos_score,
+            "contact": party(&self.contact),
+            "target": party(&self.target),
+            "transferred_from": party(&self.transferred_from),
+            "voicemail_link": self.voicemail_link,
+            "voicemail_recording_id": self.voicemail_recording_id,
+            "recording_details": details,
+            "transcription_text": self.transcription_text,
+            "custom_data": self.custom_data,
+            "recap_summary": self.recap_summary,
+            "recap_outcome": self.recap_outcome,
+            "recap_action_items": self.recap_action_items,
+            "recap_purposes": self.recap_purposes,
+            "x_cti_snapshot": SnapshotFacts {
+                event_count: self.event_count,
+                voicemail_left: self.status == CallStatus::Voicemail,
+            },
+        })
+    }
+
     /// Folds all known events of one leg into its row, following the module's merge rule.
     /// Returns `None` for an empty slice. All events must share one `call_id`.
     pub fn fold(events: &[CallEvent]) -> Option<CallLeg> {
@@ -500,7 +580,8 @@ impl CallLeg {
             if let Some(status) = CallStatus::of_live_state(event.state()) {
                 live_status = status;
             }
-            voicemail_left |= matches!(event.state(), "voicemail" | "voicemail_uploaded");
+            voicemail_left |= matches!(event.state(), "voicemail" | "voicemail_uploaded")
+                || event.snapshot.as_ref().is_some_and(|s| s.voicemail_left);
 
             latest(&mut leg.master_call_id, event.master_call_id);
             latest(&mut leg.entry_point_call_id, event.entry_point_call_id);
@@ -578,7 +659,7 @@ impl CallLeg {
                 event.recap_purposes.clone().filter(is_present),
             );
             latest(&mut leg.last_event_at, event.event_timestamp.and_then(ms));
-            leg.event_count += 1;
+            leg.event_count += event.snapshot.as_ref().map_or(1, |s| s.event_count);
         }
 
         voicemail_left |= leg.voicemail_link.is_some();
@@ -737,6 +818,31 @@ mod tests {
                 rotated.reverse();
                 rotated.extend(events.iter().cloned());
                 assert_eq!(CallLeg::fold(&rotated), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn a_snapshot_stands_for_its_log() {
+        for events in [outbound(), voicemail()] {
+            let leg = CallLeg::fold(&events).expect("events");
+            let snapshot = CallEvent::parse(&leg.snapshot_event(), "snapshot").expect("parses");
+            assert_eq!(
+                CallLeg::fold(std::slice::from_ref(&snapshot)),
+                Some(leg.clone())
+            );
+            // Pruned after the first events: the rest folds onto the snapshot as onto the log.
+            for cut in 1..events.len() {
+                let early = CallLeg::fold(&events[..cut]).expect("events");
+                let snapshot =
+                    CallEvent::parse(&early.snapshot_event(), "snapshot").expect("parses");
+                let mut rest = vec![snapshot];
+                rest.extend(events[cut..].iter().cloned());
+                assert_eq!(
+                    CallLeg::fold(&rest),
+                    Some(leg.clone()),
+                    "pruned after {cut}"
+                );
             }
         }
     }

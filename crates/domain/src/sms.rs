@@ -64,8 +64,19 @@ pub struct SmsEvent {
     pub created_date: Option<i64>,
     #[serde(default, deserialize_with = "opt_i64")]
     pub event_timestamp: Option<i64>,
+    /// Only in retention snapshots ([`Message::snapshot_event`]).
+    #[serde(default, rename = "x_cti_snapshot")]
+    snapshot: Option<SnapshotFacts>,
     #[serde(skip)]
     content_key: String,
+}
+
+/// What a retention snapshot adds to Dialpad's fields.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+struct SnapshotFacts {
+    event_count: i32,
+    /// Epoch ms of the event that set the status.
+    status_updated_at: Option<i64>,
 }
 
 fn string_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
@@ -131,10 +142,46 @@ pub struct Message {
     pub sent_at: Option<DateTime<Utc>>,
     /// `event_timestamp` of the event that set `message_status`.
     pub status_updated_at: Option<DateTime<Utc>>,
+    /// `event_timestamp` of the newest event folded in.
+    pub last_event_at: Option<DateTime<Utc>>,
     pub event_count: i32,
 }
 
 impl Message {
+    /// The message as one SMS event, for retention (see `CallLeg::snapshot_event`):
+    /// `fold([snapshot])` gives it back, and later events fold onto it as onto its log.
+    pub fn snapshot_event(&self) -> Value {
+        let ms = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp_millis());
+        let party = |p: &Option<Party>| {
+            p.as_ref().map(|p| {
+                serde_json::json!({
+                    "id": p.id, "type": p.kind, "name": p.name, "phone_number": p.phone,
+                })
+            })
+        };
+        serde_json::json!({
+            "id": self.message_id,
+            "direction": self.direction,
+            "from_number": self.from_number,
+            "to_number": self.to_numbers,
+            "text": self.text,
+            "mms": self.mms,
+            "mms_url": self.mms_url,
+            "message_status": self.message_status,
+            "message_delivery_result": self.delivery_result,
+            "is_internal": self.is_internal,
+            "sender_id": self.sender_id,
+            "target": party(&self.target),
+            "contact": party(&self.contact),
+            "created_date": ms(self.sent_at),
+            "event_timestamp": ms(self.last_event_at),
+            "x_cti_snapshot": SnapshotFacts {
+                event_count: self.event_count,
+                status_updated_at: ms(self.status_updated_at),
+            },
+        })
+    }
+
     /// Folds all known events of one message (see the module docs); `None` for none.
     pub fn fold(events: &[SmsEvent]) -> Option<Message> {
         let mut ordered: Vec<&SmsEvent> = events.iter().collect();
@@ -163,6 +210,7 @@ impl Message {
             contact: None,
             sent_at: None,
             status_updated_at: None,
+            last_event_at: None,
             event_count: 0,
         };
         for event in ordered {
@@ -179,7 +227,11 @@ impl Message {
             latest(&mut message.mms_url, event.mms_url.clone());
             if event.message_status.is_some() {
                 message.message_status.clone_from(&event.message_status);
-                message.status_updated_at = event.event_timestamp.and_then(ms);
+                let set_at = match &event.snapshot {
+                    Some(snapshot) => snapshot.status_updated_at,
+                    None => event.event_timestamp,
+                };
+                message.status_updated_at = set_at.and_then(ms);
             }
             latest(
                 &mut message.delivery_result,
@@ -196,7 +248,11 @@ impl Message {
                 event.contact.clone().filter(|p| !p.is_empty()),
             );
             latest(&mut message.sent_at, event.created_date.and_then(ms));
-            message.event_count += 1;
+            latest(
+                &mut message.last_event_at,
+                event.event_timestamp.and_then(ms),
+            );
+            message.event_count += event.snapshot.as_ref().map_or(1, |s| s.event_count);
         }
         Some(message)
     }
@@ -249,6 +305,22 @@ mod tests {
             Message::fold(&[success.clone(), pending.clone(), success]),
             Some(message)
         );
+    }
+
+    #[test]
+    fn a_snapshot_stands_for_its_log() {
+        let pending = event(include_str!(
+            "../../../testdata/dialpad/sms_outbound_01_pending.json"
+        ));
+        let success = event(include_str!(
+            "../../../testdata/dialpad/sms_outbound_02_status_success.json"
+        ));
+        let whole = Message::fold(&[pending.clone(), success.clone()]).expect("events");
+        let snapshot =
+            |m: &Message| SmsEvent::parse(&m.snapshot_event(), "snapshot").expect("parses");
+        assert_eq!(Message::fold(&[snapshot(&whole)]), Some(whole.clone()));
+        let early = Message::fold(&[pending]).expect("event");
+        assert_eq!(Message::fold(&[snapshot(&early), success]), Some(whole));
     }
 
     #[test]

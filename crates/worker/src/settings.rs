@@ -2,8 +2,8 @@
 //!
 //! Env vars: `WORKER_POLL_INTERVAL_MS` (default 5000), `WORKER_BATCH_SIZE` (500),
 //! `WORKER_MAX_ATTEMPTS` (10), `WORKER_BACKOFF_BASE_MS` (1000), `WORKER_BACKOFF_MAX_MS`
-//! (3600000), `WORKER_ID` (default `<hostname>-<pid>`), plus the shared `DATABASE_*` and
-//! `LOG_FORMAT`.
+//! (3600000), `WORKER_ID` (default `<hostname>-<pid>`), `RETENTION_DAYS` (90),
+//! `RETENTION_INTERVAL_MS` (3600000), plus the shared `DATABASE_*` and `LOG_FORMAT`.
 
 use std::time::Duration;
 
@@ -32,6 +32,12 @@ pub struct Settings {
     pub worker_backoff_max_ms: u64,
     /// `WORKER_ID`: name in logs; defaults to `<hostname>-<pid>`.
     pub worker_id: Option<String>,
+    /// `RETENTION_DAYS`: processed events older than this many days are pruned (`0`: never).
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// `RETENTION_INTERVAL_MS`: how often a retention pass runs, milliseconds.
+    #[serde(default = "default_retention_interval_ms")]
+    pub retention_interval_ms: u64,
 }
 
 impl Settings {
@@ -45,6 +51,8 @@ impl Settings {
             worker_backoff_base_ms: default_backoff_base_ms(),
             worker_backoff_max_ms: default_backoff_max_ms(),
             worker_id: None,
+            retention_days: default_retention_days(),
+            retention_interval_ms: default_retention_interval_ms(),
         }
     }
 
@@ -58,6 +66,14 @@ impl Settings {
             format!("{host}-{}", std::process::id())
         })
     }
+}
+
+fn default_retention_days() -> u32 {
+    90
+}
+
+fn default_retention_interval_ms() -> u64 {
+    3_600_000
 }
 
 fn default_poll_interval_ms() -> u64 {

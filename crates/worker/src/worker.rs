@@ -12,12 +12,16 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use db::retention::{self, Pruned};
 use db::{DbError, Pool, queue};
 use domain::backoff::retry_delay;
 
 use crate::Settings;
 use crate::apply::{Outcome, Plan};
 use crate::listener;
+
+/// Events scanned per retention batch (one short transaction each).
+const RETENTION_BATCH: i64 = 1_000;
 
 /// What one batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -87,6 +91,31 @@ impl Worker {
         .await
     }
 
+    /// Runs one retention pass (see `db::retention`): prunes processed events older than
+    /// `RETENTION_DAYS`, batch by batch, each in its own short transaction. Returns the totals.
+    ///
+    /// # Errors
+    /// [`DbError`] from a batch; batches before it stay committed.
+    pub async fn prune_expired(&self) -> Result<Pruned, DbError> {
+        let mut total = Pruned::default();
+        if self.settings.retention_days == 0 {
+            return Ok(total);
+        }
+        let cutoff = Utc::now() - chrono::TimeDelta::days(i64::from(self.settings.retention_days));
+        loop {
+            let mut conn = self.pool.get().await?;
+            let batch =
+                retention::prune_batch(&mut conn, cutoff, total.last_id, RETENTION_BATCH).await?;
+            if batch.scanned == 0 {
+                return Ok(total);
+            }
+            total.scanned += batch.scanned;
+            total.units += batch.units;
+            total.deleted += batch.deleted;
+            total.last_id = batch.last_id;
+        }
+    }
+
     /// Processes batches until none is due; returns the total. Used by tests and tools.
     ///
     /// # Errors
@@ -116,6 +145,7 @@ impl Worker {
             Arc::clone(&wake),
             shutdown.clone(),
         ));
+        let retention = tokio::spawn(self.clone().retention_loop(shutdown.clone()));
         tracing::info!(worker.id = %self.id, "Worker started.");
         let mut error_pause = Duration::from_millis(200);
         while !shutdown.is_cancelled() {
@@ -150,8 +180,35 @@ impl Worker {
             }
         }
         listener.await.context("Queue listener task failed")?;
+        retention.await.context("Retention task failed")?;
         tracing::info!(worker.id = %self.id, "Worker stopped.");
         Ok(())
+    }
+}
+
+impl Worker {
+    /// Runs a retention pass every `RETENTION_INTERVAL_MS` until `shutdown`. Every replica
+    /// runs it; concurrent passes only skip each other's rows (unit locks, idempotent deletes).
+    async fn retention_loop(self, shutdown: CancellationToken) {
+        let interval = Duration::from_millis(self.settings.retention_interval_ms.max(1_000));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+            match self.prune_expired().await {
+                Ok(pruned) if pruned.deleted > 0 => tracing::info!(
+                    worker.id = %self.id,
+                    events.deleted = pruned.deleted,
+                    units.snapshotted = pruned.units,
+                    "Retention pass done."
+                ),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(worker.id = %self.id, error = %error, "Retention pass failed; will retry.");
+                }
+            }
+        }
     }
 }
 

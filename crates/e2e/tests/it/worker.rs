@@ -192,3 +192,86 @@ async fn the_worker_rides_out_a_database_restart() {
         .expect("joins")
         .expect("stops cleanly after the outage");
 }
+
+#[tokio::test]
+async fn retention_replaces_an_old_log_by_a_snapshot_and_late_events_still_fold() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("retention").await;
+    stack.post_fixtures(&app, &OUTBOUND).await;
+    stack
+        .post_fixtures(&app, &["call_inbound_vm_01_ringing.json"])
+        .await;
+    let contact = json!({ "event": "Created", "contact": { "id": 1, "name": "Dana" } });
+    assert_eq!(stack.post_event(&app, &contact).await.status(), 200);
+    stack.run_worker().await;
+    let mut conn = stack.db.connect().await;
+    // The outbound call and the contact event are 100 days old; the voicemail call is new.
+    diesel::sql_query(
+        "UPDATE webhook_events SET received_at = now() - interval '100 days' \
+         WHERE dialpad_id = 7189235590594560 OR kind = 'contact'",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("aged");
+    let (_, before) = stack.get_calls(&app.api_key, "").await;
+
+    let pruned = stack.worker.prune_expired().await.expect("prunes");
+    assert_eq!((pruned.units, pruned.deleted), (1, 6), "{pruned:?}");
+    let outbound_events: Vec<(String, Option<String>)> = webhook_events::table
+        .filter(webhook_events::dialpad_id.eq(7_189_235_590_594_560_i64))
+        .select((webhook_events::status, webhook_events::event_type))
+        .load(&mut conn)
+        .await
+        .expect("events");
+    assert_eq!(
+        outbound_events,
+        [("done".to_owned(), Some("snapshot".to_owned()))]
+    );
+    assert_eq!(
+        stack.event_total().await,
+        2,
+        "the snapshot and the recent call's event"
+    );
+    let (_, after) = stack.get_calls(&app.api_key, "").await;
+    assert_eq!(after["calls"], before["calls"], "rows untouched");
+
+    // A very late event for the pruned leg folds onto the snapshot, losing nothing.
+    let late = json!({
+        "call_id": 7_189_235_590_594_560_i64, "state": "csat",
+        "event_timestamp": 1_795_190_400_000_i64, "direction": "outbound",
+    });
+    assert_eq!(stack.post_event(&app, &late).await.status(), 200);
+    stack.run_worker().await;
+    let (_, body) = stack.get_calls(&app.api_key, "").await;
+    let leg = body["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .find(|c| c["call_id"] == "7189235590594560")
+        .expect("the leg");
+    assert_eq!(leg["state"], "csat");
+    assert_eq!(leg["status"], "completed");
+    assert_eq!(leg["event_count"], 6);
+    let old = before["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .find(|c| c["call_id"] == "7189235590594560")
+        .expect("the leg");
+    assert!(old["recording_url"].is_string() && old["talk_time"].is_number());
+    for field in [
+        "recording_url",
+        "talk_time",
+        "duration",
+        "connected_at",
+        "ended_at",
+        "contact",
+    ] {
+        assert_eq!(leg[field], old[field], "{field} kept");
+    }
+    // Nothing more to prune: the snapshot is not pruned again, the late event is recent.
+    assert_eq!(
+        stack.worker.prune_expired().await.expect("prunes").deleted,
+        0
+    );
+}
