@@ -22,6 +22,9 @@
 //!   Postgres when its connection drops, and the events are claimable again at once.
 //! - The `locked_by`/`locked_until` lease columns are reserved for any future step that must run
 //!   outside the claiming transaction (an outbound HTTP call); no such step exists today.
+//! - **Operators** move `dead` and `unroutable` events back to `pending`, or replay an app's log
+//!   ([`crate::operations`]); **retention** prunes old processed events, keeping a snapshot of
+//!   each leg's and message's log ([`crate::retention`]).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

@@ -290,19 +290,26 @@ pub const SUBSCRIBED_CALL_STATES: &[&str] = &[
 
 /// Our status of a call leg: the vocabulary clients filter on.
 ///
-/// Derived from Dialpad states (<https://developers.dialpad.com/docs/call-events>):
+/// Every state Dialpad documents (the `call_states` enum of its `OpenAPI` spec, FACTS §4.2,
+/// <https://developers.dialpad.com/docs/call-events>), and what it does to a leg:
 ///
-/// | Dialpad state(s) | status |
-/// |---|---|
-/// | `preanswer`, `calling`, `ringing` (and in-call states we do not model) | `ringing` |
-/// | `queued` | `queued` |
-/// | `connected` (also after hold or transfer), `merged`, `parked` | `connected` (`parked`: `on_hold`) |
-/// | `hold` (ends at the next `connected` or `hangup`; there is no "unhold") | `on_hold` |
-/// | `missed` | `missed` |
-/// | `voicemail` | `voicemail` |
-/// | `hangup` or any post-call state, ever connected | `completed` |
-/// | `hangup` or any post-call state, never connected, voicemail left | `voicemail` |
-/// | `hangup` or any post-call state, never connected, no voicemail | `missed` |
+/// | Dialpad state | leg status while live | on the leg's end |
+/// |---|---|---|
+/// | `preanswer`, `calling`, `ringing` | `ringing` | |
+/// | `queued` | `queued` | |
+/// | `connected` (repeats after hold and transfer), `merged` | `connected` | |
+/// | `hold` (no "unhold": ends at the next `connected` or `hangup`), `parked` | `on_hold` | |
+/// | `missed` | `missed` | |
+/// | `voicemail` | `voicemail` | marks a voicemail left |
+/// | `hangup` (sent for every leg, answered or not) | | ends the leg |
+/// | `voicemail_uploaded` (carries the link) | | ends the leg; a voicemail left |
+/// | `transcription` (voicemail text), `recording`, `admin_recording`, `call_transcription`, `recap_summary`, `recap_action_items`, `recap_outcome`, `recap_purposes`, `postcall`, `csat`, `pcsat`, `dispositions` | | post-call: ends the leg, never reopens it |
+/// | `blocked`, `admin`, `barge`, `eavesdrop`, `monitor`, `takeover`, `ai_playbook`, and states Dialpad adds later | keeps the current status | |
+///
+/// ("`all`" is a subscription wildcard, not a payload state.) An ended leg's status is
+/// terminal and derived from what is known, not from the last state: `completed` if it was
+/// ever connected, else `voicemail` if a voicemail was left, else `missed`. A whole phone call
+/// can also be `abandoned` (`domain::logical_call`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CallStatus {
@@ -845,6 +852,58 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn repeated_states_and_hold_cycles_fold_to_the_latest() {
+        // FACTS §10.6: `connected` repeats after each hold; there is no "unhold".
+        let base = outbound();
+        let at = |event: &CallEvent, state: &str, ts: i64| {
+            let mut value = serde_json::to_value(RawState { state, ts }).expect("json");
+            value["call_id"] = serde_json::json!(event.call_id());
+            CallEvent::parse(&value, &format!("{state}-{ts}")).expect("event")
+        };
+        let connected = &base[1];
+        let mut events = vec![base[0].clone(), connected.clone()];
+        events.push(at(connected, "hold", 1_795_104_100_000));
+        let on_hold = CallLeg::fold(&events).expect("events");
+        assert_eq!(on_hold.status, CallStatus::OnHold);
+        events.push(at(connected, "connected", 1_795_104_120_000));
+        events.push(at(connected, "hold", 1_795_104_130_000));
+        events.push(at(connected, "connected", 1_795_104_140_000));
+        let back = CallLeg::fold(&events).expect("events");
+        assert_eq!(back.status, CallStatus::Connected);
+        assert_eq!(
+            back.connected_at,
+            connected.date_connected.and_then(ms),
+            "first connect kept"
+        );
+        events.push(base[2].clone());
+        assert_eq!(
+            CallLeg::fold(&events).expect("events").status,
+            CallStatus::Completed
+        );
+    }
+
+    #[derive(serde::Serialize)]
+    struct RawState<'a> {
+        state: &'a str,
+        #[serde(rename = "event_timestamp")]
+        ts: i64,
+    }
+
+    #[test]
+    fn a_blocked_caller_id_is_kept_as_sent() {
+        // FACTS §10.13: `internal_number` can be the literal "blocked".
+        let mut value: Value = serde_json::from_str(include_str!(
+            "../../../testdata/dialpad/call_outbound_03_hangup.json"
+        ))
+        .expect("JSON");
+        value["internal_number"] = serde_json::json!("blocked");
+        value["contact"] = serde_json::json!({});
+        let leg = CallLeg::fold(&[CallEvent::parse(&value, "k").expect("event")]).expect("leg");
+        assert_eq!(leg.from_number(), Some("blocked"));
+        assert_eq!(leg.contact, None, "an empty contact is no contact");
     }
 
     #[test]
