@@ -368,38 +368,3 @@ pub async fn upsert_legs(conn: &mut AsyncPgConnection, rows: &[NewCall]) -> Resu
         .await?;
     Ok(())
 }
-
-/// One page of an app's call legs, newest first (`started_at` descending, then id).
-#[derive(Debug)]
-pub struct CallPage {
-    pub calls: Vec<Call>,
-    /// All of the app's legs, not just this page.
-    pub total: i64,
-}
-
-/// Lists `app_id`'s legs, newest first. Only ever this tenant's rows.
-///
-/// # Errors
-/// [`DbError`] from the queries.
-pub async fn list_for_app(
-    conn: &mut AsyncPgConnection,
-    app_id: Uuid,
-    limit: i64,
-    offset: i64,
-) -> Result<CallPage, DbError> {
-    use calls::dsl as c;
-    let calls = calls::table
-        .filter(c::app_id.eq(app_id))
-        .order((c::started_at.desc().nulls_last(), c::id.desc()))
-        .limit(limit)
-        .offset(offset)
-        .select(Call::as_select())
-        .load(conn)
-        .await?;
-    let total = calls::table
-        .filter(c::app_id.eq(app_id))
-        .count()
-        .get_result(conn)
-        .await?;
-    Ok(CallPage { calls, total })
-}

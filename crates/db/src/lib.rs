@@ -5,6 +5,7 @@ pub mod calls;
 pub mod crypto;
 pub mod dialpad;
 mod error;
+pub mod listing;
 pub mod logical_calls;
 pub mod messages;
 pub mod migrations;

@@ -10,7 +10,9 @@ mod apps;
 mod calls;
 mod dialpad;
 mod events;
+mod messages;
 mod oauth;
+mod params;
 
 /// The whole route table (health routes come from `bootstrap::http`).
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
@@ -54,7 +56,15 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
         .route("/internal/replay", web::post().to(events::replay))
         .route("/auth/dialpad/connect", web::get().to(oauth::connect))
         .route("/auth/dialpad/callback", web::get().to(oauth::callback))
-        .route("/api/calls", web::get().to(calls::list_calls));
+        .route("/api/calls", web::get().to(calls::list_calls))
+        .route("/api/calls/active", web::get().to(calls::active_calls))
+        .route("/api/calls/{call_id}", web::get().to(calls::get_call))
+        .route(
+            "/api/calls/{call_id}/events",
+            web::get().to(calls::call_events),
+        )
+        .route("/api/messages", web::get().to(messages::list_messages))
+        .route("/api/voicemails", web::get().to(messages::list_voicemails));
 }
 
 /// Any other path: the JSON 404 every error shares.

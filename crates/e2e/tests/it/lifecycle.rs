@@ -39,7 +39,7 @@ async fn outbound_lifecycle_comes_out_of_the_api() {
     let report = stack.run_worker().await;
     assert_eq!((report.claimed, report.done, report.failed), (5, 5, 0));
 
-    let (status, body) = stack.get_calls(&app.api_key, "").await;
+    let (status, body) = stack.get_calls(&app.api_key, "?view=legs").await;
     assert_eq!(status, 200);
     assert_eq!(body["total"], 1);
     assert_eq!(body["limit"], 50);
@@ -56,12 +56,12 @@ async fn events_out_of_order_and_across_batches_converge() {
     // each worker run folds the new events with those already applied.
     stack.post_fixtures(&app, &[OUTBOUND[2]]).await;
     stack.run_worker().await;
-    let (_, after_hangup) = stack.get_calls(&app.api_key, "").await;
+    let (_, after_hangup) = stack.get_calls(&app.api_key, "?view=legs").await;
     assert_eq!(after_hangup["calls"][0]["status"], "completed");
 
     stack.post_fixtures(&app, &[OUTBOUND[0]]).await;
     stack.run_worker().await;
-    let (_, after_late_calling) = stack.get_calls(&app.api_key, "").await;
+    let (_, after_late_calling) = stack.get_calls(&app.api_key, "?view=legs").await;
     assert_eq!(
         after_late_calling["calls"][0]["status"], "completed",
         "a late event never reopens"
@@ -72,7 +72,7 @@ async fn events_out_of_order_and_across_batches_converge() {
         .post_fixtures(&app, &[OUTBOUND[4], OUTBOUND[3], OUTBOUND[1]])
         .await;
     stack.run_worker().await;
-    let (_, body) = stack.get_calls(&app.api_key, "").await;
+    let (_, body) = stack.get_calls(&app.api_key, "?view=legs").await;
     assert_eq!(body["total"], 1);
     assert_outbound_ground_truth(&body["calls"][0]);
 }
@@ -96,7 +96,7 @@ async fn voicemail_call_and_int64_ids_round_trip() {
         )
         .await;
     stack.run_worker().await;
-    let (_, body) = stack.get_calls(&app.api_key, "").await;
+    let (_, body) = stack.get_calls(&app.api_key, "?view=legs").await;
     assert_eq!(body["total"], 2);
     let calls = body["calls"].as_array().expect("calls");
     let find = |id: &str| {

@@ -8,6 +8,7 @@ mod lifecycle;
 mod migrations;
 mod operations;
 mod schema;
+mod tenant_api;
 mod worker;
 
 /// The outbound call lifecycle fixtures, in Dialpad's order.

@@ -93,7 +93,7 @@ async fn a_dead_event_succeeds_when_retried_after_the_fix() {
     )
     .await;
     assert_eq!(one["payload"]["call_id"], 7_189_235_590_594_560_i64);
-    let (_, body) = stack.get_calls(&app.api_key, "").await;
+    let (_, body) = stack.get_calls(&app.api_key, "?view=legs").await;
     assert_eq!(body["total"], 1, "the neighbour was applied");
 
     // The fix ships; the operator retries the dead letter.
@@ -108,7 +108,7 @@ async fn a_dead_event_succeeds_when_retried_after_the_fix() {
     assert_eq!((status, body["status"].as_str()), (200, Some("pending")));
     stack.run_worker().await;
     assert_eq!(stack.events_by_status().await, [("done".to_owned(), 2)]);
-    let (_, body) = stack.get_calls(&app.api_key, "").await;
+    let (_, body) = stack.get_calls(&app.api_key, "?view=legs").await;
     assert_eq!(body["total"], 2);
 
     let (status, body) = admin(
@@ -183,7 +183,7 @@ async fn unroutable_events_are_rerouted_to_their_tenant() {
         (Some(4), Some(1))
     );
     stack.run_worker().await;
-    let (_, calls) = stack.get_calls(&app.api_key, "").await;
+    let (_, calls) = stack.get_calls(&app.api_key, "?view=legs").await;
     assert_eq!(calls["calls"][0]["status"], "completed");
     assert_eq!(calls["calls"][0]["event_count"], 5);
 
@@ -214,7 +214,7 @@ async fn replay_rebuilds_an_apps_rows_from_its_event_log() {
     let app = stack.create_app("replay").await;
     stack.post_fixtures(&app, &OUTBOUND).await;
     stack.run_worker().await;
-    let (_, before) = stack.get_calls(&app.api_key, "").await;
+    let (_, before) = stack.get_calls(&app.api_key, "?view=legs").await;
 
     // A bug damaged the rows.
     sql(
@@ -243,7 +243,7 @@ async fn replay_rebuilds_an_apps_rows_from_its_event_log() {
     .await;
     assert_eq!((status, body["queued"].as_u64()), (202, Some(5)));
     stack.run_worker().await;
-    let (_, after) = stack.get_calls(&app.api_key, "").await;
+    let (_, after) = stack.get_calls(&app.api_key, "?view=legs").await;
     let without_times = |mut body: Value| {
         body["calls"][0]["updated_at"] = Value::Null;
         body

@@ -74,7 +74,7 @@ async fn two_workers_process_each_event_exactly_once() {
         .expect("attempts");
     assert!(attempts.iter().all(|a| *a == 1), "attempts: {attempts:?}");
 
-    let (_, body) = stack.get_calls(&app.api_key, "?limit=200").await;
+    let (_, body) = stack.get_calls(&app.api_key, "?view=legs&limit=200").await;
     assert_eq!(body["total"], CALLS);
     for call in body["calls"].as_array().expect("calls") {
         assert_eq!(call["status"], "completed");
@@ -100,7 +100,7 @@ async fn a_poison_event_is_retried_then_dead_lettered_without_blocking_its_batch
         (6, 5, 1),
         "neighbours applied in the same batch"
     );
-    let (_, body) = stack.get_calls(&app.api_key, "").await;
+    let (_, body) = stack.get_calls(&app.api_key, "?view=legs").await;
     assert_eq!(body["calls"][0]["status"], "completed");
 
     // Retries come after a (test-short) backoff; after WORKER_MAX_ATTEMPTS (3) it is dead.
@@ -183,7 +183,7 @@ async fn the_worker_rides_out_a_database_restart() {
     proxy.restore();
     wait_for_done(5).await;
 
-    let (_, body) = stack.get_calls(&app.api_key, "").await;
+    let (_, body) = stack.get_calls(&app.api_key, "?view=legs").await;
     assert_eq!(body["calls"][0]["status"], "completed");
     assert_eq!(body["calls"][0]["event_count"], 5);
     shutdown.cancel();
@@ -213,7 +213,7 @@ async fn retention_replaces_an_old_log_by_a_snapshot_and_late_events_still_fold(
     .execute(&mut conn)
     .await
     .expect("aged");
-    let (_, before) = stack.get_calls(&app.api_key, "").await;
+    let (_, before) = stack.get_calls(&app.api_key, "?view=legs").await;
 
     let pruned = stack.worker.prune_expired().await.expect("prunes");
     assert_eq!((pruned.units, pruned.deleted), (1, 6), "{pruned:?}");
@@ -232,7 +232,7 @@ async fn retention_replaces_an_old_log_by_a_snapshot_and_late_events_still_fold(
         2,
         "the snapshot and the recent call's event"
     );
-    let (_, after) = stack.get_calls(&app.api_key, "").await;
+    let (_, after) = stack.get_calls(&app.api_key, "?view=legs").await;
     assert_eq!(after["calls"], before["calls"], "rows untouched");
 
     // A very late event for the pruned leg folds onto the snapshot, losing nothing.
@@ -242,7 +242,7 @@ async fn retention_replaces_an_old_log_by_a_snapshot_and_late_events_still_fold(
     });
     assert_eq!(stack.post_event(&app, &late).await.status(), 200);
     stack.run_worker().await;
-    let (_, body) = stack.get_calls(&app.api_key, "").await;
+    let (_, body) = stack.get_calls(&app.api_key, "?view=legs").await;
     let leg = body["calls"]
         .as_array()
         .expect("calls")

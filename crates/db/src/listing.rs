@@ -1,0 +1,428 @@
+//! The tenant list queries: logical calls, legs, messages and voicemails, each filtered, newest
+//! first by `(time DESC NULLS LAST, id DESC)`, paged by offset or by keyset.
+//!
+//! Keyset paging ([`Position`]) continues after the last row of the previous page with a row
+//! comparison the `(app_id, time DESC, id DESC)` indexes serve, so a deep page costs what the
+//! first does; offset paging is kept for small jumps.
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::{count_star, sql};
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::DbError;
+use crate::calls::Call;
+use crate::logical_calls::{LogicalCallRow, VoicemailRow};
+use crate::messages::MessageRow;
+use crate::schema::{calls, logical_calls, messages, voicemails};
+
+/// Where the previous page ended: its last row's time (`None`: no time) and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub at: Option<DateTime<Utc>>,
+    pub id: i64,
+}
+
+/// Which rows of a list: at most `limit`, after skipping `offset`, after `after` (keyset).
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub limit: i64,
+    pub offset: i64,
+    pub after: Option<Position>,
+}
+
+/// A page and how many rows match the filters in all.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub rows: Vec<T>,
+    pub total: i64,
+}
+
+/// Filters of the call lists (all optional; they combine with AND).
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    /// `inbound` or `outbound`.
+    pub direction: Option<String>,
+    /// Any of these statuses.
+    pub statuses: Option<Vec<String>>,
+    /// A Dialpad state: of the leg, or (logical calls) of any of its legs.
+    pub state: Option<String>,
+    /// `started_at >= from`.
+    pub from: Option<DateTime<Utc>>,
+    /// `started_at < to`.
+    pub to: Option<DateTime<Utc>>,
+    /// Either party's number (E.164).
+    pub number: Option<String>,
+    /// The Dialpad target: of the leg, or (logical calls) of any of its legs.
+    pub target_id: Option<i64>,
+}
+
+/// Filters of the message and voicemail lists.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    pub direction: Option<String>,
+    /// `message_status` (messages only).
+    pub status: Option<String>,
+    /// Time `>= from` (`sent_at`, `left_at`).
+    pub from: Option<DateTime<Utc>>,
+    /// Time `< to`.
+    pub to: Option<DateTime<Utc>>,
+    /// Either party's number.
+    pub number: Option<String>,
+}
+
+/// A boxed filter of a list query.
+type Condition<QS> = Box<dyn BoxableExpression<QS, Pg, SqlType = Bool>>;
+
+/// `(time, id)` after `position` in `time DESC NULLS LAST, id DESC` order, as a row comparison
+/// the `(app_id, time DESC, id DESC)` indexes serve.
+fn after<QS: 'static>(time: &str, id: &str, position: Position) -> Condition<QS> {
+    match position.at {
+        Some(at) => Box::new(
+            sql::<Bool>(&format!("(({time}, {id}) < ("))
+                .bind::<Timestamptz, _>(at)
+                .sql(", ")
+                .bind::<BigInt, _>(position.id)
+                .sql(&format!(") OR {time} IS NULL)")),
+        ),
+        None => Box::new(
+            sql::<Bool>(&format!("({time} IS NULL AND {id} < "))
+                .bind::<BigInt, _>(position.id)
+                .sql(")"),
+        ),
+    }
+}
+
+fn call_conditions(app_id: Uuid, filter: &CallFilter) -> Vec<Condition<logical_calls::table>> {
+    use logical_calls::dsl as l;
+    let mut conditions: Vec<Condition<logical_calls::table>> = vec![Box::new(l::app_id.eq(app_id))];
+    if let Some(direction) = &filter.direction {
+        conditions.push(Box::new(
+            l::direction.eq(direction.clone()).assume_not_null(),
+        ));
+    }
+    if let Some(statuses) = &filter.statuses {
+        conditions.push(Box::new(l::status.eq_any(statuses.clone())));
+    }
+    if let Some(from) = filter.from {
+        conditions.push(Box::new(l::started_at.ge(from).assume_not_null()));
+    }
+    if let Some(to) = filter.to {
+        conditions.push(Box::new(l::started_at.lt(to).assume_not_null()));
+    }
+    if let Some(number) = &filter.number {
+        conditions.push(Box::new(
+            l::from_number
+                .eq(number.clone())
+                .or(l::to_number.eq(number.clone()))
+                .assume_not_null(),
+        ));
+    }
+    // A leg of the call in that state, or with that target.
+    if let Some(state) = &filter.state {
+        conditions.push(Box::new(
+            sql::<Bool>(
+                "EXISTS (SELECT 1 FROM calls c WHERE c.app_id = logical_calls.app_id \
+                 AND c.logical_call_id = logical_calls.logical_call_id AND c.state = ",
+            )
+            .bind::<Text, _>(state.clone())
+            .sql(")"),
+        ));
+    }
+    if let Some(target_id) = filter.target_id {
+        conditions.push(Box::new(
+            sql::<Bool>(
+                "EXISTS (SELECT 1 FROM calls c WHERE c.app_id = logical_calls.app_id \
+                 AND c.logical_call_id = logical_calls.logical_call_id AND c.target_id = ",
+            )
+            .bind::<BigInt, _>(target_id)
+            .sql(")"),
+        ));
+    }
+    conditions
+}
+
+fn leg_conditions(app_id: Uuid, filter: &CallFilter) -> Vec<Condition<calls::table>> {
+    use calls::dsl as c;
+    let mut conditions: Vec<Condition<calls::table>> = vec![Box::new(c::app_id.eq(app_id))];
+    if let Some(direction) = &filter.direction {
+        conditions.push(Box::new(
+            c::direction.eq(direction.clone()).assume_not_null(),
+        ));
+    }
+    if let Some(statuses) = &filter.statuses {
+        conditions.push(Box::new(c::status.eq_any(statuses.clone())));
+    }
+    if let Some(state) = &filter.state {
+        conditions.push(Box::new(c::state.eq(state.clone())));
+    }
+    if let Some(from) = filter.from {
+        conditions.push(Box::new(c::started_at.ge(from).assume_not_null()));
+    }
+    if let Some(to) = filter.to {
+        conditions.push(Box::new(c::started_at.lt(to).assume_not_null()));
+    }
+    if let Some(number) = &filter.number {
+        conditions.push(Box::new(
+            c::from_number
+                .eq(number.clone())
+                .or(c::to_number.eq(number.clone()))
+                .assume_not_null(),
+        ));
+    }
+    if let Some(target_id) = filter.target_id {
+        conditions.push(Box::new(c::target_id.eq(target_id).assume_not_null()));
+    }
+    conditions
+}
+
+/// An app's logical calls (phone calls), newest first.
+///
+/// # Errors
+/// [`DbError`] from the queries.
+pub async fn logical_calls(
+    conn: &mut AsyncPgConnection,
+    app_id: Uuid,
+    filter: &CallFilter,
+    window: Window,
+) -> Result<Page<LogicalCallRow>, DbError> {
+    use logical_calls::dsl as l;
+    let mut rows = logical_calls::table.into_boxed();
+    for condition in call_conditions(app_id, filter) {
+        rows = rows.filter(condition);
+    }
+    if let Some(position) = window.after {
+        rows = rows.filter(after(
+            "logical_calls.started_at",
+            "logical_calls.logical_call_id",
+            position,
+        ));
+    }
+    let rows = rows
+        .order((l::started_at.desc().nulls_last(), l::logical_call_id.desc()))
+        .limit(window.limit)
+        .offset(window.offset)
+        .select(LogicalCallRow::as_select())
+        .load(conn)
+        .await?;
+    let mut count = logical_calls::table.into_boxed();
+    for condition in call_conditions(app_id, filter) {
+        count = count.filter(condition);
+    }
+    let total = count.select(count_star()).first(conn).await?;
+    Ok(Page { rows, total })
+}
+
+/// An app's call legs, newest first.
+///
+/// # Errors
+/// [`DbError`] from the queries.
+pub async fn legs(
+    conn: &mut AsyncPgConnection,
+    app_id: Uuid,
+    filter: &CallFilter,
+    window: Window,
+) -> Result<Page<Call>, DbError> {
+    use calls::dsl as c;
+    let mut rows = calls::table.into_boxed();
+    for condition in leg_conditions(app_id, filter) {
+        rows = rows.filter(condition);
+    }
+    if let Some(position) = window.after {
+        rows = rows.filter(after("calls.started_at", "calls.call_id", position));
+    }
+    let rows = rows
+        .order((c::started_at.desc().nulls_last(), c::call_id.desc()))
+        .limit(window.limit)
+        .offset(window.offset)
+        .select(Call::as_select())
+        .load(conn)
+        .await?;
+    let mut count = calls::table.into_boxed();
+    for condition in leg_conditions(app_id, filter) {
+        count = count.filter(condition);
+    }
+    let total = count.select(count_star()).first(conn).await?;
+    Ok(Page { rows, total })
+}
+
+/// The logical call a leg id (or a logical call id) belongs to, with its legs (oldest first).
+/// `None` when the app has no such call.
+///
+/// # Errors
+/// [`DbError`] from the queries.
+pub async fn logical_call_with_legs(
+    conn: &mut AsyncPgConnection,
+    app_id: Uuid,
+    call_id: i64,
+) -> Result<Option<(LogicalCallRow, Vec<Call>)>, DbError> {
+    use calls::dsl as c;
+    use logical_calls::dsl as l;
+    let via_leg: Option<Option<i64>> = calls::table
+        .filter(c::app_id.eq(app_id))
+        .filter(c::call_id.eq(call_id))
+        .select(c::logical_call_id)
+        .first(conn)
+        .await
+        .optional()?;
+    let logical_call_id = via_leg.flatten().unwrap_or(call_id);
+    let Some(call) = logical_calls::table
+        .filter(l::app_id.eq(app_id))
+        .filter(l::logical_call_id.eq(logical_call_id))
+        .select(LogicalCallRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let legs = calls::table
+        .filter(c::app_id.eq(app_id))
+        .filter(c::logical_call_id.eq(logical_call_id))
+        .order((c::started_at.asc().nulls_last(), c::call_id.asc()))
+        .select(Call::as_select())
+        .load(conn)
+        .await?;
+    Ok(Some((call, legs)))
+}
+
+fn message_conditions(app_id: Uuid, filter: &MessageFilter) -> Vec<Condition<messages::table>> {
+    use messages::dsl as m;
+    let mut conditions: Vec<Condition<messages::table>> = vec![Box::new(m::app_id.eq(app_id))];
+    if let Some(direction) = &filter.direction {
+        conditions.push(Box::new(
+            m::direction.eq(direction.clone()).assume_not_null(),
+        ));
+    }
+    if let Some(status) = &filter.status {
+        conditions.push(Box::new(
+            m::message_status.eq(status.clone()).assume_not_null(),
+        ));
+    }
+    if let Some(from) = filter.from {
+        conditions.push(Box::new(m::sent_at.ge(from).assume_not_null()));
+    }
+    if let Some(to) = filter.to {
+        conditions.push(Box::new(m::sent_at.lt(to).assume_not_null()));
+    }
+    if let Some(number) = &filter.number {
+        conditions.push(Box::new(
+            m::from_number
+                .eq(number.clone())
+                .assume_not_null()
+                .or(m::to_numbers.contains(vec![number.clone()])),
+        ));
+    }
+    conditions
+}
+
+/// An app's messages, newest first (`sent_at`).
+///
+/// # Errors
+/// [`DbError`] from the queries.
+pub async fn messages(
+    conn: &mut AsyncPgConnection,
+    app_id: Uuid,
+    filter: &MessageFilter,
+    window: Window,
+) -> Result<Page<MessageRow>, DbError> {
+    use messages::dsl as m;
+    let mut rows = messages::table.into_boxed();
+    for condition in message_conditions(app_id, filter) {
+        rows = rows.filter(condition);
+    }
+    if let Some(position) = window.after {
+        rows = rows.filter(after("messages.sent_at", "messages.message_id", position));
+    }
+    let rows = rows
+        .order((m::sent_at.desc().nulls_last(), m::message_id.desc()))
+        .limit(window.limit)
+        .offset(window.offset)
+        .select(MessageRow::as_select())
+        .load(conn)
+        .await?;
+    let mut count = messages::table.into_boxed();
+    for condition in message_conditions(app_id, filter) {
+        count = count.filter(condition);
+    }
+    let total = count.select(count_star()).first(conn).await?;
+    Ok(Page { rows, total })
+}
+
+fn voicemail_conditions(app_id: Uuid, filter: &MessageFilter) -> Vec<Condition<voicemails::table>> {
+    use voicemails::dsl as v;
+    let mut conditions: Vec<Condition<voicemails::table>> = vec![Box::new(v::app_id.eq(app_id))];
+    if let Some(from) = filter.from {
+        conditions.push(Box::new(v::left_at.ge(from).assume_not_null()));
+    }
+    if let Some(to) = filter.to {
+        conditions.push(Box::new(v::left_at.lt(to).assume_not_null()));
+    }
+    if let Some(number) = &filter.number {
+        conditions.push(Box::new(
+            v::from_number
+                .eq(number.clone())
+                .or(v::to_number.eq(number.clone()))
+                .assume_not_null(),
+        ));
+    }
+    conditions
+}
+
+/// An app's voicemails, newest first (`left_at`).
+///
+/// # Errors
+/// [`DbError`] from the queries.
+pub async fn voicemails(
+    conn: &mut AsyncPgConnection,
+    app_id: Uuid,
+    filter: &MessageFilter,
+    window: Window,
+) -> Result<Page<VoicemailRow>, DbError> {
+    use voicemails::dsl as v;
+    let mut rows = voicemails::table.into_boxed();
+    for condition in voicemail_conditions(app_id, filter) {
+        rows = rows.filter(condition);
+    }
+    if let Some(position) = window.after {
+        rows = rows.filter(after("voicemails.left_at", "voicemails.call_id", position));
+    }
+    let rows = rows
+        .order((v::left_at.desc().nulls_last(), v::call_id.desc()))
+        .limit(window.limit)
+        .offset(window.offset)
+        .select(VoicemailRow::as_select())
+        .load(conn)
+        .await?;
+    let mut count = voicemails::table.into_boxed();
+    for condition in voicemail_conditions(app_id, filter) {
+        count = count.filter(condition);
+    }
+    let total = count.select(count_star()).first(conn).await?;
+    Ok(Page { rows, total })
+}
+
+/// Every stored event of the given legs (the raw timeline of a call), in Dialpad's order
+/// (`event_timestamp`, then arrival). Retention snapshots are included: they stand for the
+/// events they replaced.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn call_events(
+    conn: &mut AsyncPgConnection,
+    app_id: Uuid,
+    call_ids: &[i64],
+) -> Result<Vec<crate::operations::EventRecord>, DbError> {
+    use crate::schema::webhook_events::dsl as e;
+    Ok(crate::schema::webhook_events::table
+        .filter(e::app_id.eq(app_id))
+        .filter(e::kind.eq("call"))
+        .filter(e::dialpad_id.eq_any(call_ids))
+        .order((e::event_timestamp.asc().nulls_last(), e::id.asc()))
+        .select(crate::operations::EventRecord::as_select())
+        .load(conn)
+        .await?)
+}
