@@ -14,7 +14,8 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use db::Pool;
-use db::apps::ActiveApiKey;
+use db::apps::{ActiveApiKey, ApiKeyInfo};
+use db::audit::Actor;
 
 use crate::error::ApiError;
 use crate::keys::key_id_of;
@@ -65,6 +66,7 @@ impl KeyVerifier {
             .get(&fingerprint)
             .is_some_and(|hash| *hash == *row.key_hash)
         {
+            touch_if_stale(pool, &row);
             return Ok(row.app_id);
         }
         let presented = presented.to_owned();
@@ -79,8 +81,30 @@ impl KeyVerifier {
         }
         self.verified
             .insert(fingerprint, Arc::from(row.key_hash.as_str()));
+        touch_if_stale(pool, &row);
         Ok(row.app_id)
     }
+}
+
+/// Records the key's use in the background (at most once a minute): never on the request's
+/// path, and a failure only costs the timestamp.
+fn touch_if_stale(pool: &Pool, key: &ActiveApiKey) {
+    let stale = key
+        .last_used_at
+        .is_none_or(|at| at < chrono::Utc::now() - chrono::TimeDelta::minutes(1));
+    if !stale {
+        return;
+    }
+    let (pool, api_key_id) = (pool.clone(), key.api_key_id);
+    tokio::spawn(async move {
+        let touched = match pool.get().await {
+            Ok(mut conn) => ApiKeyInfo::touch(&mut conn, api_key_id).await,
+            Err(error) => Err(error.into()),
+        };
+        if let Err(error) = touched {
+            tracing::debug!(error = %error, "Could not record an API key's use.");
+        }
+    });
 }
 
 /// The authenticated tenant of a request.
@@ -152,9 +176,11 @@ pub(crate) async fn authorize_for_app(
     }
 }
 
-/// A request carrying the admin bearer secret.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct InternalAdmin;
+/// A request carrying the admin bearer secret; `actor` names it in the audit log.
+#[derive(Debug, Clone)]
+pub(crate) struct InternalAdmin {
+    pub(crate) actor: Actor,
+}
 
 /// Constant-time comparison of two secrets (of any lengths: both are hashed first).
 pub(crate) fn secrets_match(presented: &str, expected: &SecretString) -> bool {
@@ -173,7 +199,14 @@ impl FromRequest for InternalAdmin {
                 .is_some_and(|token| secrets_match(token, &state.internal_api_secret))
         });
         std::future::ready(if authorized {
-            Ok(InternalAdmin)
+            let address = request
+                .connection_info()
+                .realip_remote_addr()
+                .map(str::to_owned)
+                .unwrap_or_default();
+            Ok(InternalAdmin {
+                actor: Actor(format!("admin@{address}")),
+            })
         } else {
             Err(ApiError::Unauthorized)
         })

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod apps;
+pub mod audit;
 pub mod calls;
 pub mod crypto;
 pub mod dialpad;

@@ -29,6 +29,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// App and API-key changes.
+    audit_log (id) {
+        id -> Int8,
+        app_id -> Uuid,
+        action -> Text,
+        actor -> Text,
+        details -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     /// The queue and event log.
     webhook_events (id) {
         id -> Int8,
@@ -242,6 +254,7 @@ diesel::table! {
 }
 
 diesel::joinable!(api_keys -> apps (app_id));
+diesel::joinable!(audit_log -> apps (app_id));
 diesel::joinable!(calls -> apps (app_id));
 diesel::joinable!(dialpad_connections -> apps (app_id));
 diesel::joinable!(logical_calls -> apps (app_id));
@@ -255,6 +268,7 @@ diesel::joinable!(webhook_events -> apps (app_id));
 diesel::allow_tables_to_appear_in_same_query!(
     apps,
     api_keys,
+    audit_log,
     calls,
     dialpad_connections,
     dialpad_subscriptions,

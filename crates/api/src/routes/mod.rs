@@ -17,7 +17,25 @@ mod params;
 /// The whole route table (health routes come from `bootstrap::http`).
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
     cfg.route("/internal/apps", web::post().to(apps::create_app))
+        .route("/internal/apps", web::get().to(apps::list_apps))
         .route("/internal/apps/{app_id}", web::get().to(apps::get_app))
+        .route("/internal/apps/{app_id}", web::patch().to(apps::update_app))
+        .route(
+            "/internal/apps/{app_id}/api-key",
+            web::post().to(apps::issue_key),
+        )
+        .route(
+            "/internal/apps/{app_id}/api-keys",
+            web::get().to(apps::list_keys),
+        )
+        .route(
+            "/internal/apps/{app_id}/api-keys/{key_id}",
+            web::delete().to(apps::revoke_key),
+        )
+        .route(
+            "/internal/apps/{app_id}/audit",
+            web::get().to(apps::audit_log),
+        )
         .route(
             "/internal/connections",
             web::post().to(dialpad::connect_with_api_key),

@@ -52,8 +52,16 @@ fn call_events(events: usize) -> Vec<Value> {
 async fn new_app(db: &TestDatabase, secret: &str) -> anyhow::Result<Uuid> {
     let mut conn = db.connect().await;
     let key_id = Uuid::new_v4().simple().to_string();
-    let app =
-        App::create_with_key(&mut conn, &e2e::keyring(), "bench", secret, &key_id, "x").await?;
+    let app = App::create_with_key(
+        &mut conn,
+        &e2e::keyring(),
+        "bench",
+        secret,
+        &key_id,
+        "x",
+        &db::audit::Actor("bench".into()),
+    )
+    .await?;
     Ok(app.id)
 }
 

@@ -1,5 +1,6 @@
 //! The end-to-end suite: real servers, a real Postgres database per test, real signatures.
 
+mod admin;
 mod api;
 mod dialpad;
 mod domain_rows;

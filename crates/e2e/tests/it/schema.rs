@@ -7,7 +7,7 @@ use diesel_async::RunQueryDsl;
 use e2e::TestDatabase;
 
 use db::schema::{
-    api_keys, apps, calls, dialpad_connections, dialpad_subscriptions, dialpad_webhooks,
+    api_keys, apps, audit_log, calls, dialpad_connections, dialpad_subscriptions, dialpad_webhooks,
     logical_calls, messages, oauth_states, voicemails, webhook_events,
 };
 
@@ -83,6 +83,11 @@ async fn schema_rs_matches_the_migrations() {
                 &dialpad_subscriptions::table.select(dialpad_subscriptions::all_columns),
             )
             .to_string(),
+        ),
+        (
+            "audit_log",
+            diesel::debug_query::<Pg, _>(&audit_log::table.select(audit_log::all_columns))
+                .to_string(),
         ),
         (
             "logical_calls",
