@@ -8,6 +8,7 @@
 //! - 401 `missing_api_key`, `invalid_api_key`, `unauthorized` (admin bearer secret);
 //! - 404 `not_found` (also for another tenant's resource);
 //! - 409 `conflict`;
+//! - 429 `rate_limited`, with `Retry-After` (`rate_limit`);
 //! - 502 `dialpad_error` (Dialpad refused: the message says its status), `dialpad_unreachable`
 //!   (timeout or connection failure);
 //! - 503 `unavailable` when the database cannot be reached, `not_configured` when a feature's
@@ -67,6 +68,8 @@ pub enum ApiError {
     },
     #[error("this server is not configured for this: set {0}")]
     NotConfigured(&'static str),
+    #[error("too many requests; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
     #[error("the database is unavailable; retry later")]
     Unavailable,
     #[error("internal error")]
@@ -95,6 +98,7 @@ impl ApiError {
             } => "dialpad_unreachable",
             ApiError::Dialpad { .. } => "dialpad_error",
             ApiError::NotConfigured(_) => "not_configured",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -134,6 +138,7 @@ impl ResponseError for ApiError {
             }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Dialpad { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable | ApiError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

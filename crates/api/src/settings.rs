@@ -5,8 +5,10 @@
 //! `API_KEY_CACHE_TTL_MS` (default 300000), the Dialpad settings `DIALPAD_ENV` (default
 //! `sandbox`), `DIALPAD_BASE_URL`, `DIALPAD_API_KEY`, `DIALPAD_CLIENT_ID`,
 //! `DIALPAD_CLIENT_SECRET`, `DIALPAD_REDIRECT_URI`, `DIALPAD_SCOPES`, `DIALPAD_TIMEOUT_MS`
-//! (default 10000), `PUBLIC_INGEST_URL`, `OAUTH_SUCCESS_REDIRECT_URL`, plus the shared
-//! `DATABASE_*` and `LOG_FORMAT` (see `bootstrap::settings`).
+//! (default 10000), `PUBLIC_INGEST_URL`, `OAUTH_SUCCESS_REDIRECT_URL`,
+//! `RATE_LIMIT_PER_IP_PER_MIN` (1000), `RATE_LIMIT_PER_KEY_PER_MIN` (1000),
+//! `RATE_LIMIT_ADMIN_PER_MIN` (60), `RATE_LIMIT_TRUST_PROXY` (false), `CORS_ALLOWED_ORIGINS`,
+//! plus the shared `DATABASE_*` and `LOG_FORMAT` (see `bootstrap::settings`).
 
 use std::time::Duration;
 
@@ -39,6 +41,24 @@ pub struct Settings {
     /// `API_KEY_CACHE_TTL_MS`: how long a verified key skips bcrypt, milliseconds.
     #[serde(default = "default_key_cache_ttl_ms")]
     pub api_key_cache_ttl_ms: u64,
+    /// `RATE_LIMIT_PER_IP_PER_MIN`: requests per minute per client address.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit_per_ip_per_min: u32,
+    /// `RATE_LIMIT_PER_KEY_PER_MIN`: tenant requests per minute per API key.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit_per_key_per_min: u32,
+    /// `RATE_LIMIT_ADMIN_PER_MIN`: `/internal/*` and `/auth/*` requests per minute per client
+    /// address.
+    #[serde(default = "default_admin_rate_limit")]
+    pub rate_limit_admin_per_min: u32,
+    /// `RATE_LIMIT_TRUST_PROXY`: take the client address from `X-Forwarded-For`/`Forwarded`
+    /// (set it behind a load balancer such as Render's, never when clients connect directly).
+    #[serde(default)]
+    pub rate_limit_trust_proxy: bool,
+    /// `CORS_ALLOWED_ORIGINS`: comma-separated origins browsers may call the api from (e.g.
+    /// `https://crm.example.com`); empty: no cross-origin access.
+    #[serde(default)]
+    pub cors_allowed_origins: String,
 }
 
 impl Settings {
@@ -54,6 +74,12 @@ impl Settings {
             internal_api_secret: Some(internal_api_secret.into()),
             api_key_bcrypt_cost: bcrypt_min_cost(),
             api_key_cache_ttl_ms: default_key_cache_ttl_ms(),
+            // Tests drive many requests from one address; the limits are set when tested.
+            rate_limit_per_ip_per_min: 1_000_000,
+            rate_limit_per_key_per_min: 1_000_000,
+            rate_limit_admin_per_min: 1_000_000,
+            rate_limit_trust_proxy: false,
+            cors_allowed_origins: String::new(),
         }
     }
 
@@ -118,6 +144,14 @@ fn default_dialpad_env() -> String {
 
 fn default_dialpad_timeout_ms() -> u64 {
     10_000
+}
+
+fn default_rate_limit() -> u32 {
+    1_000
+}
+
+fn default_admin_rate_limit() -> u32 {
+    60
 }
 
 fn default_host() -> String {

@@ -10,11 +10,13 @@ use db::Pool;
 use db::crypto::Keyring;
 
 use crate::Settings;
-use crate::auth::KeyVerifier;
+use crate::auth::{API_KEY_HEADER, KeyVerifier};
 use crate::dialpad::{DialpadClient, Environment, OAuthApp};
 use crate::error::ApiError;
+use crate::rate_limit::{self, Limits, RateLimits};
 use crate::routes;
 use crate::settings::DialpadSettings;
+use actix_cors::Cors;
 
 /// Shared handler state.
 #[derive(Debug)]
@@ -63,6 +65,24 @@ fn dialpad_client(settings: &DialpadSettings) -> anyhow::Result<DialpadClient> {
     )
 }
 
+/// CORS for browser clients: only the configured origins, the methods and headers the API
+/// uses; preflights are cached for an hour.
+fn cors(origins: &[String]) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "POST", "PATCH", "DELETE"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+            actix_web::http::header::HeaderName::from_static(API_KEY_HEADER),
+        ])
+        .expose_headers([actix_web::http::header::RETRY_AFTER])
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}
+
 /// Seals app webhook secrets still stored in plaintext (apps created before encryption at rest).
 async fn seal_legacy_secrets(pool: &Pool, keyring: &Keyring) -> anyhow::Result<()> {
     let mut conn = pool.get().await.map_err(db::DbError::from)?;
@@ -92,6 +112,19 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let pool = db::connect_pool(database_url.expose_secret(), &settings.database.pool()).await?;
     seal_legacy_secrets(&pool, &keyring).await?;
     let key_cache_ttl = settings.key_cache_ttl();
+    let rate_limits = Data::new(RateLimits::new(Limits {
+        per_ip: settings.rate_limit_per_ip_per_min,
+        per_key: settings.rate_limit_per_key_per_min,
+        admin_per_ip: settings.rate_limit_admin_per_min,
+        trust_proxy: settings.rate_limit_trust_proxy,
+    }));
+    let cors_origins: Vec<String> = settings
+        .cors_allowed_origins
+        .split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(str::to_owned)
+        .collect();
     let dialpad_settings = settings.dialpad;
     let oauth_success_redirect_url = dialpad_settings
         .oauth_success_redirect_url
@@ -117,6 +150,9 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let (listener, port) = bind(&settings.host, settings.port)?;
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(rate_limit::limit))
+            .wrap(cors(&cors_origins))
+            .app_data(rate_limits.clone())
             .app_data(state.clone())
             .app_data(pool.clone())
             .app_data(

@@ -214,3 +214,120 @@ async fn list_parameters_are_validated_and_page() {
     assert_eq!(edge["contact"], Value::Null);
     assert_eq!(edge["status"], "missed");
 }
+
+#[tokio::test]
+async fn clients_and_keys_over_their_limit_get_429_with_retry_after() {
+    let stack = TestStack::spawn_with(|settings| {
+        settings.rate_limit_per_ip_per_min = 8;
+        settings.rate_limit_per_key_per_min = 3;
+        settings.rate_limit_admin_per_min = 4;
+    })
+    .await;
+    // Two apps created through /internal: 2 of the admin budget of 4.
+    let a = stack.create_app("A").await;
+    let b = stack.create_app("B").await;
+    let get = |key: &str| {
+        let request = stack
+            .http
+            .get(format!("{}/api/calls", stack.api_url))
+            .header("x-app-api-key", key);
+        async move { request.send().await.expect("answers") }
+    };
+    // Per key: the fourth request with A's key is refused; B's key still works.
+    for _ in 0..3 {
+        assert_eq!(get(&a.api_key).await.status(), 200);
+    }
+    let limited = get(&a.api_key).await;
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: Value = limited.json().await.expect("JSON");
+    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(get(&b.api_key).await.status(), 200);
+    // Per address: 8 tenant requests a minute in all, 5 made above (the address is counted
+    // before the key). Keyless requests (401) count too; the ninth is refused.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let request = stack.http.get(format!("{}/api/calls", stack.api_url));
+        statuses.push(request.send().await.expect("answers").status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429]);
+    // The admin routes have their own, stricter budget: 2 left of 4.
+    let admin = |n: u32| {
+        let request = stack
+            .http
+            .post(format!("{}/internal/apps", stack.api_url))
+            .bearer_auth(INTERNAL_SECRET)
+            .json(&json!({ "name": format!("app {n}") }));
+        async move { request.send().await.expect("answers").status().as_u16() }
+    };
+    assert_eq!(
+        [admin(1).await, admin(2).await, admin(3).await],
+        [201, 201, 429]
+    );
+    // Health checks are never limited.
+    let health = stack
+        .http
+        .get(format!("{}/healthz", stack.api_url))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn cors_allows_only_the_configured_origins() {
+    let stack = TestStack::spawn_with(|settings| {
+        settings.cors_allowed_origins =
+            "https://crm.example.test, https://desk.example.test".into();
+    })
+    .await;
+    let app = stack.create_app("A").await;
+    let preflight = |origin: &'static str| {
+        let request = stack
+            .http
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/api/calls", stack.api_url),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "x-app-api-key");
+        async move { request.send().await.expect("answers") }
+    };
+    let allowed = preflight("https://crm.example.test").await;
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://crm.example.test"
+    );
+    let headers = allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .expect("ascii")
+        .to_ascii_lowercase();
+    assert!(headers.contains("x-app-api-key"), "{headers}");
+    let refused = preflight("https://evil.example.test").await;
+    assert!(
+        !refused
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+
+    let response = stack
+        .http
+        .get(format!("{}/api/calls", stack.api_url))
+        .header("origin", "https://desk.example.test")
+        .header("x-app-api-key", &app.api_key)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://desk.example.test"
+    );
+}
