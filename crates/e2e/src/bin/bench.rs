@@ -12,7 +12,13 @@
 //!   the moment another connection sees the event applied (its domain row is committed in the
 //!   same transaction), observed by polling every millisecond; p50/p99.
 //!
-//! Run with `just bench-ingest` / `just bench-worker` (release build). Three runs each.
+//! - `bench api [CALLS] [APPS] [REQUESTS]`: CALLS phone calls (1% live) seeded over APPS tenants,
+//!   then REQUESTS requests per scenario from 32 concurrent clients against an in-process api,
+//!   each request with a random tenant's key: `GET /api/calls` first page, a filtered page
+//!   (`direction=inbound&status=completed`), a deep keyset page (a cursor 5,000 calls down, or half a tenant's calls if fewer) and
+//!   `GET /api/calls/active`; requests/s and latency p50/p99.
+//!
+//! Run with `just bench-ingest` / `just bench-worker` / `just bench-api` (release build).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -329,6 +335,182 @@ async fn bench_latency(rate: usize, seconds: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Seeds `calls` phone calls over `apps` new tenants; returns each tenant's API key and a
+/// keyset cursor 5,000 calls into its list.
+async fn seed_calls(
+    db: &TestDatabase,
+    calls: usize,
+    apps: usize,
+) -> anyhow::Result<Vec<(String, String)>> {
+    use base64::Engine;
+    use diesel_async::RunQueryDsl;
+    let mut conn = db.connect().await;
+    let mut tenants = Vec::with_capacity(apps);
+    for n in 0..apps {
+        let key_id = format!("bench{n:011}");
+        let key = format!("raw_{key_id}_{}", "s".repeat(40));
+        let hash = bcrypt::hash(&key, 4)?;
+        let app = App::create_with_key(
+            &mut conn,
+            &e2e::keyring(),
+            &format!("bench {n}"),
+            "bench-webhook-secret-0123456789",
+            &key_id,
+            &hash,
+            &db::audit::Actor("bench".into()),
+        )
+        .await?;
+        tenants.push((app.id, key));
+    }
+    // One statement: the apps take turns; a call every 30 s from 2026-01-01, 1% still live.
+    diesel::sql_query(format!(
+        "INSERT INTO logical_calls (app_id, logical_call_id, status, direction, from_number, \
+             to_number, started_at, answered_at, ended_at, talk_time_ms, hold_time_ms, duration_ms, \
+             total_duration_ms, leg_count, contact, target, last_event_at) \
+         SELECT a.id, 4503599627370496 + g * 8192, \
+             CASE WHEN g % 100 = 0 THEN 'connected' WHEN g % 7 = 0 THEN 'missed' ELSE 'completed' END, \
+             CASE WHEN g % 2 = 0 THEN 'inbound' ELSE 'outbound' END, \
+             '+1415555' || lpad((g % 10000)::text, 4, '0'), '+1617555' || lpad((g % 9973)::text, 4, '0'), \
+             t, t + interval '9 seconds', CASE WHEN g % 100 = 0 THEN NULL ELSE t + interval '4 minutes' END, \
+             231000, 0, 231000, 240000, 1 + (g % 3), \
+             jsonb_build_object('name', 'Caller ' || g, 'phone', '+1415555' || lpad((g % 10000)::text, 4, '0')), \
+             jsonb_build_object('id', '6460210548400128', 'type', 'user', 'name', 'Priya Raman'), t \
+         FROM generate_series(1::bigint, {calls}) AS g \
+         CROSS JOIN LATERAL (SELECT timestamptz '2026-01-01' + g * interval '30 seconds' AS t) AS time \
+         JOIN (SELECT id, (row_number() OVER (ORDER BY created_at, id) - 1) AS n FROM apps) AS a \
+             ON a.n = g % {apps}"
+    ))
+    .execute(&mut conn)
+    .await?;
+    // As autovacuum would have by then: statistics, and a visibility map for index-only scans.
+    diesel::sql_query("VACUUM ANALYZE logical_calls")
+        .execute(&mut conn)
+        .await?;
+    #[derive(diesel::QueryableByName)]
+    struct Deep {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+        started_at: Option<chrono::DateTime<chrono::Utc>>,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        logical_call_id: i64,
+    }
+    let depth = i64::try_from((calls / apps / 2).min(5_000)).unwrap_or(0);
+    let mut out = Vec::with_capacity(apps);
+    for (app_id, key) in tenants {
+        let deep: Deep = diesel::sql_query(
+            "SELECT started_at, logical_call_id FROM logical_calls WHERE app_id = $1 \
+             ORDER BY started_at DESC NULLS LAST, logical_call_id DESC OFFSET $2 LIMIT 1",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(app_id)
+        .bind::<diesel::sql_types::BigInt, _>(depth)
+        .get_result(&mut conn)
+        .await?;
+        let at = deep
+            .started_at
+            .map_or("-".to_owned(), |t| t.timestamp_millis().to_string());
+        let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{at}.{}", deep.logical_call_id));
+        out.push((key, cursor));
+    }
+    Ok(out)
+}
+
+async fn bench_api(calls: usize, apps: usize, requests: usize) -> anyhow::Result<()> {
+    const CLIENTS: usize = 32;
+    let db = TestDatabase::migrated().await;
+    let seeding = Instant::now();
+    let tenants = Arc::new(seed_calls(&db, calls, apps).await?);
+    println!(
+        "api: seeded {calls} calls over {apps} apps in {:.1?}",
+        seeding.elapsed()
+    );
+    let mut settings = e2e::api_settings(db.url());
+    settings.database.database_pool_size = 16;
+    // Measure queueing as latency rather than failing requests with 503.
+    settings.database.database_connect_timeout_ms = 30_000;
+    let server = api::build(settings).await?;
+    let base = format!("http://127.0.0.1:{}", server.port());
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(server.run_until_stopped(stop.clone().cancelled_owned()));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()?;
+
+    let scenarios: [(&str, fn(&str) -> String); 4] = [
+        ("first page", |_| "/api/calls".to_owned()),
+        ("filtered page", |_| {
+            "/api/calls?direction=inbound&status=completed".to_owned()
+        }),
+        ("deep keyset page", |cursor| {
+            format!("/api/calls?cursor={cursor}")
+        }),
+        ("active calls", |_| "/api/calls/active".to_owned()),
+    ];
+    // Warm-up: each key verified once (bcrypt), as on a running server.
+    for (key, _) in tenants.iter() {
+        http.get(format!("{base}/api/calls?limit=1"))
+            .header("x-app-api-key", key)
+            .send()
+            .await?;
+    }
+    for (name, path) in scenarios {
+        let (mut rates, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            let next = Arc::new(AtomicUsize::new(0));
+            let started = Instant::now();
+            let clients: Vec<_> = (0..CLIENTS)
+                .map(|_| {
+                    let (http, base, next, tenants) = (
+                        http.clone(),
+                        base.clone(),
+                        Arc::clone(&next),
+                        Arc::clone(&tenants),
+                    );
+                    tokio::spawn(async move {
+                        let mut latencies = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= requests {
+                                return Ok::<_, anyhow::Error>(latencies);
+                            }
+                            let (key, cursor) = &tenants[(i * 7919) % tenants.len()];
+                            let sent = Instant::now();
+                            let response = http
+                                .get(format!("{base}{}", path(cursor)))
+                                .header("x-app-api-key", key)
+                                .send()
+                                .await?;
+                            anyhow::ensure!(
+                                response.status() == 200,
+                                "api answered {}",
+                                response.status()
+                            );
+                            response.bytes().await?;
+                            latencies.push(sent.elapsed());
+                        }
+                    })
+                })
+                .collect();
+            let mut latencies = Vec::with_capacity(requests);
+            for client in clients {
+                latencies.extend(client.await??);
+            }
+            let elapsed = started.elapsed();
+            latencies.sort();
+            rates.push(requests as f64 / elapsed.as_secs_f64());
+            p50s.push(percentile(&latencies, 0.50).as_secs_f64() * 1e3);
+            p99s.push(percentile(&latencies, 0.99).as_secs_f64() * 1e3);
+        }
+        println!(
+            "api {name}: median of {RUNS}: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms ({CLIENTS} clients)",
+            median(rates),
+            median(p50s),
+            median(p99s)
+        );
+    }
+    stop.cancel();
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -340,8 +522,9 @@ async fn main() -> anyhow::Result<()> {
         Some("ingest") => bench_ingest(number(1, 20_000)?, number(2, 32)?).await,
         Some("worker") => bench_worker(number(1, 100_000)?, number(2, 50)?).await,
         Some("latency") => bench_latency(number(1, 500)?, number(2, 20)?).await,
+        Some("api") => bench_api(number(1, 1_000_000)?, number(2, 100)?, number(3, 10_000)?).await,
         _ => anyhow::bail!(
-            "usage: bench ingest [EVENTS] [CONCURRENCY] | bench worker [EVENTS] [APPS] | bench latency [RATE] [SECONDS]"
+            "usage: bench ingest [EVENTS] [CONCURRENCY] | bench worker [EVENTS] [APPS] | bench latency [RATE] [SECONDS] | bench api [CALLS] [APPS] [REQUESTS]"
         ),
     }
 }
