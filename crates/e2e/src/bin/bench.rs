@@ -435,7 +435,8 @@ async fn bench_api(calls: usize, apps: usize, requests: usize) -> anyhow::Result
         .pool_max_idle_per_host(CLIENTS)
         .build()?;
 
-    let scenarios: [(&str, fn(&str) -> String); 4] = [
+    type Scenario = (&'static str, fn(&str) -> String);
+    let scenarios: [Scenario; 4] = [
         ("first page", |_| "/api/calls".to_owned()),
         ("filtered page", |_| {
             "/api/calls?direction=inbound&status=completed".to_owned()
