@@ -52,7 +52,16 @@ COMMENT ON COLUMN logical_calls.answered_at IS 'Earliest connect on a person (us
 COMMENT ON COLUMN logical_calls.talk_time_ms IS 'Sum of Dialpad talk_time over person legs, milliseconds.';
 COMMENT ON COLUMN logical_calls.duration_ms IS 'Conversation span: ended_at - answered_at, milliseconds.';
 COMMENT ON COLUMN logical_calls.total_duration_ms IS 'ended_at - started_at, milliseconds.';
-CREATE INDEX logical_calls_app_started_idx ON logical_calls (app_id, started_at DESC NULLS LAST, logical_call_id DESC);
+-- The list order, newest first, with calls without a start last; as an expression so keyset
+-- paging is one row comparison (db::listing).
+CREATE INDEX logical_calls_app_started_idx
+    ON logical_calls (app_id, coalesce(started_at, '-infinity'::timestamptz) DESC, logical_call_id DESC);
+-- GET /api/calls/active: the few calls not ended.
+CREATE INDEX logical_calls_active_idx
+    ON logical_calls (app_id, coalesce(started_at, '-infinity'::timestamptz) DESC, logical_call_id DESC)
+    WHERE status IN ('ringing', 'queued', 'connected', 'on_hold');
+-- Counting filtered lists without reading the rows.
+CREATE INDEX logical_calls_filter_idx ON logical_calls (app_id, direction, status);
 
 CREATE TABLE messages (
     app_id uuid NOT NULL REFERENCES apps (id),
@@ -80,7 +89,8 @@ CREATE TABLE messages (
 COMMENT ON TABLE messages IS 'One row per SMS/MMS (Dialpad message id) per app, folded from its events: delivery updates reuse the id.';
 COMMENT ON COLUMN messages.sent_at IS 'Dialpad created_date.';
 COMMENT ON COLUMN messages.status_updated_at IS 'event_timestamp of the event that set message_status.';
-CREATE INDEX messages_app_sent_idx ON messages (app_id, sent_at DESC NULLS LAST, message_id DESC);
+CREATE INDEX messages_app_sent_idx
+    ON messages (app_id, coalesce(sent_at, '-infinity'::timestamptz) DESC, message_id DESC);
 
 CREATE TABLE voicemails (
     app_id uuid NOT NULL REFERENCES apps (id),
@@ -100,7 +110,8 @@ CREATE TABLE voicemails (
     PRIMARY KEY (app_id, call_id)
 );
 COMMENT ON TABLE voicemails IS 'One row per call leg that received a voicemail (voicemail_uploaded), with its transcript when it arrives.';
-CREATE INDEX voicemails_app_left_idx ON voicemails (app_id, left_at DESC NULLS LAST, call_id DESC);
+CREATE INDEX voicemails_app_left_idx
+    ON voicemails (app_id, coalesce(left_at, '-infinity'::timestamptz) DESC, call_id DESC);
 
 -- A message's events, read when the message is folded.
 CREATE INDEX webhook_events_message_idx ON webhook_events (app_id, dialpad_id) WHERE kind = 'sms';

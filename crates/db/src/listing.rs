@@ -1,15 +1,17 @@
 //! The tenant list queries: logical calls, legs, messages and voicemails, each filtered, newest
 //! first by `(time DESC NULLS LAST, id DESC)`, paged by offset or by keyset.
 //!
-//! Keyset paging ([`Position`]) continues after the last row of the previous page with a row
-//! comparison the `(app_id, time DESC, id DESC)` indexes serve, so a deep page costs what the
-//! first does; offset paging is kept for small jumps.
+//! The order is `(coalesce(time, '-infinity') DESC, id DESC)`: newest first, rows without a
+//! time last. Keyset paging ([`Position`]) continues after the last row of the previous page
+//! with one row comparison on those keys, which the `(app_id, coalesce(time, ...) DESC, id
+//! DESC)` indexes serve, so a deep page costs what the first does; offset paging is kept for
+//! small jumps.
 
 use chrono::{DateTime, Utc};
 use diesel::dsl::{count_star, sql};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -58,7 +60,13 @@ pub struct CallFilter {
     pub number: Option<String>,
     /// The Dialpad target: of the leg, or (logical calls) of any of its legs.
     pub target_id: Option<i64>,
+    /// Only calls that have not ended (`ringing`, `queued`, `connected`, `on_hold`).
+    pub live: bool,
 }
+
+/// The statuses of a call or leg that has not ended, as SQL the partial index
+/// `logical_calls_active_idx` is defined with (a bound array would not match it).
+const LIVE_STATUSES_SQL: &str = "status IN ('ringing', 'queued', 'connected', 'on_hold')";
 
 /// Filters of the message and voicemail lists.
 #[derive(Debug, Clone, Default)]
@@ -77,28 +85,38 @@ pub struct MessageFilter {
 /// A boxed filter of a list query.
 type Condition<QS> = Box<dyn BoxableExpression<QS, Pg, SqlType = Bool>>;
 
-/// `(time, id)` after `position` in `time DESC NULLS LAST, id DESC` order, as a row comparison
-/// the `(app_id, time DESC, id DESC)` indexes serve.
+/// The list order's first key: the row's time, `-infinity` when it has none (listed last). It
+/// matches the list indexes' expression, so the order and the keyset are index scans.
+fn sort_time(time: &str) -> String {
+    format!("coalesce({time}, '-infinity'::timestamptz)")
+}
+
+/// Rows after `position` in `(time DESC, id DESC)` order: one row comparison.
 fn after<QS: 'static>(time: &str, id: &str, position: Position) -> Condition<QS> {
-    match position.at {
-        Some(at) => Box::new(
-            sql::<Bool>(&format!("(({time}, {id}) < ("))
-                .bind::<Timestamptz, _>(at)
-                .sql(", ")
-                .bind::<BigInt, _>(position.id)
-                .sql(&format!(") OR {time} IS NULL)")),
-        ),
-        None => Box::new(
-            sql::<Bool>(&format!("({time} IS NULL AND {id} < "))
-                .bind::<BigInt, _>(position.id)
-                .sql(")"),
-        ),
-    }
+    Box::new(
+        sql::<Bool>(&format!("({}, {id}) < (coalesce(", sort_time(time)))
+            .bind::<Nullable<Timestamptz>, _>(position.at)
+            .sql(", '-infinity'::timestamptz), ")
+            .bind::<BigInt, _>(position.id)
+            .sql(")"),
+    )
+}
+
+/// `ORDER BY` the list order's first key, newest first.
+fn newest_first(
+    time: &str,
+) -> diesel::helper_types::Desc<diesel::expression::SqlLiteral<Timestamptz>> {
+    sql::<Timestamptz>(&sort_time(time)).desc()
 }
 
 fn call_conditions(app_id: Uuid, filter: &CallFilter) -> Vec<Condition<logical_calls::table>> {
     use logical_calls::dsl as l;
     let mut conditions: Vec<Condition<logical_calls::table>> = vec![Box::new(l::app_id.eq(app_id))];
+    if filter.live {
+        conditions.push(Box::new(sql::<Bool>(&format!(
+            "logical_calls.{LIVE_STATUSES_SQL}"
+        ))));
+    }
     if let Some(direction) = &filter.direction {
         conditions.push(Box::new(
             l::direction.eq(direction.clone()).assume_not_null(),
@@ -148,6 +166,9 @@ fn call_conditions(app_id: Uuid, filter: &CallFilter) -> Vec<Condition<logical_c
 fn leg_conditions(app_id: Uuid, filter: &CallFilter) -> Vec<Condition<calls::table>> {
     use calls::dsl as c;
     let mut conditions: Vec<Condition<calls::table>> = vec![Box::new(c::app_id.eq(app_id))];
+    if filter.live {
+        conditions.push(Box::new(sql::<Bool>(&format!("calls.{LIVE_STATUSES_SQL}"))));
+    }
     if let Some(direction) = &filter.direction {
         conditions.push(Box::new(
             c::direction.eq(direction.clone()).assume_not_null(),
@@ -202,7 +223,10 @@ pub async fn logical_calls(
         ));
     }
     let rows = rows
-        .order((l::started_at.desc().nulls_last(), l::logical_call_id.desc()))
+        .order((
+            newest_first("logical_calls.started_at"),
+            l::logical_call_id.desc(),
+        ))
         .limit(window.limit)
         .offset(window.offset)
         .select(LogicalCallRow::as_select())
@@ -235,7 +259,7 @@ pub async fn legs(
         rows = rows.filter(after("calls.started_at", "calls.call_id", position));
     }
     let rows = rows
-        .order((c::started_at.desc().nulls_last(), c::call_id.desc()))
+        .order((newest_first("calls.started_at"), c::call_id.desc()))
         .limit(window.limit)
         .offset(window.offset)
         .select(Call::as_select())
@@ -338,7 +362,7 @@ pub async fn messages(
         rows = rows.filter(after("messages.sent_at", "messages.message_id", position));
     }
     let rows = rows
-        .order((m::sent_at.desc().nulls_last(), m::message_id.desc()))
+        .order((newest_first("messages.sent_at"), m::message_id.desc()))
         .limit(window.limit)
         .offset(window.offset)
         .select(MessageRow::as_select())
@@ -391,7 +415,7 @@ pub async fn voicemails(
         rows = rows.filter(after("voicemails.left_at", "voicemails.call_id", position));
     }
     let rows = rows
-        .order((v::left_at.desc().nulls_last(), v::call_id.desc()))
+        .order((newest_first("voicemails.left_at"), v::call_id.desc()))
         .limit(window.limit)
         .offset(window.offset)
         .select(VoicemailRow::as_select())

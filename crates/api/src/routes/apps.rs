@@ -189,6 +189,7 @@ pub(crate) async fn update_app(
     let app = App::update(&mut conn, id, name, body.active, &admin.actor)
         .await?
         .ok_or(ApiError::NotFound)?;
+    state.keys.forget_rows();
     tracing::info!(app.id = %app.id, app.active = app.active, "App updated.");
     Ok(HttpResponse::Ok().json(app_json(&app)))
 }
@@ -248,6 +249,7 @@ pub(crate) async fn issue_key(
     )
     .await?
     .ok_or(ApiError::NotFound)?;
+    state.keys.forget_rows();
     tracing::info!(app.id = %id, key.id = %issued.key_id, revoked, "API key issued.");
     Ok(HttpResponse::Created().json(json!({
         "api_key": key.key,
@@ -288,6 +290,7 @@ pub(crate) async fn revoke_key(
     let key = ApiKeyInfo::revoke(&mut conn, id, &key_id, &admin.actor)
         .await?
         .ok_or(ApiError::NotFound)?;
+    state.keys.forget_rows();
     tracing::info!(app.id = %id, key.id = %key.key_id, "API key revoked.");
     Ok(HttpResponse::Ok().json(key_json(&key)))
 }

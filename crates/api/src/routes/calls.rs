@@ -27,8 +27,6 @@ const CALL_STATUSES: &[&str] = &[
     "voicemail",
     "abandoned",
 ];
-/// The statuses of a call that has not ended.
-const LIVE_STATUSES: &[&str] = &["ringing", "queued", "connected", "on_hold"];
 
 /// One call leg as clients see it. Dialpad ids are int64 and are sent as strings so JavaScript
 /// clients keep them exact; times are RFC 3339 UTC; durations are integer milliseconds.
@@ -196,6 +194,7 @@ fn call_filter(query: &ListQuery) -> Result<CallFilter, ApiError> {
         from,
         to,
         number: query.number()?,
+        live: false,
         target_id: query
             .target_id
             .as_deref()
@@ -245,11 +244,7 @@ pub(crate) async fn active_calls(
 ) -> Result<HttpResponse, ApiError> {
     let view = one_of("view", query.view.as_deref(), &["calls", "legs"])?;
     let mut filter = call_filter(&query)?;
-    let live: Vec<String> = LIVE_STATUSES.iter().map(|s| (*s).to_owned()).collect();
-    filter.statuses = Some(match filter.statuses {
-        Some(asked) => asked.into_iter().filter(|s| live.contains(s)).collect(),
-        None => live,
-    });
+    filter.live = true;
     list(
         &state,
         tenant,
