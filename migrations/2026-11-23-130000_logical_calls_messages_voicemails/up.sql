@@ -60,8 +60,9 @@ CREATE INDEX logical_calls_app_started_idx
 CREATE INDEX logical_calls_active_idx
     ON logical_calls (app_id, coalesce(started_at, '-infinity'::timestamptz) DESC, logical_call_id DESC)
     WHERE status IN ('ringing', 'queued', 'connected', 'on_hold');
--- Counting filtered lists without reading the rows.
-CREATE INDEX logical_calls_filter_idx ON logical_calls (app_id, direction, status);
+-- The common filtered list (direction, optionally status), in list order; also counts it.
+CREATE INDEX logical_calls_direction_idx
+    ON logical_calls (app_id, direction, status, coalesce(started_at, '-infinity'::timestamptz) DESC, logical_call_id DESC);
 
 CREATE TABLE messages (
     app_id uuid NOT NULL REFERENCES apps (id),

@@ -36,11 +36,12 @@ pub struct Window {
     pub after: Option<Position>,
 }
 
-/// A page and how many rows match the filters in all.
+/// A page and how many rows match the filters in all (`None` on keyset pages: the count is
+/// a scan of every match, paid once on the first page, not on every page of a walk).
 #[derive(Debug)]
 pub struct Page<T> {
     pub rows: Vec<T>,
-    pub total: i64,
+    pub total: Option<i64>,
 }
 
 /// Filters of the call lists (all optional; they combine with AND).
@@ -232,11 +233,15 @@ pub async fn logical_calls(
         .select(LogicalCallRow::as_select())
         .load(conn)
         .await?;
-    let mut count = logical_calls::table.into_boxed();
-    for condition in call_conditions(app_id, filter) {
-        count = count.filter(condition);
-    }
-    let total = count.select(count_star()).first(conn).await?;
+    let total = if window.after.is_none() {
+        let mut count = logical_calls::table.into_boxed();
+        for condition in call_conditions(app_id, filter) {
+            count = count.filter(condition);
+        }
+        Some(count.select(count_star()).first(conn).await?)
+    } else {
+        None
+    };
     Ok(Page { rows, total })
 }
 
@@ -265,11 +270,15 @@ pub async fn legs(
         .select(Call::as_select())
         .load(conn)
         .await?;
-    let mut count = calls::table.into_boxed();
-    for condition in leg_conditions(app_id, filter) {
-        count = count.filter(condition);
-    }
-    let total = count.select(count_star()).first(conn).await?;
+    let total = if window.after.is_none() {
+        let mut count = calls::table.into_boxed();
+        for condition in leg_conditions(app_id, filter) {
+            count = count.filter(condition);
+        }
+        Some(count.select(count_star()).first(conn).await?)
+    } else {
+        None
+    };
     Ok(Page { rows, total })
 }
 
@@ -368,11 +377,15 @@ pub async fn messages(
         .select(MessageRow::as_select())
         .load(conn)
         .await?;
-    let mut count = messages::table.into_boxed();
-    for condition in message_conditions(app_id, filter) {
-        count = count.filter(condition);
-    }
-    let total = count.select(count_star()).first(conn).await?;
+    let total = if window.after.is_none() {
+        let mut count = messages::table.into_boxed();
+        for condition in message_conditions(app_id, filter) {
+            count = count.filter(condition);
+        }
+        Some(count.select(count_star()).first(conn).await?)
+    } else {
+        None
+    };
     Ok(Page { rows, total })
 }
 
@@ -421,11 +434,15 @@ pub async fn voicemails(
         .select(VoicemailRow::as_select())
         .load(conn)
         .await?;
-    let mut count = voicemails::table.into_boxed();
-    for condition in voicemail_conditions(app_id, filter) {
-        count = count.filter(condition);
-    }
-    let total = count.select(count_star()).first(conn).await?;
+    let total = if window.after.is_none() {
+        let mut count = voicemails::table.into_boxed();
+        for condition in voicemail_conditions(app_id, filter) {
+            count = count.filter(condition);
+        }
+        Some(count.select(count_star()).first(conn).await?)
+    } else {
+        None
+    };
     Ok(Page { rows, total })
 }
 

@@ -215,7 +215,7 @@ fn call_filter(query: &ListQuery) -> Result<CallFilter, ApiError> {
 /// `started_at`, RFC 3339), `number` (either party, E.164), `target_id`. Paging: `limit`
 /// (1–200, default 50) with `offset`, or `cursor` (a previous page's `next_cursor`, for deep
 /// pages). Answers `{"calls", "total", "limit", "offset", "next_cursor"}`; `total` counts every
-/// match.
+/// match (`null` on cursor pages: count once on the first page, then walk).
 #[tracing::instrument(skip_all, fields(app.id = %tenant.app_id))]
 pub(crate) async fn list_calls(
     tenant: Tenant,

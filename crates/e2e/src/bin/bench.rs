@@ -362,16 +362,18 @@ async fn seed_calls(
         .await?;
         tenants.push((app.id, key));
     }
-    // One statement: the apps take turns; a call every 30 s from 2026-01-01, 1% still live.
+    // One statement: the apps take turns (g % apps); within an app (g / apps) half the calls are
+    // inbound, 1% still live, 1 in 7 missed; a call every 30 s from 2026-01-01.
     diesel::sql_query(format!(
         "INSERT INTO logical_calls (app_id, logical_call_id, status, direction, from_number, \
              to_number, started_at, answered_at, ended_at, talk_time_ms, hold_time_ms, duration_ms, \
              total_duration_ms, leg_count, contact, target, last_event_at) \
          SELECT a.id, 4503599627370496 + g * 8192, \
-             CASE WHEN g % 100 = 0 THEN 'connected' WHEN g % 7 = 0 THEN 'missed' ELSE 'completed' END, \
-             CASE WHEN g % 2 = 0 THEN 'inbound' ELSE 'outbound' END, \
+             CASE WHEN (g / {apps}) % 100 = 0 THEN 'connected' WHEN (g / {apps}) % 7 = 0 THEN 'missed' \
+                 ELSE 'completed' END, \
+             CASE WHEN (g / {apps}) % 2 = 0 THEN 'inbound' ELSE 'outbound' END, \
              '+1415555' || lpad((g % 10000)::text, 4, '0'), '+1617555' || lpad((g % 9973)::text, 4, '0'), \
-             t, t + interval '9 seconds', CASE WHEN g % 100 = 0 THEN NULL ELSE t + interval '4 minutes' END, \
+             t, t + interval '9 seconds', CASE WHEN (g / {apps}) % 100 = 0 THEN NULL ELSE t + interval '4 minutes' END, \
              231000, 0, 231000, 240000, 1 + (g % 3), \
              jsonb_build_object('name', 'Caller ' || g, 'phone', '+1415555' || lpad((g % 10000)::text, 4, '0')), \
              jsonb_build_object('id', '6460210548400128', 'type', 'user', 'name', 'Priya Raman'), t \
