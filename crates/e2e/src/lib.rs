@@ -200,6 +200,37 @@ impl TestStack {
         (status, response.json().await.expect("JSON body"))
     }
 
+    /// An admin request (`Authorization: Bearer INTERNAL_SECRET`) to `base` (an api URL) with an
+    /// optional JSON body; returns status and JSON body (`null` when there is none).
+    pub async fn admin_at(
+        &self,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(INTERNAL_SECRET);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("api answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// [`TestStack::admin_at`] this stack's api.
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.admin_at(&self.api_url, method, path, body).await
+    }
+
     /// Rows in `webhook_events`, by status.
     pub async fn events_by_status(&self) -> Vec<(String, i64)> {
         let mut conn = self.db.connect().await;

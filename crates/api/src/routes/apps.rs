@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::auth::InternalAdmin;
 use crate::error::ApiError;
 use crate::keys::{NewKey, generate_webhook_secret, validate_webhook_secret};
-use crate::routes::rfc3339;
+use crate::routes::{params, rfc3339};
 use crate::startup::ApiState;
 
 /// Body of `POST /internal/apps`.
@@ -121,15 +121,7 @@ pub(crate) async fn list_apps(
     state: Data<ApiState>,
     query: Query<ListAppsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = match query.limit.as_deref() {
-        None => 50,
-        Some(raw) => raw.parse().ok().filter(|n| (1..=200).contains(n)).ok_or(
-            ApiError::InvalidParameter {
-                name: "limit",
-                message: "must be an integer from 1 to 200".into(),
-            },
-        )?,
-    };
+    let limit = params::limit(query.limit.as_deref())?;
     let after = query
         .cursor
         .as_deref()
@@ -311,16 +303,7 @@ pub(crate) async fn audit_log(
 ) -> Result<HttpResponse, ApiError> {
     const PAGE: i64 = 100;
     let id = app_id(&id)?;
-    let before = query
-        .cursor
-        .as_deref()
-        .map(|raw| {
-            raw.parse::<i64>().map_err(|_| ApiError::InvalidParameter {
-                name: "cursor",
-                message: "must be a next_cursor from a previous page".into(),
-            })
-        })
-        .transpose()?;
+    let before = params::id_cursor(query.cursor.as_deref())?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     App::find(&mut conn, id).await?.ok_or(ApiError::NotFound)?;
     let entries = audit::list(&mut conn, id, before, PAGE).await?;

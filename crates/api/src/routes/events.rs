@@ -16,11 +16,10 @@ use db::queue::EventStatus;
 
 use crate::auth::InternalAdmin;
 use crate::error::ApiError;
+use crate::routes::params;
 use crate::routes::rfc3339;
 use crate::startup::ApiState;
 
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 200;
 const MAX_REROUTE: usize = 1_000;
 
 /// An event as operators see it; `payload` only when asked for one event.
@@ -90,27 +89,8 @@ pub(crate) async fn list_events(
             })
         })
         .transpose()?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(raw) => raw
-            .parse()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or(ApiError::InvalidParameter {
-                name: "limit",
-                message: format!("must be an integer from 1 to {MAX_LIMIT}"),
-            })?,
-    };
-    let before_id = query
-        .cursor
-        .as_deref()
-        .map(|raw| {
-            raw.parse::<i64>().map_err(|_| ApiError::InvalidParameter {
-                name: "cursor",
-                message: "must be a next_cursor from a previous page".into(),
-            })
-        })
-        .transpose()?;
+    let limit = params::limit(query.limit.as_deref())?;
+    let before_id = params::id_cursor(query.cursor.as_deref())?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let page = operations::list_events(&mut conn, status, app_id, before_id, limit).await?;
     Ok(HttpResponse::Ok().json(json!({

@@ -37,19 +37,31 @@ fn invalid(name: &'static str, message: impl Into<String>) -> ApiError {
     }
 }
 
+/// `limit`: 1–200, default 50.
+pub(crate) fn limit(raw: Option<&str>) -> Result<i64, ApiError> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT),
+        Some(raw) => raw
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| invalid("limit", format!("must be an integer from 1 to {MAX_LIMIT}"))),
+    }
+}
+
+/// A `cursor` that is a plain id (admin lists: the last id of the previous page).
+pub(crate) fn id_cursor(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+    raw.map(|raw| {
+        raw.parse()
+            .map_err(|_| invalid("cursor", "must be a next_cursor from a previous page"))
+    })
+    .transpose()
+}
+
 impl ListQuery {
     /// `limit`, `offset` and `cursor` (not both of the last two).
     pub(crate) fn window(&self) -> Result<Window, ApiError> {
-        let limit = match self.limit.as_deref() {
-            None => DEFAULT_LIMIT,
-            Some(raw) => raw
-                .parse()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    invalid("limit", format!("must be an integer from 1 to {MAX_LIMIT}"))
-                })?,
-        };
+        let limit = limit(self.limit.as_deref())?;
         let offset = match self.offset.as_deref() {
             None => 0,
             Some(raw) => raw

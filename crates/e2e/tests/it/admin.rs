@@ -3,28 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{INTERNAL_SECRET, TestStack};
-use serde_json::{Value, json};
+use e2e::TestStack;
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-async fn admin(
-    stack: &TestStack,
-    base: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = stack
-        .http
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(INTERNAL_SECRET);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("api answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 async fn calls_status(stack: &TestStack, base: &str, key: &str) -> u16 {
     stack
@@ -53,14 +34,14 @@ async fn keys_rotate_and_revocation_is_immediate_on_every_replica() {
     let id = app.app_id;
 
     // A second key; the first stays valid.
-    let (status, second) = admin(
-        &stack,
-        &api,
-        reqwest::Method::POST,
-        &format!("/internal/apps/{id}/api-key"),
-        None,
-    )
-    .await;
+    let (status, second) = stack
+        .admin_at(
+            &api,
+            reqwest::Method::POST,
+            &format!("/internal/apps/{id}/api-key"),
+            None,
+        )
+        .await;
     assert_eq!(
         (status, second["revoked"].as_u64()),
         (201, Some(0)),
@@ -76,14 +57,14 @@ async fn keys_rotate_and_revocation_is_immediate_on_every_replica() {
             );
         }
     }
-    let (_, keys) = admin(
-        &stack,
-        &api,
-        reqwest::Method::GET,
-        &format!("/internal/apps/{id}/api-keys"),
-        None,
-    )
-    .await;
+    let (_, keys) = stack
+        .admin_at(
+            &api,
+            reqwest::Method::GET,
+            &format!("/internal/apps/{id}/api-keys"),
+            None,
+        )
+        .await;
     assert_eq!(keys["keys"].as_array().map(Vec::len), Some(2));
     let listed = keys.to_string();
     assert!(
@@ -93,14 +74,14 @@ async fn keys_rotate_and_revocation_is_immediate_on_every_replica() {
 
     // Revoke the first key on one replica: the other refuses it at once.
     let first_id = app.api_key.split('_').nth(1).expect("key id");
-    let (status, revoked) = admin(
-        &stack,
-        &api,
-        reqwest::Method::DELETE,
-        &format!("/internal/apps/{id}/api-keys/{first_id}"),
-        None,
-    )
-    .await;
+    let (status, revoked) = stack
+        .admin_at(
+            &api,
+            reqwest::Method::DELETE,
+            &format!("/internal/apps/{id}/api-keys/{first_id}"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert!(revoked["revoked_at"].is_string());
     let revoked_at = Instant::now();
@@ -112,25 +93,25 @@ async fn keys_rotate_and_revocation_is_immediate_on_every_replica() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(calls_status(&stack, &replica_url, &second_key).await, 200);
-    let (status, _) = admin(
-        &stack,
-        &api,
-        reqwest::Method::DELETE,
-        &format!("/internal/apps/{id}/api-keys/nosuchkey"),
-        None,
-    )
-    .await;
+    let (status, _) = stack
+        .admin_at(
+            &api,
+            reqwest::Method::DELETE,
+            &format!("/internal/apps/{id}/api-keys/nosuchkey"),
+            None,
+        )
+        .await;
     assert_eq!(status, 404);
 
     // Rotation: a third key revokes every other in the same step.
-    let (status, third) = admin(
-        &stack,
-        &api,
-        reqwest::Method::POST,
-        &format!("/internal/apps/{id}/api-key"),
-        Some(json!({ "revoke_existing": true })),
-    )
-    .await;
+    let (status, third) = stack
+        .admin_at(
+            &api,
+            reqwest::Method::POST,
+            &format!("/internal/apps/{id}/api-key"),
+            Some(json!({ "revoke_existing": true })),
+        )
+        .await;
     assert_eq!((status, third["revoked"].as_u64()), (201, Some(1)));
     let third_key = third["api_key"].as_str().expect("key").to_owned();
     let rotated_at = Instant::now();
@@ -146,14 +127,14 @@ async fn keys_rotate_and_revocation_is_immediate_on_every_replica() {
     // Use is recorded (in the background).
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (_, keys) = admin(
-            &stack,
-            &api,
-            reqwest::Method::GET,
-            &format!("/internal/apps/{id}/api-keys"),
-            None,
-        )
-        .await;
+        let (_, keys) = stack
+            .admin_at(
+                &api,
+                reqwest::Method::GET,
+                &format!("/internal/apps/{id}/api-keys"),
+                None,
+            )
+            .await;
         if keys["keys"][0]["last_used_at"].is_string() {
             break;
         }
@@ -174,88 +155,83 @@ async fn apps_are_listed_renamed_deactivated_and_audited() {
     let api = stack.api_url.clone();
     let id = app.app_id;
 
-    let (_, list) = admin(
-        &stack,
-        &api,
-        reqwest::Method::GET,
-        "/internal/apps?limit=1",
-        None,
-    )
-    .await;
+    let (_, list) = stack
+        .admin_at(&api, reqwest::Method::GET, "/internal/apps?limit=1", None)
+        .await;
     assert_eq!(list["apps"][0]["name"], "Acme");
     let cursor = list["next_cursor"].as_str().expect("a second page");
-    let (_, rest) = admin(
-        &stack,
-        &api,
-        reqwest::Method::GET,
-        &format!("/internal/apps?limit=1&cursor={cursor}"),
-        None,
-    )
-    .await;
+    let (_, rest) = stack
+        .admin_at(
+            &api,
+            reqwest::Method::GET,
+            &format!("/internal/apps?limit=1&cursor={cursor}"),
+            None,
+        )
+        .await;
     assert_eq!(rest["apps"][0]["app_id"], other.app_id.to_string());
 
-    let (status, renamed) = admin(
-        &stack,
-        &api,
-        reqwest::Method::PATCH,
-        &format!("/internal/apps/{id}"),
-        Some(json!({ "name": "Acme Dental" })),
-    )
-    .await;
+    let (status, renamed) = stack
+        .admin_at(
+            &api,
+            reqwest::Method::PATCH,
+            &format!("/internal/apps/{id}"),
+            Some(json!({ "name": "Acme Dental" })),
+        )
+        .await;
     assert_eq!(
         (status, renamed["name"].as_str()),
         (200, Some("Acme Dental"))
     );
-    let (status, body) = admin(
-        &stack,
-        &api,
-        reqwest::Method::PATCH,
-        &format!("/internal/apps/{id}"),
-        Some(json!({ "name": " " })),
-    )
-    .await;
+    let (status, body) = stack
+        .admin_at(
+            &api,
+            reqwest::Method::PATCH,
+            &format!("/internal/apps/{id}"),
+            Some(json!({ "name": " " })),
+        )
+        .await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_request"))
     );
 
     // Deactivation stops the app's keys at once; reactivation brings them back.
-    let (_, off) = admin(
-        &stack,
-        &api,
-        reqwest::Method::PATCH,
-        &format!("/internal/apps/{id}"),
-        Some(json!({ "active": false })),
-    )
-    .await;
+    let (_, off) = stack
+        .admin_at(
+            &api,
+            reqwest::Method::PATCH,
+            &format!("/internal/apps/{id}"),
+            Some(json!({ "active": false })),
+        )
+        .await;
     assert_eq!(off["active"], false);
     assert_eq!(calls_status(&stack, &api, &app.api_key).await, 401);
-    admin(
-        &stack,
-        &api,
-        reqwest::Method::PATCH,
-        &format!("/internal/apps/{id}"),
-        Some(json!({ "active": true })),
-    )
-    .await;
+    stack
+        .admin_at(
+            &api,
+            reqwest::Method::PATCH,
+            &format!("/internal/apps/{id}"),
+            Some(json!({ "active": true })),
+        )
+        .await;
     assert_eq!(calls_status(&stack, &api, &app.api_key).await, 200);
-    admin(
-        &stack,
-        &api,
-        reqwest::Method::POST,
-        &format!("/internal/apps/{id}/api-key?revoke_existing=true"),
-        None,
-    )
-    .await;
+    stack
+        .admin_at(
+            &api,
+            reqwest::Method::POST,
+            &format!("/internal/apps/{id}/api-key?revoke_existing=true"),
+            None,
+        )
+        .await;
 
-    let (status, audit) = admin(
-        &stack,
-        &api,
-        reqwest::Method::GET,
-        &format!("/internal/apps/{id}/audit"),
-        None,
-    )
-    .await;
+    let (status, audit) = stack
+        .admin_at(
+            &api,
+            reqwest::Method::GET,
+            &format!("/internal/apps/{id}/audit"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     let actions: Vec<&str> = audit["entries"]
         .as_array()
@@ -288,14 +264,14 @@ async fn apps_are_listed_renamed_deactivated_and_audited() {
         !audit.to_string().contains(&app.api_key),
         "no secret in the audit log"
     );
-    let (_, other_audit) = admin(
-        &stack,
-        &api,
-        reqwest::Method::GET,
-        &format!("/internal/apps/{}/audit", other.app_id),
-        None,
-    )
-    .await;
+    let (_, other_audit) = stack
+        .admin_at(
+            &api,
+            reqwest::Method::GET,
+            &format!("/internal/apps/{}/audit", other.app_id),
+            None,
+        )
+        .await;
     assert_eq!(
         other_audit["entries"].as_array().map(Vec::len),
         Some(1),
@@ -320,7 +296,7 @@ async fn apps_are_listed_renamed_deactivated_and_audited() {
         (reqwest::Method::GET, format!("/internal/apps/{unknown}")),
     ] {
         let body = (method == reqwest::Method::PATCH).then(|| json!({ "name": "x" }));
-        let (status, response) = admin(&stack, &api, method.clone(), &path, body).await;
+        let (status, response) = stack.admin_at(&api, method.clone(), &path, body).await;
         assert_eq!(
             (status, response["error"].as_str()),
             (404, Some("not_found")),

@@ -58,38 +58,16 @@ async fn json_of(response: reqwest::Response) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// `POST`s to an admin endpoint with an optional JSON body.
-async fn admin_post(stack: &TestStack, path_and_query: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = stack
-        .http
-        .post(format!("{}{path_and_query}", stack.api_url))
-        .bearer_auth(INTERNAL_SECRET);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    json_of(request.send().await.expect("api answers")).await
+async fn admin_post(stack: &TestStack, path: &str, body: Option<Value>) -> (u16, Value) {
+    stack.admin(reqwest::Method::POST, path, body).await
 }
 
-async fn admin_get(stack: &TestStack, path_and_query: &str) -> (u16, Value) {
-    let response = stack
-        .http
-        .get(format!("{}{path_and_query}", stack.api_url))
-        .bearer_auth(INTERNAL_SECRET)
-        .send()
-        .await
-        .expect("api answers");
-    json_of(response).await
+async fn admin_get(stack: &TestStack, path: &str) -> (u16, Value) {
+    stack.admin(reqwest::Method::GET, path, None).await
 }
 
-async fn admin_delete(stack: &TestStack, path_and_query: &str) -> (u16, Value) {
-    let response = stack
-        .http
-        .delete(format!("{}{path_and_query}", stack.api_url))
-        .bearer_auth(INTERNAL_SECRET)
-        .send()
-        .await
-        .expect("api answers");
-    json_of(response).await
+async fn admin_delete(stack: &TestStack, path: &str) -> (u16, Value) {
+    stack.admin(reqwest::Method::DELETE, path, None).await
 }
 
 /// `GET /auth/dialpad/connect` with the app's key; returns the authorize URL's query.

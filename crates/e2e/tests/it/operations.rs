@@ -2,28 +2,10 @@
 //! after the fix, re-routing unroutable events, and replaying an app's event log.
 
 use diesel_async::RunQueryDsl;
-use e2e::{INTERNAL_SECRET, TestStack, UNSCOPED_SECRET, fixture, sign};
+use e2e::{TestStack, UNSCOPED_SECRET, fixture, sign};
 use serde_json::{Value, json};
 
 use crate::OUTBOUND;
-
-async fn admin(
-    stack: &TestStack,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = stack
-        .http
-        .request(method, format!("{}{path}", stack.api_url))
-        .bearer_auth(INTERNAL_SECRET);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("api answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 async fn sql(stack: &TestStack, statement: &str) {
     let mut conn = stack.db.connect().await;
@@ -66,13 +48,9 @@ async fn a_dead_event_succeeds_when_retried_after_the_fix() {
         stack.run_worker().await;
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let (status, dead) = admin(
-        &stack,
-        reqwest::Method::GET,
-        "/internal/events?status=dead",
-        None,
-    )
-    .await;
+    let (status, dead) = stack
+        .admin(reqwest::Method::GET, "/internal/events?status=dead", None)
+        .await;
     assert_eq!(status, 200);
     let event = &dead["events"][0];
     assert_eq!(event["attempts"], 3);
@@ -85,47 +63,43 @@ async fn a_dead_event_succeeds_when_retried_after_the_fix() {
     );
     assert!(event.get("payload").is_none(), "lists leave payloads out");
     let id = event["id"].as_str().expect("id").to_owned();
-    let (_, one) = admin(
-        &stack,
-        reqwest::Method::GET,
-        &format!("/internal/events/{id}"),
-        None,
-    )
-    .await;
+    let (_, one) = stack
+        .admin(
+            reqwest::Method::GET,
+            &format!("/internal/events/{id}"),
+            None,
+        )
+        .await;
     assert_eq!(one["payload"]["call_id"], 7_189_235_590_594_560_i64);
     let (_, body) = stack.get_calls(&app.api_key, "?view=legs").await;
     assert_eq!(body["total"], 1, "the neighbour was applied");
 
     // The fix ships; the operator retries the dead letter.
     sql(&stack, "DROP TRIGGER reject_leg ON calls").await;
-    let (status, body) = admin(
-        &stack,
-        reqwest::Method::POST,
-        &format!("/internal/events/{id}/retry"),
-        None,
-    )
-    .await;
+    let (status, body) = stack
+        .admin(
+            reqwest::Method::POST,
+            &format!("/internal/events/{id}/retry"),
+            None,
+        )
+        .await;
     assert_eq!((status, body["status"].as_str()), (200, Some("pending")));
     stack.run_worker().await;
     assert_eq!(stack.events_by_status().await, [("done".to_owned(), 2)]);
     let (_, body) = stack.get_calls(&app.api_key, "?view=legs").await;
     assert_eq!(body["total"], 2);
 
-    let (status, body) = admin(
-        &stack,
-        reqwest::Method::POST,
-        &format!("/internal/events/{id}/retry"),
-        None,
-    )
-    .await;
+    let (status, body) = stack
+        .admin(
+            reqwest::Method::POST,
+            &format!("/internal/events/{id}/retry"),
+            None,
+        )
+        .await;
     assert_eq!((status, body["error"].as_str()), (409, Some("conflict")));
-    let (status, _) = admin(
-        &stack,
-        reqwest::Method::POST,
-        "/internal/events/999999/retry",
-        None,
-    )
-    .await;
+    let (status, _) = stack
+        .admin(reqwest::Method::POST, "/internal/events/999999/retry", None)
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -147,7 +121,7 @@ async fn unroutable_events_are_rerouted_to_their_tenant() {
     let mut ids: Vec<String> = Vec::new();
     let mut path = "/internal/events?status=unroutable&limit=2".to_owned();
     loop {
-        let (status, page) = admin(&stack, reqwest::Method::GET, &path, None).await;
+        let (status, page) = stack.admin(reqwest::Method::GET, &path, None).await;
         assert_eq!(status, 200, "{page}");
         ids.extend(
             page["events"]
@@ -170,13 +144,13 @@ async fn unroutable_events_are_rerouted_to_their_tenant() {
         "newest first, no repeats: {numeric:?}"
     );
 
-    let (status, body) = admin(
-        &stack,
-        reqwest::Method::POST,
-        "/internal/events/reroute",
-        Some(json!({ "app_id": app.app_id, "event_ids": ids })),
-    )
-    .await;
+    let (status, body) = stack
+        .admin(
+            reqwest::Method::POST,
+            "/internal/events/reroute",
+            Some(json!({ "app_id": app.app_id, "event_ids": ids })),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         (body["queued"].as_u64(), body["duplicates"].as_u64()),
@@ -187,21 +161,21 @@ async fn unroutable_events_are_rerouted_to_their_tenant() {
     assert_eq!(calls["calls"][0]["status"], "completed");
     assert_eq!(calls["calls"][0]["event_count"], 5);
 
-    let (status, _) = admin(
-        &stack,
-        reqwest::Method::POST,
-        "/internal/events/reroute",
-        Some(json!({ "app_id": uuid::Uuid::new_v4(), "event_ids": ["1"] })),
-    )
-    .await;
+    let (status, _) = stack
+        .admin(
+            reqwest::Method::POST,
+            "/internal/events/reroute",
+            Some(json!({ "app_id": uuid::Uuid::new_v4(), "event_ids": ["1"] })),
+        )
+        .await;
     assert_eq!(status, 404);
-    let (status, body) = admin(
-        &stack,
-        reqwest::Method::POST,
-        "/internal/events/reroute",
-        Some(json!({ "app_id": app.app_id, "event_ids": [] })),
-    )
-    .await;
+    let (status, body) = stack
+        .admin(
+            reqwest::Method::POST,
+            "/internal/events/reroute",
+            Some(json!({ "app_id": app.app_id, "event_ids": [] })),
+        )
+        .await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_request"))
@@ -225,18 +199,14 @@ async fn replay_rebuilds_an_apps_rows_from_its_event_log() {
     sql(&stack, "DELETE FROM logical_calls").await;
 
     // Outside the range: nothing to replay.
-    let (status, body) = admin(
-        &stack,
-        reqwest::Method::POST,
+    let (status, body) = stack.admin(reqwest::Method::POST,
         "/internal/replay",
         Some(json!({ "app_id": app.app_id, "from": "2020-01-01T00:00:00Z", "to": "2020-02-01T00:00:00Z" })),
     )
     .await;
     assert_eq!((status, body["queued"].as_u64()), (202, Some(0)));
     // The call's day: its whole log is queued and rebuilt.
-    let (status, body) = admin(
-        &stack,
-        reqwest::Method::POST,
+    let (status, body) = stack.admin(reqwest::Method::POST,
         "/internal/replay",
         Some(json!({ "app_id": app.app_id, "from": "2026-11-19T00:00:00Z", "to": "2026-11-20T00:00:00Z" })),
     )
@@ -267,9 +237,7 @@ async fn replay_rebuilds_an_apps_rows_from_its_event_log() {
         ["completed"]
     );
 
-    let (status, body) = admin(
-        &stack,
-        reqwest::Method::POST,
+    let (status, body) = stack.admin(reqwest::Method::POST,
         "/internal/replay",
         Some(json!({ "app_id": app.app_id, "from": "2026-11-20T00:00:00Z", "to": "2026-11-19T00:00:00Z" })),
     )
@@ -278,13 +246,13 @@ async fn replay_rebuilds_an_apps_rows_from_its_event_log() {
         (status, body["error"].as_str()),
         (400, Some("invalid_request"))
     );
-    let (status, body) = admin(
-        &stack,
-        reqwest::Method::GET,
-        "/internal/events?status=sleeping",
-        None,
-    )
-    .await;
+    let (status, body) = stack
+        .admin(
+            reqwest::Method::GET,
+            "/internal/events?status=sleeping",
+            None,
+        )
+        .await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_parameter"))
