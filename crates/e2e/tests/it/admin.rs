@@ -35,8 +35,7 @@ async fn keys_rotate_and_revocation_is_immediate_on_every_replica() {
 
     // A second key; the first stays valid.
     let (status, second) = stack
-        .admin_at(
-            &api,
+        .admin(
             reqwest::Method::POST,
             &format!("/internal/apps/{id}/api-key"),
             None,
@@ -58,8 +57,7 @@ async fn keys_rotate_and_revocation_is_immediate_on_every_replica() {
         }
     }
     let (_, keys) = stack
-        .admin_at(
-            &api,
+        .admin(
             reqwest::Method::GET,
             &format!("/internal/apps/{id}/api-keys"),
             None,
@@ -75,8 +73,7 @@ async fn keys_rotate_and_revocation_is_immediate_on_every_replica() {
     // Revoke the first key on one replica: the other refuses it at once.
     let first_id = app.api_key.split('_').nth(1).expect("key id");
     let (status, revoked) = stack
-        .admin_at(
-            &api,
+        .admin(
             reqwest::Method::DELETE,
             &format!("/internal/apps/{id}/api-keys/{first_id}"),
             None,
@@ -94,8 +91,7 @@ async fn keys_rotate_and_revocation_is_immediate_on_every_replica() {
     }
     assert_eq!(calls_status(&stack, &replica_url, &second_key).await, 200);
     let (status, _) = stack
-        .admin_at(
-            &api,
+        .admin(
             reqwest::Method::DELETE,
             &format!("/internal/apps/{id}/api-keys/nosuchkey"),
             None,
@@ -105,8 +101,7 @@ async fn keys_rotate_and_revocation_is_immediate_on_every_replica() {
 
     // Rotation: a third key revokes every other in the same step.
     let (status, third) = stack
-        .admin_at(
-            &api,
+        .admin(
             reqwest::Method::POST,
             &format!("/internal/apps/{id}/api-key"),
             Some(json!({ "revoke_existing": true })),
@@ -128,8 +123,7 @@ async fn keys_rotate_and_revocation_is_immediate_on_every_replica() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (_, keys) = stack
-            .admin_at(
-                &api,
+            .admin(
                 reqwest::Method::GET,
                 &format!("/internal/apps/{id}/api-keys"),
                 None,
@@ -156,13 +150,12 @@ async fn apps_are_listed_renamed_deactivated_and_audited() {
     let id = app.app_id;
 
     let (_, list) = stack
-        .admin_at(&api, reqwest::Method::GET, "/internal/apps?limit=1", None)
+        .admin(reqwest::Method::GET, "/internal/apps?limit=1", None)
         .await;
     assert_eq!(list["apps"][0]["name"], "Acme");
     let cursor = list["next_cursor"].as_str().expect("a second page");
     let (_, rest) = stack
-        .admin_at(
-            &api,
+        .admin(
             reqwest::Method::GET,
             &format!("/internal/apps?limit=1&cursor={cursor}"),
             None,
@@ -171,8 +164,7 @@ async fn apps_are_listed_renamed_deactivated_and_audited() {
     assert_eq!(rest["apps"][0]["app_id"], other.app_id.to_string());
 
     let (status, renamed) = stack
-        .admin_at(
-            &api,
+        .admin(
             reqwest::Method::PATCH,
             &format!("/internal/apps/{id}"),
             Some(json!({ "name": "Acme Dental" })),
@@ -183,8 +175,7 @@ async fn apps_are_listed_renamed_deactivated_and_audited() {
         (200, Some("Acme Dental"))
     );
     let (status, body) = stack
-        .admin_at(
-            &api,
+        .admin(
             reqwest::Method::PATCH,
             &format!("/internal/apps/{id}"),
             Some(json!({ "name": " " })),
@@ -197,8 +188,7 @@ async fn apps_are_listed_renamed_deactivated_and_audited() {
 
     // Deactivation stops the app's keys at once; reactivation brings them back.
     let (_, off) = stack
-        .admin_at(
-            &api,
+        .admin(
             reqwest::Method::PATCH,
             &format!("/internal/apps/{id}"),
             Some(json!({ "active": false })),
@@ -207,8 +197,7 @@ async fn apps_are_listed_renamed_deactivated_and_audited() {
     assert_eq!(off["active"], false);
     assert_eq!(calls_status(&stack, &api, &app.api_key).await, 401);
     stack
-        .admin_at(
-            &api,
+        .admin(
             reqwest::Method::PATCH,
             &format!("/internal/apps/{id}"),
             Some(json!({ "active": true })),
@@ -216,8 +205,7 @@ async fn apps_are_listed_renamed_deactivated_and_audited() {
         .await;
     assert_eq!(calls_status(&stack, &api, &app.api_key).await, 200);
     stack
-        .admin_at(
-            &api,
+        .admin(
             reqwest::Method::POST,
             &format!("/internal/apps/{id}/api-key?revoke_existing=true"),
             None,
@@ -225,8 +213,7 @@ async fn apps_are_listed_renamed_deactivated_and_audited() {
         .await;
 
     let (status, audit) = stack
-        .admin_at(
-            &api,
+        .admin(
             reqwest::Method::GET,
             &format!("/internal/apps/{id}/audit"),
             None,
@@ -265,8 +252,7 @@ async fn apps_are_listed_renamed_deactivated_and_audited() {
         "no secret in the audit log"
     );
     let (_, other_audit) = stack
-        .admin_at(
-            &api,
+        .admin(
             reqwest::Method::GET,
             &format!("/internal/apps/{}/audit", other.app_id),
             None,
@@ -296,7 +282,7 @@ async fn apps_are_listed_renamed_deactivated_and_audited() {
         (reqwest::Method::GET, format!("/internal/apps/{unknown}")),
     ] {
         let body = (method == reqwest::Method::PATCH).then(|| json!({ "name": "x" }));
-        let (status, response) = stack.admin_at(&api, method.clone(), &path, body).await;
+        let (status, response) = stack.admin(method.clone(), &path, body).await;
         assert_eq!(
             (status, response["error"].as_str()),
             (404, Some("not_found")),
