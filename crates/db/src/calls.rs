@@ -76,12 +76,7 @@ impl Call {
     /// The leg this row was written from, as the logical-call aggregation reads it. (Rows hold
     /// everything the aggregation uses; parties come back from their JSON form.)
     pub fn to_leg(&self) -> CallLeg {
-        let party = |value: &Option<Value>| {
-            value
-                .as_ref()
-                .and_then(|v| serde_json::from_value::<Party>(v.clone()).ok())
-                .filter(|p| !p.is_empty())
-        };
+        let party = party_from_json;
         CallLeg {
             call_id: self.call_id,
             master_call_id: self.master_call_id,
@@ -173,6 +168,14 @@ pub struct NewCall {
     /// whose parent is a root, so `logical_calls::relink` rarely has to correct it. Never
     /// overwritten by the upsert: only `relink` changes it.
     pub logical_call_id: Option<i64>,
+}
+
+/// A party read back from its stored JSON ([`party_json`]); `None` for none or an empty one.
+pub fn party_from_json(value: &Option<Value>) -> Option<Party> {
+    value
+        .as_ref()
+        .and_then(|v| serde_json::from_value::<Party>(v.clone()).ok())
+        .filter(|p| !p.is_empty())
 }
 
 /// A party as stored and returned: `{id, type, name, phone, email}`.
@@ -286,21 +289,15 @@ pub async fn applied_events(
     pairs: &[(Uuid, i64)],
 ) -> Result<Vec<StoredEvent>, DbError> {
     let (app_ids, dialpad_ids): (Vec<Uuid>, Vec<i64>) = pairs.iter().copied().unzip();
-    let query = match kind {
-        "sms" => {
-            "SELECT e.app_id, e.dialpad_id, e.dedupe_key, e.payload \
-             FROM unnest($1::uuid[], $2::bigint[]) AS k (app_id, dialpad_id) \
-             JOIN webhook_events e ON e.app_id = k.app_id AND e.dialpad_id = k.dialpad_id \
-             WHERE e.kind = 'sms' AND e.status = 'done'"
-        }
-        // Literal kinds so each query matches its partial index.
-        _ => {
-            "SELECT e.app_id, e.dialpad_id, e.dedupe_key, e.payload \
-             FROM unnest($1::uuid[], $2::bigint[]) AS k (app_id, dialpad_id) \
-             JOIN webhook_events e ON e.app_id = k.app_id AND e.dialpad_id = k.dialpad_id \
-             WHERE e.kind = 'call' AND e.status = 'done'"
-        }
-    };
+    // The kind as a literal, so the query matches its partial index
+    // (`webhook_events_call_leg_idx`, `webhook_events_message_idx`).
+    let kind = if kind == "sms" { "sms" } else { "call" };
+    let query = format!(
+        "SELECT e.app_id, e.dialpad_id, e.dedupe_key, e.payload \
+         FROM unnest($1::uuid[], $2::bigint[]) AS k (app_id, dialpad_id) \
+         JOIN webhook_events e ON e.app_id = k.app_id AND e.dialpad_id = k.dialpad_id \
+         WHERE e.kind = '{kind}' AND e.status = 'done'"
+    );
     Ok(diesel::sql_query(query)
         .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
         .bind::<Array<BigInt>, _>(dialpad_ids)

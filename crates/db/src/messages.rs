@@ -5,13 +5,12 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::call::Party;
 use domain::sms::Message;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::DbError;
-use crate::calls::party_json;
+use crate::calls::{party_from_json, party_json};
 use crate::schema::messages;
 
 /// A `messages` row.
@@ -65,12 +64,7 @@ impl MessageRow {
 
     /// The message this row was written from (parties come back from their JSON form).
     pub fn to_message(&self) -> Message {
-        let party = |value: &Option<Value>| {
-            value
-                .as_ref()
-                .and_then(|v| serde_json::from_value::<Party>(v.clone()).ok())
-                .filter(|p| !p.is_empty())
-        };
+        let party = party_from_json;
         Message {
             message_id: self.message_id,
             direction: self.direction.clone(),

@@ -198,18 +198,14 @@ async fn cold_units(
     let mut cold = Vec::new();
     for (kind, pairs) in by_kind {
         let (app_ids, ids): (Vec<Uuid>, Vec<i64>) = pairs.into_iter().unzip();
-        // Literal kinds, so each probe uses its partial index.
-        let query = if kind == "call" {
-            "SELECT u.app_id, 'call' AS kind, u.id AS dialpad_id \
+        // The kind as a literal, so each probe uses its partial index.
+        let kind = if kind == "sms" { "sms" } else { "call" };
+        let query = format!(
+            "SELECT u.app_id, '{kind}' AS kind, u.id AS dialpad_id \
              FROM unnest($1::uuid[], $2::bigint[]) AS u (app_id, id) WHERE NOT EXISTS ( \
-               SELECT 1 FROM webhook_events e WHERE e.app_id = u.app_id AND e.kind = 'call' \
+               SELECT 1 FROM webhook_events e WHERE e.app_id = u.app_id AND e.kind = '{kind}' \
                AND e.dialpad_id = u.id AND (e.received_at >= $3 OR e.status NOT IN ('done', 'ignored')))"
-        } else {
-            "SELECT u.app_id, 'sms' AS kind, u.id AS dialpad_id \
-             FROM unnest($1::uuid[], $2::bigint[]) AS u (app_id, id) WHERE NOT EXISTS ( \
-               SELECT 1 FROM webhook_events e WHERE e.app_id = u.app_id AND e.kind = 'sms' \
-               AND e.dialpad_id = u.id AND (e.received_at >= $3 OR e.status NOT IN ('done', 'ignored')))"
-        };
+        );
         let found: Vec<Unit> = diesel::sql_query(query)
             .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
             .bind::<Array<BigInt>, _>(ids)

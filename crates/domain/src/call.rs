@@ -713,13 +713,14 @@ fn is_present(value: &Value) -> bool {
 }
 
 /// A later event's value replaces the current one; a missing value never erases it.
-fn latest<T>(current: &mut Option<T>, incoming: Option<T>) {
+pub(crate) fn latest<T>(current: &mut Option<T>, incoming: Option<T>) {
     if incoming.is_some() {
         *current = incoming;
     }
 }
 
-fn ms(epoch_ms: i64) -> Option<DateTime<Utc>> {
+/// An epoch-milliseconds time (Dialpad's unit).
+pub(crate) fn ms(epoch_ms: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(epoch_ms)
 }
 

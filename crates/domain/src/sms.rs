@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::call::Party;
+use crate::call::{Party, latest, ms};
 use crate::json::{opt_i64, opt_string};
 
 /// An SMS event could not be read.
@@ -256,16 +256,6 @@ impl Message {
         }
         Some(message)
     }
-}
-
-fn latest<T>(current: &mut Option<T>, incoming: Option<T>) {
-    if incoming.is_some() {
-        *current = incoming;
-    }
-}
-
-fn ms(epoch_ms: i64) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(epoch_ms)
 }
 
 #[cfg(test)]

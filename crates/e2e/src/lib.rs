@@ -231,6 +231,15 @@ impl TestStack {
         self.admin_at(&self.api_url, method, path, body).await
     }
 
+    /// Runs one SQL statement on the stack's database (to age rows, install a fault, ...).
+    pub async fn run_sql(&self, statement: &str) {
+        let mut conn = self.db.connect().await;
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .await
+            .expect("statement runs");
+    }
+
     /// Rows in `webhook_events`, by status.
     pub async fn events_by_status(&self) -> Vec<(String, i64)> {
         let mut conn = self.db.connect().await;

@@ -216,14 +216,6 @@ fn assert_not_stored(stored: &str, secret: &str, what: &str) {
     );
 }
 
-async fn sql(stack: &TestStack, statement: &str) {
-    let mut conn = stack.db.connect().await;
-    diesel::sql_query(statement)
-        .execute(&mut conn)
-        .await
-        .expect("statement runs");
-}
-
 #[tokio::test]
 async fn an_app_is_onboarded_entirely_by_api() {
     let (stack, dialpad) = stack_with_dialpad(false).await;
@@ -668,9 +660,7 @@ async fn oauth_states_are_single_use_and_expire() {
 
     // Expired after 10 minutes.
     let state = param(&start_connect(&stack, &app).await, "state").to_owned();
-    sql(
-        &stack,
-        "UPDATE oauth_states SET expires_at = now() - interval '1 second' WHERE used_at IS NULL",
+    stack.run_sql("UPDATE oauth_states SET expires_at = now() - interval '1 second' WHERE used_at IS NULL",
     )
     .await;
     rejected(
@@ -745,11 +735,9 @@ async fn concurrent_callers_share_one_refresh_and_the_rotated_token_is_kept() {
     let app = stack.create_app("Acme").await;
     connect_oauth(&stack, &dialpad, &app, "at-old", "rt-old").await;
     // Less than 5 minutes left: the next call refreshes first.
-    sql(
-        &stack,
-        "UPDATE dialpad_connections SET token_expires_at = now() + interval '1 minute'",
-    )
-    .await;
+    stack
+        .run_sql("UPDATE dialpad_connections SET token_expires_at = now() + interval '1 minute'")
+        .await;
 
     // Dialpad rotates: rt-old works once, slowly, then is invalid.
     Mock::given(method("POST"))
@@ -834,11 +822,9 @@ async fn concurrent_callers_share_one_refresh_and_the_rotated_token_is_kept() {
     );
 
     // A refresh Dialpad refuses marks the connection, visible on the app.
-    sql(
-        &stack,
-        "UPDATE dialpad_connections SET token_expires_at = now()",
-    )
-    .await;
+    stack
+        .run_sql("UPDATE dialpad_connections SET token_expires_at = now()")
+        .await;
     let (status, body) = create(3).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -963,9 +949,7 @@ async fn plaintext_secrets_are_sealed_at_start_and_keys_rotate() {
     let stack = TestStack::spawn().await;
     let legacy_secret = "legacy-plaintext-secret-0123456789";
     let app_id = uuid::Uuid::new_v4();
-    sql(
-        &stack,
-        &format!(
+    stack.run_sql(&format!(
             "INSERT INTO apps (id, name, legacy_webhook_secret) VALUES ('{app_id}', 'legacy', '{legacy_secret}')"
         ),
     )

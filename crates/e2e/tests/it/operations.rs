@@ -7,27 +7,19 @@ use serde_json::{Value, json};
 
 use crate::OUTBOUND;
 
-async fn sql(stack: &TestStack, statement: &str) {
-    let mut conn = stack.db.connect().await;
-    diesel::sql_query(statement)
-        .execute(&mut conn)
-        .await
-        .expect("statement runs");
-}
-
 #[tokio::test]
 async fn a_dead_event_succeeds_when_retried_after_the_fix() {
     let stack = TestStack::spawn().await;
     let app = stack.create_app("poison").await;
     // A bug the database trips over for one leg only (the "poison"), until it is fixed.
-    sql(
-        &stack,
-        "CREATE FUNCTION reject_leg() RETURNS trigger AS $$ BEGIN \
+    stack
+        .run_sql(
+            "CREATE FUNCTION reject_leg() RETURNS trigger AS $$ BEGIN \
            IF NEW.call_id = 7189235590594560 THEN RAISE EXCEPTION 'simulated bug'; END IF; \
            RETURN NEW; END $$ LANGUAGE plpgsql",
-    )
-    .await;
-    sql(&stack, "CREATE TRIGGER reject_leg BEFORE INSERT OR UPDATE ON calls FOR EACH ROW EXECUTE FUNCTION reject_leg()").await;
+        )
+        .await;
+    stack.run_sql("CREATE TRIGGER reject_leg BEFORE INSERT OR UPDATE ON calls FOR EACH ROW EXECUTE FUNCTION reject_leg()").await;
     let poison = fixture(OUTBOUND[2]);
     let neighbour = fixture("call_inbound_vm_04_hangup.json");
     stack.post_event(&app, &poison).await;
@@ -75,7 +67,7 @@ async fn a_dead_event_succeeds_when_retried_after_the_fix() {
     assert_eq!(body["total"], 1, "the neighbour was applied");
 
     // The fix ships; the operator retries the dead letter.
-    sql(&stack, "DROP TRIGGER reject_leg ON calls").await;
+    stack.run_sql("DROP TRIGGER reject_leg ON calls").await;
     let (status, body) = stack
         .admin(
             reqwest::Method::POST,
@@ -191,12 +183,10 @@ async fn replay_rebuilds_an_apps_rows_from_its_event_log() {
     let (_, before) = stack.get_calls(&app.api_key, "?view=legs").await;
 
     // A bug damaged the rows.
-    sql(
-        &stack,
-        "UPDATE calls SET status = 'ringing', talk_time_ms = NULL, recording_url = NULL",
-    )
-    .await;
-    sql(&stack, "DELETE FROM logical_calls").await;
+    stack
+        .run_sql("UPDATE calls SET status = 'ringing', talk_time_ms = NULL, recording_url = NULL")
+        .await;
+    stack.run_sql("DELETE FROM logical_calls").await;
 
     // Outside the range: nothing to replay.
     let (status, body) = stack.admin(reqwest::Method::POST,
