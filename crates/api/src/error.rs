@@ -19,7 +19,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use db::DbError;
 
@@ -76,31 +77,67 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+/// The stable code of an error (the `error` field of every error body); see the module docs
+/// for when each is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ErrorCode {
+    InvalidParameter,
+    InvalidRequest,
+    InvalidJson,
+    MissingApiKey,
+    InvalidApiKey,
+    Unauthorized,
+    DialpadNotConnected,
+    DialpadReauthRequired,
+    InvalidState,
+    AccessDenied,
+    OauthError,
+    NotFound,
+    Conflict,
+    RateLimited,
+    DialpadError,
+    DialpadUnreachable,
+    Unavailable,
+    NotConfigured,
+    Internal,
+}
+
+/// Every error's body: `{"error": "<code>", "message": "<what went wrong, for people>"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    /// What went wrong, stable for programs to match on.
+    pub(crate) error: ErrorCode,
+    /// What went wrong, for people; it names the offending parameter or field. Never holds a
+    /// secret or a database error text.
+    pub(crate) message: String,
+}
+
 impl ApiError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            ApiError::InvalidParameter { .. } => "invalid_parameter",
-            ApiError::InvalidRequest(_) => "invalid_request",
-            ApiError::InvalidJson(_) => "invalid_json",
-            ApiError::MissingApiKey => "missing_api_key",
-            ApiError::InvalidApiKey => "invalid_api_key",
-            ApiError::Unauthorized => "unauthorized",
-            ApiError::DialpadNotConnected => "dialpad_not_connected",
-            ApiError::DialpadReauthRequired => "dialpad_reauth_required",
-            ApiError::InvalidState(_) => "invalid_state",
-            ApiError::AccessDenied => "access_denied",
-            ApiError::OAuthError(_) => "oauth_error",
-            ApiError::NotFound => "not_found",
-            ApiError::Conflict(_) => "conflict",
+            ApiError::InvalidParameter { .. } => ErrorCode::InvalidParameter,
+            ApiError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            ApiError::InvalidJson(_) => ErrorCode::InvalidJson,
+            ApiError::MissingApiKey => ErrorCode::MissingApiKey,
+            ApiError::InvalidApiKey => ErrorCode::InvalidApiKey,
+            ApiError::Unauthorized => ErrorCode::Unauthorized,
+            ApiError::DialpadNotConnected => ErrorCode::DialpadNotConnected,
+            ApiError::DialpadReauthRequired => ErrorCode::DialpadReauthRequired,
+            ApiError::InvalidState(_) => ErrorCode::InvalidState,
+            ApiError::AccessDenied => ErrorCode::AccessDenied,
+            ApiError::OAuthError(_) => ErrorCode::OauthError,
+            ApiError::NotFound => ErrorCode::NotFound,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
             ApiError::Dialpad {
                 error: DialpadError::Timeout { .. } | DialpadError::Unreachable { .. },
                 ..
-            } => "dialpad_unreachable",
-            ApiError::Dialpad { .. } => "dialpad_error",
-            ApiError::NotConfigured(_) => "not_configured",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Unavailable => "unavailable",
-            ApiError::Internal(_) => "internal",
+            } => ErrorCode::DialpadUnreachable,
+            ApiError::Dialpad { .. } => ErrorCode::DialpadError,
+            ApiError::NotConfigured(_) => ErrorCode::NotConfigured,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::Unavailable => ErrorCode::Unavailable,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 }
@@ -153,6 +190,9 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unavailable) {
             response.insert_header(("Retry-After", "2"));
         }
-        response.json(json!({ "error": self.code(), "message": self.to_string() }))
+        response.json(ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+        })
     }
 }

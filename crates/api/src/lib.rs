@@ -4,6 +4,7 @@ mod auth;
 mod dialpad;
 mod error;
 mod keys;
+pub mod openapi;
 mod rate_limit;
 mod routes;
 pub mod settings;

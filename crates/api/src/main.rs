@@ -4,6 +4,11 @@ use bootstrap::cli::Command;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `api openapi`: print the OpenAPI document (`just openapi` writes docs/openapi.json).
+    if std::env::args().nth(1).as_deref() == Some("openapi") {
+        println!("{}", api::openapi::document().to_pretty_json()?);
+        return Ok(());
+    }
     bootstrap::telemetry::init(bootstrap::telemetry::format_from_env());
     let command = Command::from_args("api")?;
     let settings: Settings = bootstrap::settings::load()?;

@@ -146,6 +146,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         oauth_success_redirect_url,
     });
     let pool = Data::new(pool);
+    let openapi = Data::new(crate::openapi::Rendered::new()?);
 
     let (listener, port) = bind(&settings.host, settings.port)?;
     let server = HttpServer::new(move || {
@@ -155,6 +156,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
             .app_data(rate_limits.clone())
             .app_data(state.clone())
             .app_data(pool.clone())
+            .app_data(openapi.clone())
             .app_data(
                 JsonConfig::default()
                     .limit(64 * 1024)
@@ -168,7 +170,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
                 .into()
             }))
             .configure(health_routes)
-            .configure(routes::configure)
+            .configure(|cfg| {
+                let mut cfg = utoipa_actix_web::service_config::ServiceConfig::new(cfg);
+                routes::configure(&mut cfg);
+                crate::openapi::configure(&mut cfg);
+            })
             .default_service(web::to(routes::not_found))
     })
     .listen(listener)?

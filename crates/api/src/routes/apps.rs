@@ -1,9 +1,11 @@
 //! `/internal/apps`: tenant administration.
 
 use actix_web::HttpResponse;
+use actix_web::web;
 use actix_web::web::{Bytes, Data, Json, Path, Query};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use db::DbError;
 use db::apps::{ApiKeyInfo, App};
@@ -16,6 +18,23 @@ use crate::error::ApiError;
 use crate::keys::{NewKey, generate_webhook_secret, validate_webhook_secret};
 use crate::routes::{params, rfc3339};
 use crate::startup::ApiState;
+
+/// This module's routes (`routes::configure`).
+pub(crate) fn configure(cfg: &mut ServiceConfig) {
+    cfg.map(|cfg| {
+        cfg.route("/internal/apps", web::post().to(create_app))
+            .route("/internal/apps", web::get().to(list_apps))
+            .route("/internal/apps/{app_id}", web::get().to(get_app))
+            .route("/internal/apps/{app_id}", web::patch().to(update_app))
+            .route("/internal/apps/{app_id}/api-key", web::post().to(issue_key))
+            .route("/internal/apps/{app_id}/api-keys", web::get().to(list_keys))
+            .route(
+                "/internal/apps/{app_id}/api-keys/{key_id}",
+                web::delete().to(revoke_key),
+            )
+            .route("/internal/apps/{app_id}/audit", web::get().to(audit_log))
+    });
+}
 
 /// Body of `POST /internal/apps`.
 #[derive(Debug, Deserialize)]

@@ -1,9 +1,11 @@
 //! `/api/calls`: a tenant's phone calls (logical calls) and their legs.
 
-use actix_web::HttpResponse;
-use actix_web::web::{Data, Path, Query};
-use serde::Serialize;
-use serde_json::{Value, json};
+use actix_web::get;
+use actix_web::web::{Data, Json, Path, Query};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::openapi::schema::Object;
+use utoipa::{IntoParams, ToSchema};
 
 use db::DbError;
 use db::calls::Call;
@@ -11,10 +13,15 @@ use db::listing::{self, CallFilter};
 use db::logical_calls::LogicalCallRow;
 
 use crate::auth::Tenant;
-use crate::error::ApiError;
-use crate::routes::params::{ListQuery, next_cursor, one_of};
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::params::{
+    DirectionQuery, PageMeta, PageQuery, RangeQuery, next_cursor, one_of, string_enum,
+};
 use crate::routes::rfc3339;
 use crate::startup::ApiState;
+
+/// Values of `view`.
+const VIEWS: &[&str] = &["calls", "legs"];
 
 /// Statuses of a phone call (`domain::logical_call`), and of a leg (all but `abandoned`).
 const CALL_STATUSES: &[&str] = &[
@@ -30,7 +37,8 @@ const CALL_STATUSES: &[&str] = &[
 
 /// One call leg as clients see it. Dialpad ids are int64 and are sent as strings so JavaScript
 /// clients keep them exact; times are RFC 3339 UTC; durations are integer milliseconds.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CallLeg)]
 pub(crate) struct CallResponse {
     id: String,
     call_id: String,
@@ -68,7 +76,12 @@ pub(crate) struct CallResponse {
     transcription_text: Option<String>,
     is_transferred: bool,
     mos_score: Option<f64>,
+    /// Dialpad's target (the user, office, call center... the call was routed to): `{id,
+    /// type, name, phone, email, ...}` as Dialpad sent it.
+    #[schema(value_type = Option<Object>)]
     target: Option<Value>,
+    /// Dialpad's contact (the other party): `{id, type, name, phone, email, ...}`.
+    #[schema(value_type = Option<Object>)]
     contact: Option<Value>,
     custom_data: Option<String>,
     event_count: i32,
@@ -124,7 +137,8 @@ impl From<Call> for CallResponse {
 
 /// One phone call as clients see it: its legs aggregated (`domain::logical_call`). Ids are
 /// strings, times RFC 3339 UTC, durations integer milliseconds.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PhoneCall)]
 pub(crate) struct LogicalCallResponse {
     /// The call's id: its root leg's `call_id` (any leg's id also finds it).
     call_id: String,
@@ -146,11 +160,19 @@ pub(crate) struct LogicalCallResponse {
     talk_time: i64,
     hold_time: i64,
     transferred: bool,
+    /// The target of the first person leg that connected: `{id, type, name, ...}`.
+    #[schema(value_type = Option<Object>)]
     first_answered_by: Option<Value>,
+    /// The target of the last person leg that connected.
+    #[schema(value_type = Option<Object>)]
     final_handler: Option<Value>,
     voicemail: bool,
     was_recorded: bool,
+    /// Dialpad's contact (the other party), as on its root leg.
+    #[schema(value_type = Option<Object>)]
     contact: Option<Value>,
+    /// Dialpad's target, as on its root leg.
+    #[schema(value_type = Option<Object>)]
     target: Option<Value>,
     /// How many Dialpad legs (`call_id`s) the call has.
     leg_count: i32,
@@ -185,17 +207,54 @@ impl From<LogicalCallRow> for LogicalCallResponse {
     }
 }
 
-fn call_filter(query: &ListQuery) -> Result<CallFilter, ApiError> {
-    let (from, to) = query.time_range()?;
+fn view_schema() -> Object {
+    string_enum(
+        VIEWS,
+        "`calls` (default): one row per phone call; `legs`: one row per Dialpad leg.",
+    )
+}
+
+fn status_schema() -> Object {
+    string_enum(
+        CALL_STATUSES,
+        "Our status (`abandoned`: a phone call's only, an inbound call that queued and was \
+         never answered).",
+    )
+}
+
+/// The filters of `GET /api/calls` beyond the shared ones.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CallsQuery {
+    /// Phone calls or legs (described in `view_schema`).
+    #[param(schema_with = view_schema)]
+    view: Option<String>,
+    /// Our status (described in `status_schema`).
+    #[param(schema_with = status_schema)]
+    status: Option<String>,
+    /// A Dialpad call state (`hangup`, `voicemail`, ...): of the leg, or of any leg of the
+    /// phone call.
+    state: Option<String>,
+    /// A Dialpad target id (user, office, call center...): of the leg, or of any leg.
+    #[param(value_type = Option<String>, example = "6460210548400128")]
+    target_id: Option<String>,
+}
+
+fn call_filter(
+    calls: &CallsQuery,
+    range: &RangeQuery,
+    direction: &DirectionQuery,
+) -> Result<CallFilter, ApiError> {
+    let (from, to) = range.time_range()?;
     Ok(CallFilter {
-        direction: query.direction()?,
-        statuses: one_of("status", query.status.as_deref(), CALL_STATUSES)?.map(|s| vec![s]),
-        state: query.state.clone(),
+        direction: direction.direction()?,
+        statuses: one_of("status", calls.status.as_deref(), CALL_STATUSES)?.map(|s| vec![s]),
+        state: calls.state.clone(),
         from,
         to,
-        number: query.number()?,
+        number: range.number()?,
         live: false,
-        target_id: query
+        target_id: calls
             .target_id
             .as_deref()
             .map(|raw| {
@@ -208,92 +267,111 @@ fn call_filter(query: &ListQuery) -> Result<CallFilter, ApiError> {
     })
 }
 
-/// `GET /api/calls`: the tenant's phone calls, newest first (`started_at`), one row per call
-/// with its `leg_count`; `view=legs` lists the Dialpad legs instead.
+/// Phone calls, or legs with `view=legs`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum CallRows {
+    Calls(Vec<LogicalCallResponse>),
+    Legs(Vec<CallResponse>),
+}
+
+/// A page of `GET /api/calls` or `GET /api/calls/active`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CallList {
+    /// Phone calls, or legs with `view=legs`; newest first (`started_at`).
+    calls: CallRows,
+    #[serde(flatten)]
+    page: PageMeta,
+}
+
+/// List the tenant's phone calls
 ///
-/// Filters: `direction`, `status`, `state` (a leg's Dialpad state), `from`/`to` (on
-/// `started_at`, RFC 3339), `number` (either party, E.164), `target_id`. Paging: `limit`
-/// (1–200, default 50) with `offset`, or `cursor` (a previous page's `next_cursor`, for deep
-/// pages). Answers `{"calls", "total", "limit", "offset", "next_cursor"}`; `total` counts every
-/// match (`null` on cursor pages: count once on the first page, then walk).
+/// Newest first (`started_at`), one row per phone call with its `leg_count`; `view=legs` lists
+/// the Dialpad legs instead. Filters combine with AND. Paging: `limit` with `offset`, or
+/// `cursor` (a previous page's `next_cursor`) for deep pages; `total` counts every match on
+/// offset pages and is `null` on cursor pages (count once, then walk).
+#[utoipa::path(
+    tag = "calls",
+    security(("app_api_key" = [])),
+    params(PageQuery, RangeQuery, DirectionQuery, CallsQuery),
+    responses(
+        (status = 200, description = "A page of calls", body = CallList),
+        (status = 400, description = "`invalid_parameter`: the message names the parameter", body = ErrorBody),
+    )
+)]
+#[get("/api/calls")]
 #[tracing::instrument(skip_all, fields(app.id = %tenant.app_id))]
 pub(crate) async fn list_calls(
     tenant: Tenant,
     state: Data<ApiState>,
-    query: Query<ListQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let view = one_of("view", query.view.as_deref(), &["calls", "legs"])?;
-    let filter = call_filter(&query)?;
-    list(
-        &state,
-        tenant,
-        &query,
-        filter,
-        view.as_deref() == Some("legs"),
-    )
-    .await
+    page: Query<PageQuery>,
+    range: Query<RangeQuery>,
+    direction: Query<DirectionQuery>,
+    calls: Query<CallsQuery>,
+) -> Result<Json<CallList>, ApiError> {
+    let filter = call_filter(&calls, &range, &direction)?;
+    list(&state, tenant, &page, &calls, filter).await
 }
 
-/// `GET /api/calls/active`: the tenant's calls that have not ended (`ringing`, `queued`,
-/// `connected`, `on_hold`), with the conventions of `GET /api/calls`.
+/// List the tenant's live calls
+///
+/// Calls that have not ended (`ringing`, `queued`, `connected`, `on_hold`), with the filters,
+/// paging and `view` of `GET /api/calls`; served by a partial index however long the history.
+#[utoipa::path(
+    tag = "calls",
+    security(("app_api_key" = [])),
+    params(PageQuery, RangeQuery, DirectionQuery, CallsQuery),
+    responses(
+        (status = 200, description = "A page of live calls", body = CallList),
+        (status = 400, description = "`invalid_parameter`: the message names the parameter", body = ErrorBody),
+    )
+)]
+#[get("/api/calls/active")]
 #[tracing::instrument(skip_all, fields(app.id = %tenant.app_id))]
 pub(crate) async fn active_calls(
     tenant: Tenant,
     state: Data<ApiState>,
-    query: Query<ListQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let view = one_of("view", query.view.as_deref(), &["calls", "legs"])?;
-    let mut filter = call_filter(&query)?;
+    page: Query<PageQuery>,
+    range: Query<RangeQuery>,
+    direction: Query<DirectionQuery>,
+    calls: Query<CallsQuery>,
+) -> Result<Json<CallList>, ApiError> {
+    let mut filter = call_filter(&calls, &range, &direction)?;
     filter.live = true;
-    list(
-        &state,
-        tenant,
-        &query,
-        filter,
-        view.as_deref() == Some("legs"),
-    )
-    .await
+    list(&state, tenant, &page, &calls, filter).await
 }
 
 async fn list(
     state: &ApiState,
     tenant: Tenant,
-    query: &ListQuery,
+    page: &PageQuery,
+    calls: &CallsQuery,
     filter: CallFilter,
-    legs: bool,
-) -> Result<HttpResponse, ApiError> {
-    let window = query.window()?;
+) -> Result<Json<CallList>, ApiError> {
+    let legs = one_of("view", calls.view.as_deref(), VIEWS)?.as_deref() == Some("legs");
+    let window = page.window()?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let (calls, total, next) = if legs {
+    let (rows, total, next) = if legs {
         let page = listing::legs(&mut conn, tenant.app_id, &filter, window).await?;
         let next = next_cursor(&page.rows, window.limit, |c| (c.started_at, c.call_id));
-        let calls: Vec<Value> = page
-            .rows
-            .into_iter()
-            .map(|c| serde_json::to_value(CallResponse::from(c)))
-            .collect::<Result<_, _>>()
-            .map_err(|e| ApiError::Internal(e.into()))?;
-        (calls, page.total, next)
+        let rows = page.rows.into_iter().map(CallResponse::from).collect();
+        (CallRows::Legs(rows), page.total, next)
     } else {
         let page = listing::logical_calls(&mut conn, tenant.app_id, &filter, window).await?;
         let next = next_cursor(&page.rows, window.limit, |c| {
             (c.started_at, c.logical_call_id)
         });
-        let calls: Vec<Value> = page
+        let rows = page
             .rows
             .into_iter()
-            .map(|c| serde_json::to_value(LogicalCallResponse::from(c)))
-            .collect::<Result<_, _>>()
-            .map_err(|e| ApiError::Internal(e.into()))?;
-        (calls, page.total, next)
+            .map(LogicalCallResponse::from)
+            .collect();
+        (CallRows::Calls(rows), page.total, next)
     };
-    Ok(HttpResponse::Ok().json(json!({
-        "calls": calls,
-        "total": total,
-        "limit": window.limit,
-        "offset": window.offset,
-        "next_cursor": next,
-    })))
+    Ok(Json(CallList {
+        calls: rows,
+        page: PageMeta::new(total, window, next),
+    }))
 }
 
 fn call_id(raw: &str) -> Result<i64, ApiError> {
@@ -301,38 +379,93 @@ fn call_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound)
 }
 
-/// `GET /api/calls/{call_id}`: the phone call any of its legs' ids (or its own id) names, with
-/// its legs (oldest first): `{...call, "legs": [...]}`. 404 for an unknown id or another
-/// tenant's call.
+/// A phone call with its legs.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PhoneCallWithLegs {
+    #[serde(flatten)]
+    call: LogicalCallResponse,
+    /// Its legs, oldest first.
+    legs: Vec<CallResponse>,
+}
+
+/// Get a phone call with its legs
+///
+/// Any of its legs' ids (or its own id) finds the phone call.
+#[utoipa::path(
+    tag = "calls",
+    security(("app_api_key" = [])),
+    params(("call_id" = String, Path, description = "A Dialpad call id: the phone call's or any of its legs'", example = "6312883045720064")),
+    responses(
+        (status = 200, description = "The phone call", body = PhoneCallWithLegs),
+        (status = 404, description = "`not_found`: no such call for this tenant (another tenant's call included)", body = ErrorBody),
+    )
+)]
+#[get("/api/calls/{call_id}")]
 #[tracing::instrument(skip_all, fields(app.id = %tenant.app_id))]
 pub(crate) async fn get_call(
     tenant: Tenant,
     state: Data<ApiState>,
     id: Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Json<PhoneCallWithLegs>, ApiError> {
     let id = call_id(&id)?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let (call, legs) = listing::logical_call_with_legs(&mut conn, tenant.app_id, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let mut body = serde_json::to_value(LogicalCallResponse::from(call))
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    body["legs"] =
-        serde_json::to_value(legs.into_iter().map(CallResponse::from).collect::<Vec<_>>())
-            .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(HttpResponse::Ok().json(body))
+    Ok(Json(PhoneCallWithLegs {
+        call: call.into(),
+        legs: legs.into_iter().map(CallResponse::from).collect(),
+    }))
 }
 
-/// `GET /api/calls/{call_id}/events`: the call's raw Dialpad events, every leg's, in Dialpad's
-/// order (`event_timestamp`): `{"call_id", "events": [{"id", "call_id", "state",
-/// "event_timestamp", "received_at", "payload"}]}`. A leg whose old events were pruned by
-/// retention shows one `snapshot` event in their place. 404 as `GET /api/calls/{call_id}`.
+/// One raw Dialpad event of a call.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CallEvent {
+    /// Our event id.
+    id: String,
+    /// The leg's Dialpad `call_id`.
+    call_id: Option<String>,
+    /// The Dialpad state (`calling`, `connected`, `hangup`, ...), or `snapshot` for a leg's
+    /// events pruned by retention.
+    state: Option<String>,
+    /// Dialpad's `event_timestamp`.
+    event_timestamp: Option<String>,
+    /// When ingest accepted it.
+    received_at: Option<String>,
+    /// The webhook's payload as Dialpad signed it (the JWT's claims).
+    #[schema(value_type = Object)]
+    payload: Value,
+}
+
+/// The event timeline of a phone call.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CallEvents {
+    /// The phone call's id.
+    call_id: String,
+    /// Every leg's events in Dialpad's order (`event_timestamp`).
+    events: Vec<CallEvent>,
+}
+
+/// Get a phone call's raw events
+///
+/// Every leg's Dialpad events in Dialpad's order (`event_timestamp`). A leg whose old events
+/// were pruned by retention shows one `snapshot` event in their place.
+#[utoipa::path(
+    tag = "calls",
+    security(("app_api_key" = [])),
+    params(("call_id" = String, Path, description = "A Dialpad call id: the phone call's or any of its legs'", example = "6312883045720064")),
+    responses(
+        (status = 200, description = "The events", body = CallEvents),
+        (status = 404, description = "`not_found`: no such call for this tenant", body = ErrorBody),
+    )
+)]
+#[get("/api/calls/{call_id}/events")]
 #[tracing::instrument(skip_all, fields(app.id = %tenant.app_id))]
 pub(crate) async fn call_events(
     tenant: Tenant,
     state: Data<ApiState>,
     id: Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Json<CallEvents>, ApiError> {
     let id = call_id(&id)?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let (call, legs) = listing::logical_call_with_legs(&mut conn, tenant.app_id, id)
@@ -340,15 +473,18 @@ pub(crate) async fn call_events(
         .ok_or(ApiError::NotFound)?;
     let leg_ids: Vec<i64> = legs.iter().map(|leg| leg.call_id).collect();
     let events = listing::call_events(&mut conn, tenant.app_id, &leg_ids).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "call_id": call.logical_call_id.to_string(),
-        "events": events.iter().map(|event| json!({
-            "id": event.id.to_string(),
-            "call_id": event.dialpad_id.map(|id| id.to_string()),
-            "state": event.event_type,
-            "event_timestamp": rfc3339(event.event_timestamp),
-            "received_at": rfc3339(Some(event.received_at)),
-            "payload": event.payload,
-        })).collect::<Vec<_>>(),
-    })))
+    Ok(Json(CallEvents {
+        call_id: call.logical_call_id.to_string(),
+        events: events
+            .into_iter()
+            .map(|event| CallEvent {
+                id: event.id.to_string(),
+                call_id: event.dialpad_id.map(|id| id.to_string()),
+                state: event.event_type,
+                event_timestamp: rfc3339(event.event_timestamp),
+                received_at: rfc3339(Some(event.received_at)),
+                payload: event.payload,
+            })
+            .collect(),
+    }))
 }

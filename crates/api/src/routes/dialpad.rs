@@ -6,12 +6,14 @@
 //! server's `DIALPAD_API_KEY`) → `POST /internal/webhooks/create` → `POST /internal/subscriptions`.
 
 use actix_web::HttpResponse;
+use actix_web::web;
 use actix_web::web::{Bytes, Data, Path, Query};
 use reqwest::Url;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use db::DbError;
@@ -25,6 +27,31 @@ use crate::error::ApiError;
 use crate::keys::validate_webhook_secret;
 use crate::routes::rfc3339;
 use crate::startup::ApiState;
+
+/// This module's routes (`routes::configure`).
+pub(crate) fn configure(cfg: &mut ServiceConfig) {
+    cfg.map(|cfg| {
+        cfg.route(
+            "/internal/connections",
+            web::post().to(connect_with_api_key),
+        )
+        .route("/internal/webhooks/create", web::post().to(create_webhook))
+        .route("/internal/webhooks", web::get().to(list_webhooks))
+        .route(
+            "/internal/webhooks/{webhook_id}",
+            web::delete().to(delete_webhook),
+        )
+        .route(
+            "/internal/subscriptions",
+            web::post().to(create_subscriptions),
+        )
+        .route("/internal/subscriptions", web::get().to(list_subscriptions))
+        .route(
+            "/internal/subscriptions/{subscription_id}",
+            web::delete().to(delete_subscription),
+        )
+    });
+}
 
 /// Every call state Dialpad's subscription API accepts (the `call_states` enum of its `OpenAPI`
 /// spec, FACTS §4.2, <https://developers.dialpad.com/reference/webhook_call_event_subscriptioncreate>).

@@ -3,10 +3,12 @@
 //! These only move events back to `pending`; the worker applies them as any other event.
 
 use actix_web::HttpResponse;
+use actix_web::web;
 use actix_web::web::{Data, Json, Path, Query};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use db::DbError;
@@ -19,6 +21,17 @@ use crate::error::ApiError;
 use crate::routes::params;
 use crate::routes::rfc3339;
 use crate::startup::ApiState;
+
+/// This module's routes (`routes::configure`).
+pub(crate) fn configure(cfg: &mut ServiceConfig) {
+    cfg.map(|cfg| {
+        cfg.route("/internal/events", web::get().to(list_events))
+            .route("/internal/events/reroute", web::post().to(reroute_events))
+            .route("/internal/events/{id}", web::get().to(get_event))
+            .route("/internal/events/{id}/retry", web::post().to(retry_event))
+            .route("/internal/replay", web::post().to(replay))
+    });
+}
 
 const MAX_REROUTE: usize = 1_000;
 

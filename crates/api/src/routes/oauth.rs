@@ -3,12 +3,14 @@
 //! <https://developers.dialpad.com/docs/oauth>).
 
 use actix_web::http::header;
+use actix_web::web;
 use actix_web::web::{Data, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use chrono::{TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use db::DbError;
 use db::apps::App;
@@ -20,6 +22,14 @@ use crate::dialpad::{OAuthApp, token_expiry};
 use crate::error::ApiError;
 use crate::routes::dialpad::AppQuery;
 use crate::startup::ApiState;
+
+/// This module's routes (`routes::configure`).
+pub(crate) fn configure(cfg: &mut ServiceConfig) {
+    cfg.map(|cfg| {
+        cfg.route("/auth/dialpad/connect", web::get().to(connect))
+            .route("/auth/dialpad/callback", web::get().to(callback))
+    });
+}
 
 /// How long a connection attempt may take, from the redirect to Dialpad to the callback.
 const STATE_TTL: TimeDelta = TimeDelta::minutes(10);

@@ -5,7 +5,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, Type};
+use utoipa::{IntoParams, ToSchema};
 
 use db::listing::{Position, Window};
 
@@ -14,20 +16,108 @@ use crate::error::ApiError;
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 200;
 
-/// The query parameters of the tenant lists, as text so errors can name the parameter.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct ListQuery {
+/// Values of `direction`.
+pub(crate) const DIRECTIONS: &[&str] = &["inbound", "outbound"];
+
+/// The OpenAPI schema of a string parameter taking one of `values` (the lists the handlers
+/// check against, so the document cannot drift from them). A parameter with its own schema
+/// carries its description there.
+pub(crate) fn string_enum(values: &[&str], description: &str) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .description(Some(description))
+        .build()
+}
+
+fn direction_schema() -> Object {
+    string_enum(DIRECTIONS, "`inbound` or `outbound`.")
+}
+
+fn time_schema(description: &str) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+        .examples(["2026-11-19T16:00:00Z"])
+        .description(Some(description))
+        .build()
+}
+
+fn from_schema() -> Object {
+    time_schema(
+        "Only rows at or after this time (RFC 3339), on the list's time: a call's \
+         `started_at`, a message's `sent_at`, a voicemail's `left_at`.",
+    )
+}
+
+fn to_schema() -> Object {
+    time_schema("Only rows before this time (RFC 3339), on the same time as `from`.")
+}
+
+/// Paging of the tenant lists: `limit` with `offset`, or keyset `cursor`. Parameters are read
+/// as text so that an error can name the parameter.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// Rows per page, 1–200 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     pub(crate) limit: Option<String>,
+    /// Rows to skip (default 0); not together with `cursor`.
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub(crate) offset: Option<String>,
+    /// A previous page's `next_cursor` (opaque): the rows after it, at the cost of the first
+    /// page however deep; not together with `offset`.
     pub(crate) cursor: Option<String>,
+}
+
+/// The time range and party filters of the tenant lists.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RangeQuery {
+    /// Start of the time range (described in `from_schema`).
+    #[param(schema_with = from_schema)]
     pub(crate) from: Option<String>,
+    /// End of the time range (described in `to_schema`).
+    #[param(schema_with = to_schema)]
     pub(crate) to: Option<String>,
+    /// Only rows with this number (E.164, e.g. `+14155550100`) as either party (a message's
+    /// sender or any recipient).
+    #[param(example = "+14155550100")]
     pub(crate) number: Option<String>,
+}
+
+/// The `direction` filter (calls and messages).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DirectionQuery {
+    /// `inbound` or `outbound` (described in `direction_schema`).
+    #[param(schema_with = direction_schema)]
     pub(crate) direction: Option<String>,
-    pub(crate) status: Option<String>,
-    pub(crate) state: Option<String>,
-    pub(crate) target_id: Option<String>,
-    pub(crate) view: Option<String>,
+}
+
+/// The paging fields of every tenant list page, beside its rows.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PageMeta {
+    /// How many rows match the filters in all; `null` on cursor pages (the count is paid once,
+    /// on the first page, not on every page of a walk).
+    total: Option<i64>,
+    /// The page size used.
+    limit: i64,
+    /// The rows skipped.
+    offset: i64,
+    /// The `cursor` of the next page; `null` when this page is the last.
+    next_cursor: Option<String>,
+}
+
+impl PageMeta {
+    pub(crate) fn new(total: Option<i64>, window: Window, next_cursor: Option<String>) -> Self {
+        PageMeta {
+            total,
+            limit: window.limit,
+            offset: window.offset,
+            next_cursor,
+        }
+    }
 }
 
 fn invalid(name: &'static str, message: impl Into<String>) -> ApiError {
@@ -58,7 +148,7 @@ pub(crate) fn id_cursor(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     .transpose()
 }
 
-impl ListQuery {
+impl PageQuery {
     /// `limit`, `offset` and `cursor` (not both of the last two).
     pub(crate) fn window(&self) -> Result<Window, ApiError> {
         let limit = limit(self.limit.as_deref())?;
@@ -80,7 +170,9 @@ impl ListQuery {
             after,
         })
     }
+}
 
+impl RangeQuery {
     /// `from` and `to`, RFC 3339, `from` before `to`.
     pub(crate) fn time_range(&self) -> Result<TimeRange, ApiError> {
         let parse = |name: &'static str, raw: &Option<String>| {
@@ -118,14 +210,12 @@ impl ListQuery {
             })
             .transpose()
     }
+}
 
+impl DirectionQuery {
     /// `direction`: `inbound` or `outbound`.
     pub(crate) fn direction(&self) -> Result<Option<String>, ApiError> {
-        one_of(
-            "direction",
-            self.direction.as_deref(),
-            &["inbound", "outbound"],
-        )
+        one_of("direction", self.direction.as_deref(), DIRECTIONS)
     }
 }
 
@@ -213,9 +303,9 @@ mod tests {
     #[test]
     fn numbers_must_be_e164() {
         let number = |raw: &str| {
-            ListQuery {
+            RangeQuery {
                 number: Some(raw.into()),
-                ..ListQuery::default()
+                ..RangeQuery::default()
             }
             .number()
         };

@@ -1,0 +1,227 @@
+//! The OpenAPI 3.1 document, generated from the route table: every handler registered in
+//! [`routes::configure`] carries its `#[utoipa::path]`, so a route cannot exist undocumented.
+//! Served at `GET /openapi.json`, with an interactive page at `GET /docs`; the committed copy
+//! is `docs/openapi.json` (`just openapi` rewrites it, and a test fails when it is stale).
+
+use actix_web::web::Data;
+use actix_web::{HttpResponse, get, http::header::ContentType};
+use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder};
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, HeaderBuilder, ObjectBuilder, OpenApi as Document, PathItem, Ref, RefOr, Type,
+};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_actix_web::AppExt;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::auth::API_KEY_HEADER;
+use crate::error::ErrorBody;
+use crate::routes;
+
+/// The security scheme of the tenant endpoints (`x-app-api-key`).
+pub(crate) const TENANT_KEY: &str = "app_api_key";
+/// The security scheme of the admin endpoints (`Authorization: Bearer $INTERNAL_API_SECRET`).
+pub(crate) const ADMIN_BEARER: &str = "internal_api_secret";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "CTI server API",
+        description = "Call history, live calls, SMS and voicemail from Dialpad's webhooks, per \
+            tenant (`x-app-api-key`), and the admin endpoints that onboard tenants \
+            (`Authorization: Bearer $INTERNAL_API_SECRET`).\n\nConventions: Dialpad ids are \
+            strings (int64, exact in JavaScript); times are RFC 3339 UTC with milliseconds; \
+            durations are integer milliseconds. Every error is `{\"error\": \"<code>\", \
+            \"message\": \"...\"}`; every response may be 429 `rate_limited` (with \
+            `Retry-After`, seconds), 500 `internal` or 503 `unavailable`.",
+        license(name = "MIT", identifier = "MIT"),
+    ),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "calls", description = "A tenant's phone calls, their legs and events"),
+        (name = "messages", description = "A tenant's SMS/MMS and voicemails"),
+        (name = "apps", description = "Tenants (apps), their API keys and audit log"),
+        (name = "dialpad", description = "Onboarding an app at Dialpad: connection, webhooks, subscriptions"),
+        (name = "oauth", description = "The Dialpad OAuth 2.0 flow (PKCE)"),
+        (name = "operations", description = "The webhook event queue: dead letters, re-routing, replay"),
+        (name = "meta", description = "Health and this document"),
+    )
+)]
+struct ApiDoc;
+
+/// The document, from the route table.
+pub fn document() -> Document {
+    let (_, mut document) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(routes::configure)
+        .configure(configure)
+        .split_for_parts();
+    Conventions.modify(&mut document);
+    document
+}
+
+/// `GET /openapi.json` and `GET /docs`.
+pub(crate) fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(openapi_json).service(docs);
+}
+
+/// The document as served, rendered once at start.
+#[derive(Debug)]
+pub(crate) struct Rendered {
+    pub(crate) json: String,
+    pub(crate) docs_html: String,
+}
+
+impl Rendered {
+    pub(crate) fn new() -> anyhow::Result<Self> {
+        let document = document();
+        let json = document.to_pretty_json()?;
+        let docs_html = utoipa_scalar::Scalar::new(document).to_html();
+        Ok(Rendered { json, docs_html })
+    }
+}
+
+/// This document (OpenAPI 3.1).
+#[utoipa::path(
+    tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"))
+)]
+#[get("/openapi.json")]
+async fn openapi_json(rendered: Data<Rendered>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(rendered.json.clone())
+}
+
+/// This document as an interactive page (Scalar; the page loads its script from a CDN when a
+/// browser opens it, nothing is fetched at build time).
+#[utoipa::path(
+    tag = "meta",
+    responses((status = 200, description = "An HTML page", content_type = "text/html"))
+)]
+#[get("/docs")]
+async fn docs(rendered: Data<Rendered>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::html())
+        .body(rendered.docs_html.clone())
+}
+
+/// What every operation shares, added here once instead of on each handler: the security
+/// schemes, the 401 of authenticated operations, the 429/500/503 every request can get, and
+/// the health routes (`bootstrap::http`).
+struct Conventions;
+
+fn error_response(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(Ref::from_schema_name(ErrorBody::name()))))
+                .build(),
+        )
+        .build()
+}
+
+fn add_error(operation: &mut Operation, status: &str, response: &Response) {
+    operation
+        .responses
+        .responses
+        .entry(status.to_owned())
+        .or_insert_with(|| RefOr::T(response.clone()));
+}
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            TENANT_KEY,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                API_KEY_HEADER,
+                "A tenant's API key, `raw_{key_id}_{secret}` (`POST /internal/apps`)",
+            ))),
+        );
+        components.add_security_scheme(
+            ADMIN_BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The server's `INTERNAL_API_SECRET`"))
+                    .build(),
+            ),
+        );
+
+        for (path, status, description) in [
+            (
+                "/healthz",
+                "200",
+                "The process is up: `{\"status\": \"ok\"}`",
+            ),
+            (
+                "/readyz",
+                "200",
+                "The database answers: `{\"status\": \"ready\"}` (503 `unavailable` when not)",
+            ),
+        ] {
+            let operation = OperationBuilder::new()
+                .tag("meta")
+                .summary(Some(description.split(':').next().unwrap_or(description)))
+                .response(status, ResponseBuilder::new().description(description))
+                .build();
+            openapi
+                .paths
+                .paths
+                .insert(path.to_owned(), PathItem::new(HttpMethod::Get, operation));
+        }
+
+        let unauthorized = error_response(
+            "No valid credential: `missing_api_key` or `invalid_api_key` (a revoked key, or its \
+             app deactivated) for tenant endpoints, `unauthorized` for admin ones",
+        );
+        let rate_limited = {
+            let mut response = error_response(
+                "`rate_limited`: over the per-IP or per-key limit; `Retry-After` says when to \
+                 retry",
+            );
+            response.headers.insert(
+                "Retry-After".to_owned(),
+                RefOr::T(
+                    HeaderBuilder::new()
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+                        .description(Some("Seconds to wait"))
+                        .build(),
+                ),
+            );
+            response
+        };
+        let internal = error_response("`internal`: an unexpected failure (logged with its cause)");
+        let unavailable = error_response(
+            "`unavailable`: the database cannot be reached (`Retry-After: 2`); `not_configured`: \
+             the server lacks a setting this needs (the message names it)",
+        );
+        let meta = ["/healthz", "/readyz", "/openapi.json", "/docs"];
+        for (path, item) in &mut openapi.paths.paths {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+                &mut item.put,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    add_error(operation, "401", &unauthorized);
+                }
+                if !meta.contains(&path.as_str()) {
+                    add_error(operation, "429", &rate_limited);
+                    add_error(operation, "500", &internal);
+                    add_error(operation, "503", &unavailable);
+                }
+            }
+        }
+    }
+}
