@@ -9,6 +9,7 @@ mod rate_limit;
 mod routes;
 pub mod settings;
 mod startup;
+mod totals;
 
 pub use settings::Settings;
 pub use startup::{Application, build};

@@ -2,6 +2,9 @@ use anyhow::Context;
 use api::Settings;
 use bootstrap::cli::Command;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `api openapi`: print the OpenAPI document (`just openapi` writes docs/openapi.json).

@@ -41,6 +41,10 @@ pub struct Settings {
     /// `API_KEY_CACHE_TTL_MS`: how long a verified key skips bcrypt, milliseconds.
     #[serde(default = "default_key_cache_ttl_ms")]
     pub api_key_cache_ttl_ms: u64,
+    /// `TOTAL_CACHE_TTL_MS`: how long a counted list `total` is reused for the same tenant
+    /// and filters, milliseconds (0: count on every first page).
+    #[serde(default = "default_total_cache_ttl_ms")]
+    pub total_cache_ttl_ms: u64,
     /// `RATE_LIMIT_PER_IP_PER_MIN`: requests per minute per client address.
     #[serde(default = "default_rate_limit")]
     pub rate_limit_per_ip_per_min: u32,
@@ -74,6 +78,8 @@ impl Settings {
             internal_api_secret: Some(internal_api_secret.into()),
             api_key_bcrypt_cost: bcrypt_min_cost(),
             api_key_cache_ttl_ms: default_key_cache_ttl_ms(),
+            // Tests check totals right after writing rows.
+            total_cache_ttl_ms: 0,
             // Tests drive many requests from one address; the limits are set when tested.
             rate_limit_per_ip_per_min: 1_000_000,
             rate_limit_per_key_per_min: 1_000_000,
@@ -168,6 +174,13 @@ fn default_bcrypt_cost() -> u32 {
 
 fn bcrypt_min_cost() -> u32 {
     4
+}
+
+/// `TOTAL_CACHE_TTL_MS` when unset.
+pub const DEFAULT_TOTAL_CACHE_TTL_MS: u64 = 1_000;
+
+fn default_total_cache_ttl_ms() -> u64 {
+    DEFAULT_TOTAL_CACHE_TTL_MS
 }
 
 fn default_key_cache_ttl_ms() -> u64 {

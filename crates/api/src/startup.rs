@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use crate::rate_limit::{self, Limits, RateLimits};
 use crate::routes;
 use crate::settings::DialpadSettings;
+use crate::totals::Totals;
 use actix_cors::Cors;
 
 /// Shared handler state.
@@ -24,6 +25,7 @@ pub(crate) struct ApiState {
     pub(crate) pool: Pool,
     pub(crate) internal_api_secret: SecretString,
     pub(crate) keys: KeyVerifier,
+    pub(crate) totals: Totals,
     pub(crate) bcrypt_cost: u32,
     pub(crate) keyring: Keyring,
     pub(crate) dialpad: DialpadClient,
@@ -136,6 +138,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         pool: pool.clone(),
         internal_api_secret,
         keys: KeyVerifier::new(key_cache_ttl),
+        totals: Totals::new(Duration::from_millis(settings.total_cache_ttl_ms)),
         bcrypt_cost: settings.api_key_bcrypt_cost,
         keyring,
         dialpad,

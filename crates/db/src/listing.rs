@@ -8,9 +8,13 @@
 //! small jumps.
 
 use chrono::{DateTime, Utc};
-use diesel::dsl::{count_star, sql};
+use std::marker::PhantomData;
+
+use diesel::dsl::count_star;
+use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
 use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -34,10 +38,24 @@ pub struct Window {
     pub limit: i64,
     pub offset: i64,
     pub after: Option<Position>,
+    /// Whether a count query may run when the page itself does not tell the total (the caller
+    /// may know it already, e.g. cached).
+    pub count: bool,
 }
 
-/// A page and how many rows match the filters in all (`None` on keyset pages: the count is
-/// a scan of every match, paid once on the first page, not on every page of a walk).
+impl Window {
+    /// The total when this page tells it without a query: an offset page that is not full
+    /// ends the list (unless it is empty past the end).
+    fn known_total(&self, rows: usize) -> Option<i64> {
+        let rows = i64::try_from(rows).ok()?;
+        (self.after.is_none() && rows < self.limit && (rows > 0 || self.offset == 0))
+            .then_some(self.offset + rows)
+    }
+}
+
+/// A page and how many rows match the filters in all: `None` on keyset pages (the count is a
+/// scan of every match, paid once on the first page, not on every page of a walk), and when
+/// [`Window::count`] is off and the page does not tell it.
 #[derive(Debug)]
 pub struct Page<T> {
     pub rows: Vec<T>,
@@ -45,12 +63,13 @@ pub struct Page<T> {
 }
 
 /// Filters of the call lists (all optional; they combine with AND).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct CallFilter {
     /// `inbound` or `outbound`.
     pub direction: Option<String>,
-    /// Any of these statuses.
-    pub statuses: Option<Vec<String>>,
+    /// Our status (`=`, which the `(app_id, direction, status, ...)` index serves; `= ANY`
+    /// would not keep its order).
+    pub status: Option<String>,
     /// A Dialpad state: of the leg, or (logical calls) of any of its legs.
     pub state: Option<String>,
     /// `started_at >= from`.
@@ -70,7 +89,7 @@ pub struct CallFilter {
 const LIVE_STATUSES_SQL: &str = "status IN ('ringing', 'queued', 'connected', 'on_hold')";
 
 /// Filters of the message and voicemail lists.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct MessageFilter {
     pub direction: Option<String>,
     /// `message_status` (messages only).
@@ -86,6 +105,76 @@ pub struct MessageFilter {
 /// A boxed filter of a list query.
 type Condition<QS> = Box<dyn BoxableExpression<QS, Pg, SqlType = Bool>>;
 
+/// A piece of [`ShapeSql`]: text, or a value sent as a bind parameter.
+#[derive(Debug, Clone)]
+enum Piece {
+    Sql(String),
+    Time(Option<DateTime<Utc>>),
+    BigInt(i64),
+    Text(String),
+}
+
+/// SQL text with bind parameters, like `diesel::dsl::sql`, whose text depends only on the
+/// query's shape, never on a value. Unlike `sql`, diesel may then keep the statement prepared
+/// (its cache is keyed by the text): each list query skips Postgres' parse and plan and a round
+/// trip to prepare it.
+#[derive(Debug, Clone)]
+struct ShapeSql<ST> {
+    pieces: Vec<Piece>,
+    sql_type: PhantomData<ST>,
+}
+
+impl<ST> ShapeSql<ST> {
+    fn new(sql: impl Into<String>) -> Self {
+        ShapeSql {
+            pieces: vec![Piece::Sql(sql.into())],
+            sql_type: PhantomData,
+        }
+    }
+
+    fn then(mut self, piece: Piece) -> Self {
+        self.pieces.push(piece);
+        self
+    }
+
+    fn sql(self, sql: impl Into<String>) -> Self {
+        self.then(Piece::Sql(sql.into()))
+    }
+}
+
+impl<ST: diesel::sql_types::SqlType + diesel::expression::TypedExpressionType> Expression
+    for ShapeSql<ST>
+{
+    type SqlType = ST;
+}
+
+impl<ST> QueryFragment<Pg> for ShapeSql<ST> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        for piece in &self.pieces {
+            match piece {
+                Piece::Sql(sql) => out.push_sql(sql),
+                Piece::Time(at) => out.push_bind_param::<Nullable<Timestamptz>, _>(at)?,
+                Piece::BigInt(n) => out.push_bind_param::<BigInt, _>(n)?,
+                Piece::Text(text) => out.push_bind_param::<Text, _>(text)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<ST> QueryId for ShapeSql<ST> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<QS, ST> AppearsOnTable<QS> for ShapeSql<ST> where Self: Expression {}
+
+impl<QS, ST> SelectableExpression<QS> for ShapeSql<ST> where Self: Expression {}
+
+impl<ST, GB> ValidGrouping<GB> for ShapeSql<ST> {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
 /// The list order's first key: the row's time, `-infinity` when it has none (listed last). It
 /// matches the list indexes' expression, so the order and the keyset are index scans.
 fn sort_time(time: &str) -> String {
@@ -95,36 +184,37 @@ fn sort_time(time: &str) -> String {
 /// Rows after `position` in `(time DESC, id DESC)` order: one row comparison.
 fn after<QS: 'static>(time: &str, id: &str, position: Position) -> Condition<QS> {
     Box::new(
-        sql::<Bool>(&format!("({}, {id}) < (coalesce(", sort_time(time)))
-            .bind::<Nullable<Timestamptz>, _>(position.at)
+        ShapeSql::<Bool>::new(format!("({}, {id}) < (coalesce(", sort_time(time)))
+            .then(Piece::Time(position.at))
             .sql(", '-infinity'::timestamptz), ")
-            .bind::<BigInt, _>(position.id)
+            .then(Piece::BigInt(position.id))
             .sql(")"),
     )
 }
 
 /// `ORDER BY` the list order's first key, newest first.
-fn newest_first(
-    time: &str,
-) -> diesel::helper_types::Desc<diesel::expression::SqlLiteral<Timestamptz>> {
-    sql::<Timestamptz>(&sort_time(time)).desc()
+fn newest_first(time: &str) -> diesel::helper_types::Desc<ShapeSql<Timestamptz>> {
+    ShapeSql::<Timestamptz>::new(sort_time(time)).desc()
+}
+
+/// A condition with no parameter, as SQL.
+fn condition<QS: 'static>(sql: String) -> Condition<QS> {
+    Box::new(ShapeSql::<Bool>::new(sql))
 }
 
 fn call_conditions(app_id: Uuid, filter: &CallFilter) -> Vec<Condition<logical_calls::table>> {
     use logical_calls::dsl as l;
     let mut conditions: Vec<Condition<logical_calls::table>> = vec![Box::new(l::app_id.eq(app_id))];
     if filter.live {
-        conditions.push(Box::new(sql::<Bool>(&format!(
-            "logical_calls.{LIVE_STATUSES_SQL}"
-        ))));
+        conditions.push(condition(format!("logical_calls.{LIVE_STATUSES_SQL}")));
     }
     if let Some(direction) = &filter.direction {
         conditions.push(Box::new(
             l::direction.eq(direction.clone()).assume_not_null(),
         ));
     }
-    if let Some(statuses) = &filter.statuses {
-        conditions.push(Box::new(l::status.eq_any(statuses.clone())));
+    if let Some(status) = &filter.status {
+        conditions.push(Box::new(l::status.eq(status.clone())));
     }
     if let Some(from) = filter.from {
         conditions.push(Box::new(l::started_at.ge(from).assume_not_null()));
@@ -143,21 +233,21 @@ fn call_conditions(app_id: Uuid, filter: &CallFilter) -> Vec<Condition<logical_c
     // A leg of the call in that state, or with that target.
     if let Some(state) = &filter.state {
         conditions.push(Box::new(
-            sql::<Bool>(
+            ShapeSql::<Bool>::new(
                 "EXISTS (SELECT 1 FROM calls c WHERE c.app_id = logical_calls.app_id \
                  AND c.logical_call_id = logical_calls.logical_call_id AND c.state = ",
             )
-            .bind::<Text, _>(state.clone())
+            .then(Piece::Text(state.clone()))
             .sql(")"),
         ));
     }
     if let Some(target_id) = filter.target_id {
         conditions.push(Box::new(
-            sql::<Bool>(
+            ShapeSql::<Bool>::new(
                 "EXISTS (SELECT 1 FROM calls c WHERE c.app_id = logical_calls.app_id \
                  AND c.logical_call_id = logical_calls.logical_call_id AND c.target_id = ",
             )
-            .bind::<BigInt, _>(target_id)
+            .then(Piece::BigInt(target_id))
             .sql(")"),
         ));
     }
@@ -168,15 +258,15 @@ fn leg_conditions(app_id: Uuid, filter: &CallFilter) -> Vec<Condition<calls::tab
     use calls::dsl as c;
     let mut conditions: Vec<Condition<calls::table>> = vec![Box::new(c::app_id.eq(app_id))];
     if filter.live {
-        conditions.push(Box::new(sql::<Bool>(&format!("calls.{LIVE_STATUSES_SQL}"))));
+        conditions.push(condition(format!("calls.{LIVE_STATUSES_SQL}")));
     }
     if let Some(direction) = &filter.direction {
         conditions.push(Box::new(
             c::direction.eq(direction.clone()).assume_not_null(),
         ));
     }
-    if let Some(statuses) = &filter.statuses {
-        conditions.push(Box::new(c::status.eq_any(statuses.clone())));
+    if let Some(status) = &filter.status {
+        conditions.push(Box::new(c::status.eq(status.clone())));
     }
     if let Some(state) = &filter.state {
         conditions.push(Box::new(c::state.eq(state.clone())));
@@ -233,14 +323,16 @@ pub async fn logical_calls(
         .select(LogicalCallRow::as_select())
         .load(conn)
         .await?;
-    let total = if window.after.is_none() {
-        let mut count = logical_calls::table.into_boxed();
-        for condition in call_conditions(app_id, filter) {
-            count = count.filter(condition);
+    let total = match window.known_total(rows.len()) {
+        Some(total) => Some(total),
+        None if window.count && window.after.is_none() => {
+            let mut count = logical_calls::table.into_boxed();
+            for condition in call_conditions(app_id, filter) {
+                count = count.filter(condition);
+            }
+            Some(count.select(count_star()).first(conn).await?)
         }
-        Some(count.select(count_star()).first(conn).await?)
-    } else {
-        None
+        None => None,
     };
     Ok(Page { rows, total })
 }
@@ -270,14 +362,16 @@ pub async fn legs(
         .select(Call::as_select())
         .load(conn)
         .await?;
-    let total = if window.after.is_none() {
-        let mut count = calls::table.into_boxed();
-        for condition in leg_conditions(app_id, filter) {
-            count = count.filter(condition);
+    let total = match window.known_total(rows.len()) {
+        Some(total) => Some(total),
+        None if window.count && window.after.is_none() => {
+            let mut count = calls::table.into_boxed();
+            for condition in leg_conditions(app_id, filter) {
+                count = count.filter(condition);
+            }
+            Some(count.select(count_star()).first(conn).await?)
         }
-        Some(count.select(count_star()).first(conn).await?)
-    } else {
-        None
+        None => None,
     };
     Ok(Page { rows, total })
 }
@@ -377,14 +471,16 @@ pub async fn messages(
         .select(MessageRow::as_select())
         .load(conn)
         .await?;
-    let total = if window.after.is_none() {
-        let mut count = messages::table.into_boxed();
-        for condition in message_conditions(app_id, filter) {
-            count = count.filter(condition);
+    let total = match window.known_total(rows.len()) {
+        Some(total) => Some(total),
+        None if window.count && window.after.is_none() => {
+            let mut count = messages::table.into_boxed();
+            for condition in message_conditions(app_id, filter) {
+                count = count.filter(condition);
+            }
+            Some(count.select(count_star()).first(conn).await?)
         }
-        Some(count.select(count_star()).first(conn).await?)
-    } else {
-        None
+        None => None,
     };
     Ok(Page { rows, total })
 }
@@ -434,14 +530,16 @@ pub async fn voicemails(
         .select(VoicemailRow::as_select())
         .load(conn)
         .await?;
-    let total = if window.after.is_none() {
-        let mut count = voicemails::table.into_boxed();
-        for condition in voicemail_conditions(app_id, filter) {
-            count = count.filter(condition);
+    let total = match window.known_total(rows.len()) {
+        Some(total) => Some(total),
+        None if window.count && window.after.is_none() => {
+            let mut count = voicemails::table.into_boxed();
+            for condition in voicemail_conditions(app_id, filter) {
+                count = count.filter(condition);
+            }
+            Some(count.select(count_star()).first(conn).await?)
         }
-        Some(count.select(count_star()).first(conn).await?)
-    } else {
-        None
+        None => None,
     };
     Ok(Page { rows, total })
 }

@@ -2,6 +2,9 @@ use anyhow::Context;
 use bootstrap::cli::Command;
 use worker::{Settings, Worker};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     bootstrap::telemetry::init(bootstrap::telemetry::format_from_env());

@@ -19,6 +19,7 @@ use crate::routes::params::{
 };
 use crate::routes::rfc3339;
 use crate::startup::ApiState;
+use crate::totals::TotalKey;
 
 /// Values of `view`.
 const VIEWS: &[&str] = &["calls", "legs"];
@@ -248,7 +249,7 @@ fn call_filter(
     let (from, to) = range.time_range()?;
     Ok(CallFilter {
         direction: direction.direction()?,
-        statuses: one_of("status", calls.status.as_deref(), CALL_STATUSES)?.map(|s| vec![s]),
+        status: one_of("status", calls.status.as_deref(), CALL_STATUSES)?,
         state: calls.state.clone(),
         from,
         to,
@@ -351,13 +352,24 @@ async fn list(
     let legs = one_of("view", calls.view.as_deref(), VIEWS)?.as_deref() == Some("legs");
     let window = page.window()?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let totals = &state.totals;
     let (rows, total, next) = if legs {
-        let page = listing::legs(&mut conn, tenant.app_id, &filter, window).await?;
+        let key = TotalKey::Legs(tenant.app_id, filter.clone());
+        let page = totals
+            .page(key, window, async |window| {
+                listing::legs(&mut conn, tenant.app_id, &filter, window).await
+            })
+            .await?;
         let next = next_cursor(&page.rows, window.limit, |c| (c.started_at, c.call_id));
         let rows = page.rows.into_iter().map(CallResponse::from).collect();
         (CallRows::Legs(rows), page.total, next)
     } else {
-        let page = listing::logical_calls(&mut conn, tenant.app_id, &filter, window).await?;
+        let key = TotalKey::Calls(tenant.app_id, filter.clone());
+        let page = totals
+            .page(key, window, async |window| {
+                listing::logical_calls(&mut conn, tenant.app_id, &filter, window).await
+            })
+            .await?;
         let next = next_cursor(&page.rows, window.limit, |c| {
             (c.started_at, c.logical_call_id)
         });

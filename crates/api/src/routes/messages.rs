@@ -20,6 +20,7 @@ use crate::routes::params::{
 };
 use crate::routes::rfc3339;
 use crate::startup::ApiState;
+use crate::totals::TotalKey;
 
 /// Values of a message's `status`.
 const MESSAGE_STATUSES: &[&str] = &["pending", "success", "failed"];
@@ -178,7 +179,12 @@ pub(crate) async fn list_messages(
         number: range.number()?,
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let page = listing::messages(&mut conn, tenant.app_id, &filter, window).await?;
+    let key = TotalKey::Messages(tenant.app_id, filter.clone());
+    let page = (state.totals)
+        .page(key, window, async |window| {
+            listing::messages(&mut conn, tenant.app_id, &filter, window).await
+        })
+        .await?;
     let next = next_cursor(&page.rows, window.limit, |m| (m.sent_at, m.message_id));
     Ok(Json(MessageList {
         messages: page.rows.into_iter().map(Message::from).collect(),
@@ -225,7 +231,12 @@ pub(crate) async fn list_voicemails(
         ..MessageFilter::default()
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let page = listing::voicemails(&mut conn, tenant.app_id, &filter, window).await?;
+    let key = TotalKey::Voicemails(tenant.app_id, filter.clone());
+    let page = (state.totals)
+        .page(key, window, async |window| {
+            listing::voicemails(&mut conn, tenant.app_id, &filter, window).await
+        })
+        .await?;
     let next = next_cursor(&page.rows, window.limit, |v| (v.left_at, v.call_id));
     Ok(Json(VoicemailList {
         voicemails: page.rows.into_iter().map(Voicemail::from).collect(),

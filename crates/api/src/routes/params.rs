@@ -168,6 +168,7 @@ impl PageQuery {
             limit,
             offset,
             after,
+            count: after.is_none(),
         })
     }
 }

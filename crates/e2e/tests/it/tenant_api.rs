@@ -357,3 +357,49 @@ async fn no_endpoint_shows_another_tenants_data() {
         assert_eq!(get(&stack, &a, path).await.0, 200, "{path}");
     }
 }
+
+/// Posts one outbound call (its first event) with the given `call_id`, and applies it.
+async fn post_call(stack: &TestStack, app: &TestApp, call_id: i64) {
+    let mut event = e2e::fixture("call_outbound_01_calling.json");
+    event["call_id"] = call_id.into();
+    assert_eq!(stack.post_event(app, &event).await.status(), 200);
+    stack.run_worker().await;
+}
+
+#[tokio::test]
+async fn a_counted_total_is_reused_briefly_and_a_last_page_is_always_exact() {
+    let stack = TestStack::spawn_with(|settings| settings.total_cache_ttl_ms = 60_000).await;
+    let app = stack.create_app("totals").await;
+    for call_id in 1..=3 {
+        post_call(&stack, &app, 7_000_000_000 + call_id).await;
+    }
+    let total = |query: &'static str| {
+        let (stack, app) = (&stack, &app);
+        async move {
+            let (status, body) = get(stack, app, &format!("/api/calls{query}")).await;
+            assert_eq!(status, 200, "{query}: {body}");
+            (
+                body["total"].as_i64(),
+                body["calls"].as_array().map(Vec::len),
+            )
+        }
+    };
+    // A full page counts, and the count is cached for this tenant and filter.
+    assert_eq!(total("?limit=2").await, (Some(3), Some(2)));
+    post_call(&stack, &app, 7_000_000_004).await;
+    assert_eq!(total("?limit=2").await, (Some(3), Some(2)), "cached");
+    // A page that ends the list tells the total itself: exact at once.
+    assert_eq!(total("?limit=10").await, (Some(4), Some(4)));
+    assert_eq!(total("?limit=3&offset=2").await, (Some(4), Some(2)));
+    // Other filters are counted on their own.
+    assert_eq!(
+        total("?limit=2&direction=outbound").await,
+        (Some(4), Some(2))
+    );
+    // Cursor pages never carry a total.
+    let (_, first) = get(&stack, &app, "/api/calls?limit=2").await;
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let (_, next) = get(&stack, &app, &format!("/api/calls?limit=2&cursor={cursor}")).await;
+    assert_eq!(next["total"], Value::Null);
+    assert_eq!(next["calls"].as_array().map(Vec::len), Some(2));
+}
