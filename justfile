@@ -23,6 +23,10 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# Rewrite docs/openapi.json from the code (a test fails when the committed copy is stale).
+openapi:
+    cargo run --quiet -p api -- openapi > docs/openapi.json
+
 # Apply pending migrations to $DATABASE_URL (creating the database if it is missing).
 migrate:
     scripts/ensure-database.sh

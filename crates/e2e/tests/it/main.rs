@@ -7,6 +7,7 @@ mod domain_rows;
 mod ingest;
 mod lifecycle;
 mod migrations;
+mod openapi;
 mod operations;
 mod schema;
 mod tenant_api;
