@@ -1,49 +1,49 @@
 //! `/internal/apps`: tenant administration.
 
 use actix_web::HttpResponse;
-use actix_web::web;
 use actix_web::web::{Bytes, Data, Json, Path, Query};
-use serde::Deserialize;
-use serde_json::json;
+use actix_web::{delete, get, patch, post};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use db::DbError;
 use db::apps::{ApiKeyInfo, App};
-use db::audit;
+use db::audit::{self, AuditEntry};
 use db::dialpad::{Connection, DialpadSubscription, DialpadWebhook};
 use uuid::Uuid;
 
 use crate::auth::InternalAdmin;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::keys::{NewKey, generate_webhook_secret, validate_webhook_secret};
+use crate::routes::dialpad::{SubscriptionView, WebhookView};
 use crate::routes::{params, rfc3339};
 use crate::startup::ApiState;
 
 /// This module's routes (`routes::configure`).
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
-    cfg.map(|cfg| {
-        cfg.route("/internal/apps", web::post().to(create_app))
-            .route("/internal/apps", web::get().to(list_apps))
-            .route("/internal/apps/{app_id}", web::get().to(get_app))
-            .route("/internal/apps/{app_id}", web::patch().to(update_app))
-            .route("/internal/apps/{app_id}/api-key", web::post().to(issue_key))
-            .route("/internal/apps/{app_id}/api-keys", web::get().to(list_keys))
-            .route(
-                "/internal/apps/{app_id}/api-keys/{key_id}",
-                web::delete().to(revoke_key),
-            )
-            .route("/internal/apps/{app_id}/audit", web::get().to(audit_log))
-    });
+    cfg.service(create_app)
+        .service(list_apps)
+        .service(get_app)
+        .service(update_app)
+        .service(issue_key)
+        .service(list_keys)
+        .service(revoke_key)
+        .service(audit_log);
 }
 
 /// Body of `POST /internal/apps`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateAppRequest {
-    /// 1–200 characters.
+    /// The app's name, 1–200 characters (trimmed).
+    #[schema(min_length = 1, max_length = 200, example = "Acme Support")]
     name: String,
     /// The inbound webhook secret to use; generated when absent. 16–255 printable ASCII
-    /// characters (Dialpad wants a single-line string).
+    /// characters, no spaces (Dialpad wants a single-line string). A secret: echoed once in
+    /// the `201` answer, never returned again.
+    #[schema(min_length = 16, max_length = 255)]
     webhook_secret: Option<String>,
 }
 
@@ -62,10 +62,41 @@ impl CreateAppRequest {
     }
 }
 
-/// `POST /internal/apps`: creates a tenant with its first API key and inbound webhook secret.
+/// A new app with its first API key and webhook secret, shown only in this answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CreatedApp {
+    /// The app's id (a UUID).
+    #[schema(value_type = String, format = "uuid")]
+    app_id: Uuid,
+    name: String,
+    /// The tenant API key, `raw_{key_id}_{secret}`, for the `x-app-api-key` header. Shown only
+    /// here: only its bcrypt hash is stored.
+    api_key: String,
+    /// The app's ingest route, `/webhooks/dialpad/{app_id}`, on the ingest service.
+    webhook_path: String,
+    /// The inbound webhook secret Dialpad signs the app's events with (the given one, or a
+    /// generated one). Shown only here.
+    webhook_secret: String,
+    /// What to store and the next onboarding steps.
+    message: String,
+}
+
+/// Create an app
 ///
-/// Answers `201 {"app_id", "name", "api_key", "webhook_path", "webhook_secret", "message"}`;
-/// the key and the secret are shown only here.
+/// Creates a tenant with its first API key and its inbound webhook secret (given, or generated:
+/// 43 characters). The key and the secret are shown only in this answer. Next: connect the app
+/// to Dialpad (`GET /auth/dialpad/connect` or `POST /internal/connections`), then
+/// `POST /internal/webhooks/create` and `POST /internal/subscriptions`.
+#[utoipa::path(
+    tag = "apps",
+    security(("internal_api_secret" = [])),
+    request_body = CreateAppRequest,
+    responses(
+        (status = 201, description = "The app, its API key and webhook secret (shown only here)", body = CreatedApp),
+        (status = 400, description = "`invalid_request`: the message names the field (`name`, `webhook_secret`); `invalid_json`: the body is not a valid request (unknown fields included)", body = ErrorBody),
+    )
+)]
+#[post("/internal/apps")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn create_app(
     admin: InternalAdmin,
@@ -89,18 +120,19 @@ pub(crate) async fn create_app(
     )
     .await?;
     tracing::info!(app.id = %app.id, "App created.");
-    Ok(HttpResponse::Created().json(json!({
-        "app_id": app.id,
-        "name": app.name,
-        "api_key": key.key,
-        "webhook_path": format!("/webhooks/dialpad/{}", app.id),
-        "webhook_secret": webhook_secret,
-        "message": "Store api_key and webhook_secret now: they are not shown again. Next: \
-                    connect the app to Dialpad (GET /auth/dialpad/connect?app_id=... or POST \
-                    /internal/connections?app_id=...), then POST \
-                    /internal/webhooks/create?app_id=... registers webhook_path at Dialpad, \
-                    signed with webhook_secret.",
-    })))
+    Ok(HttpResponse::Created().json(CreatedApp {
+        app_id: app.id,
+        name: app.name,
+        api_key: key.key,
+        webhook_path: format!("/webhooks/dialpad/{}", app.id),
+        webhook_secret,
+        message: "Store api_key and webhook_secret now: they are not shown again. Next: \
+                  connect the app to Dialpad (GET /auth/dialpad/connect?app_id=... or POST \
+                  /internal/connections?app_id=...), then POST \
+                  /internal/webhooks/create?app_id=... registers webhook_path at Dialpad, \
+                  signed with webhook_secret."
+            .into(),
+    }))
 }
 
 /// The bcrypt hash of a new key, computed off the async executor (it is deliberately slow).
@@ -116,30 +148,72 @@ fn app_id(raw: &str) -> Result<Uuid, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound)
 }
 
-fn app_json(app: &App) -> serde_json::Value {
-    json!({
-        "app_id": app.id,
-        "name": app.name,
-        "active": app.active,
-        "created_at": rfc3339(Some(app.created_at)),
-        "updated_at": rfc3339(Some(app.updated_at)),
-    })
+/// An app (tenant). Times are RFC 3339 UTC.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = App)]
+pub(crate) struct AppView {
+    /// The app's id (a UUID).
+    #[schema(value_type = String, format = "uuid")]
+    app_id: Uuid,
+    name: String,
+    /// `false` once deactivated: its API keys are refused, its data is kept.
+    active: bool,
+    created_at: Option<String>,
+    updated_at: Option<String>,
 }
 
-/// Query of `GET /internal/apps`.
-#[derive(Debug, Deserialize)]
+impl From<&App> for AppView {
+    fn from(app: &App) -> Self {
+        AppView {
+            app_id: app.id,
+            name: app.name.clone(),
+            active: app.active,
+            created_at: rfc3339(Some(app.created_at)),
+            updated_at: rfc3339(Some(app.updated_at)),
+        }
+    }
+}
+
+/// Query of `GET /internal/apps`. Parameters are read as text so that an error can name the
+/// parameter.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListAppsQuery {
+    /// Apps per page, 1–200 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// A previous page's `next_cursor` (opaque): the apps after it.
     cursor: Option<String>,
 }
 
-/// `GET /internal/apps?limit=&cursor=`: apps, oldest first: `{"apps": [{"app_id", "name",
-/// "active", "created_at", "updated_at"}], "next_cursor"}` (`limit` 1–200, default 50).
+/// A page of `GET /internal/apps`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AppList {
+    /// Oldest first (`created_at`).
+    apps: Vec<AppView>,
+    /// The `cursor` of the next page; `null` when this page is the last.
+    next_cursor: Option<String>,
+}
+
+/// List the apps
+///
+/// Every app, active or not, oldest first. Paging: pass `next_cursor` as `cursor` for the next
+/// page (`null` on the last).
+#[utoipa::path(
+    tag = "apps",
+    security(("internal_api_secret" = [])),
+    params(ListAppsQuery),
+    responses(
+        (status = 200, description = "A page of apps", body = AppList),
+        (status = 400, description = "`invalid_parameter`: the message names the parameter (`limit`, `cursor`)", body = ErrorBody),
+    )
+)]
+#[get("/internal/apps")]
 pub(crate) async fn list_apps(
     _admin: InternalAdmin,
     state: Data<ApiState>,
     query: Query<ListAppsQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Json<AppList>, ApiError> {
     let limit = params::limit(query.limit.as_deref())?;
     let after = query
         .cursor
@@ -164,31 +238,47 @@ pub(crate) async fn list_apps(
         .then(|| apps.last())
         .flatten()
         .map(|app| format!("{}_{}", app.created_at.timestamp_micros(), app.id));
-    Ok(HttpResponse::Ok().json(json!({
-        "apps": apps.iter().map(app_json).collect::<Vec<_>>(),
-        "next_cursor": next,
-    })))
+    Ok(Json(AppList {
+        apps: apps.iter().map(AppView::from).collect(),
+        next_cursor: next,
+    }))
 }
 
 /// Body of `PATCH /internal/apps/{app_id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateAppRequest {
-    /// 1–200 characters.
+    /// The new name, 1–200 characters (trimmed).
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
-    /// `false` deactivates the app: its keys stop working at once (its data is kept).
+    /// `false` deactivates the app: its keys stop working at once (its data is kept); `true`
+    /// reactivates it.
     active: Option<bool>,
 }
 
-/// `PATCH /internal/apps/{app_id}` `{"name"?, "active"?}`: renames and/or (de)activates the
-/// app; each change is audited. `200` with the app; 404 when unknown.
+/// Update an app
+///
+/// Renames and/or (de)activates the app; each change is audited. Deactivating refuses its API
+/// keys at once, on every replica; its data is kept.
+#[utoipa::path(
+    tag = "apps",
+    security(("internal_api_secret" = [])),
+    params(("app_id" = String, Path, description = "The app's id (a UUID; anything else is not found)", format = "uuid")),
+    request_body = UpdateAppRequest,
+    responses(
+        (status = 200, description = "The app as updated", body = AppView),
+        (status = 400, description = "`invalid_request`: the message names the field (`name`); `invalid_json`: the body is not a valid request (unknown fields included)", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such app", body = ErrorBody),
+    )
+)]
+#[patch("/internal/apps/{app_id}")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn update_app(
     admin: InternalAdmin,
     state: Data<ApiState>,
     id: Path<String>,
     body: Json<UpdateAppRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Json<AppView>, ApiError> {
     let id = app_id(&id)?;
     let name = body.name.as_deref().map(str::trim);
     if name.is_some_and(|name| name.is_empty() || name.chars().count() > 200) {
@@ -202,11 +292,11 @@ pub(crate) async fn update_app(
         .ok_or(ApiError::NotFound)?;
     state.keys.forget_rows();
     tracing::info!(app.id = %app.id, app.active = app.active, "App updated.");
-    Ok(HttpResponse::Ok().json(app_json(&app)))
+    Ok(Json(AppView::from(&app)))
 }
 
-/// Body of `POST /internal/apps/{app_id}/api-key` (optional).
-#[derive(Debug, Default, Deserialize)]
+/// Body of `POST /internal/apps/{app_id}/api-key` (optional: an empty body means the defaults).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct IssueKeyRequest {
     /// Revoke the app's other keys in the same step (rotation). Default false: old keys stay
@@ -215,23 +305,73 @@ pub(crate) struct IssueKeyRequest {
     revoke_existing: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// Query of `POST /internal/apps/{app_id}/api-key`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct IssueKeyQuery {
+    /// Revoke the app's other keys in the same step; overrides the body's `revoke_existing`.
     revoke_existing: Option<bool>,
 }
 
-fn key_json(key: &ApiKeyInfo) -> serde_json::Value {
-    json!({
-        "key_id": key.key_id,
-        "created_at": rfc3339(Some(key.created_at)),
-        "last_used_at": rfc3339(key.last_used_at),
-        "revoked_at": rfc3339(key.revoked_at),
-    })
+/// An API key as admins see it, never its secret. Times are RFC 3339 UTC.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ApiKey)]
+pub(crate) struct KeyView {
+    /// The key's public id: the `{key_id}` of `raw_{key_id}_{secret}`.
+    key_id: String,
+    created_at: Option<String>,
+    /// When the key last authenticated a request (recorded at most once a minute); `null` if
+    /// never.
+    last_used_at: Option<String>,
+    /// When it was revoked; `null` while it is valid.
+    revoked_at: Option<String>,
 }
 
-/// `POST /internal/apps/{app_id}/api-key` (`revoke_existing=true` as query or body): issues a
-/// new key. `201 {"api_key", "key_id", "created_at", "revoked"}`: the key is shown only here;
-/// `revoked` counts the keys revoked with it. 404 when the app is unknown.
+impl From<&ApiKeyInfo> for KeyView {
+    fn from(key: &ApiKeyInfo) -> Self {
+        KeyView {
+            key_id: key.key_id.clone(),
+            created_at: rfc3339(Some(key.created_at)),
+            last_used_at: rfc3339(key.last_used_at),
+            revoked_at: rfc3339(key.revoked_at),
+        }
+    }
+}
+
+/// A new API key, shown only in this answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = IssuedApiKey)]
+pub(crate) struct IssuedKey {
+    /// The tenant API key, `raw_{key_id}_{secret}`, for the `x-app-api-key` header. Shown only
+    /// here: only its bcrypt hash is stored.
+    api_key: String,
+    /// The key's public id.
+    key_id: String,
+    /// RFC 3339 UTC.
+    created_at: Option<String>,
+    /// How many of the app's other keys were revoked with it (`revoke_existing`).
+    revoked: usize,
+}
+
+/// Issue an API key
+///
+/// Issues a new key for the app; `revoke_existing=true` (as query or body) revokes its other
+/// keys in the same step (rotation). The key is shown only in this answer.
+#[utoipa::path(
+    tag = "apps",
+    security(("internal_api_secret" = [])),
+    params(
+        ("app_id" = String, Path, description = "The app's id (a UUID; anything else is not found)", format = "uuid"),
+        IssueKeyQuery,
+    ),
+    request_body(content = Option<IssueKeyRequest>, description = "Optional: an empty body means the defaults"),
+    responses(
+        (status = 201, description = "The new key (shown only here)", body = IssuedKey),
+        (status = 400, description = "`invalid_json`: the body is not a valid request; `invalid_parameter`: `revoke_existing` is not a boolean", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such app", body = ErrorBody),
+    )
+)]
+#[post("/internal/apps/{app_id}/api-key")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn issue_key(
     admin: InternalAdmin,
@@ -262,39 +402,72 @@ pub(crate) async fn issue_key(
     .ok_or(ApiError::NotFound)?;
     state.keys.forget_rows();
     tracing::info!(app.id = %id, key.id = %issued.key_id, revoked, "API key issued.");
-    Ok(HttpResponse::Created().json(json!({
-        "api_key": key.key,
-        "key_id": issued.key_id,
-        "created_at": rfc3339(Some(issued.created_at)),
-        "revoked": revoked,
-    })))
+    Ok(HttpResponse::Created().json(IssuedKey {
+        api_key: key.key,
+        key_id: issued.key_id,
+        created_at: rfc3339(Some(issued.created_at)),
+        revoked,
+    }))
 }
 
-/// `GET /internal/apps/{app_id}/api-keys`: the app's keys, newest first, never their secret:
-/// `{"keys": [{"key_id", "created_at", "last_used_at", "revoked_at"}]}`. 404 unknown app.
+/// The keys of an app.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ApiKeyList)]
+pub(crate) struct KeyList {
+    /// Newest first, revoked ones included.
+    keys: Vec<KeyView>,
+}
+
+/// List an app's API keys
+///
+/// The app's keys, revoked ones included, newest first; never their secret.
+#[utoipa::path(
+    tag = "apps",
+    security(("internal_api_secret" = [])),
+    params(("app_id" = String, Path, description = "The app's id (a UUID; anything else is not found)", format = "uuid")),
+    responses(
+        (status = 200, description = "The app's keys", body = KeyList),
+        (status = 404, description = "`not_found`: no such app", body = ErrorBody),
+    )
+)]
+#[get("/internal/apps/{app_id}/api-keys")]
 pub(crate) async fn list_keys(
     _admin: InternalAdmin,
     state: Data<ApiState>,
     id: Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Json<KeyList>, ApiError> {
     let id = app_id(&id)?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     App::find(&mut conn, id).await?.ok_or(ApiError::NotFound)?;
     let keys = ApiKeyInfo::list(&mut conn, id).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "keys": keys.iter().map(key_json).collect::<Vec<_>>(),
-    })))
+    Ok(Json(KeyList {
+        keys: keys.iter().map(KeyView::from).collect(),
+    }))
 }
 
-/// `DELETE /internal/apps/{app_id}/api-keys/{key_id}`: revokes the key, at once on every api
-/// replica (each request checks revocation in the database). `200` with the key (already
-/// revoked: unchanged); 404 when the app has no such key.
+/// Revoke an API key
+///
+/// Revokes the key at once on every api replica (each request checks revocation in the
+/// database). Revoking a revoked key changes nothing and answers it as it is.
+#[utoipa::path(
+    tag = "apps",
+    security(("internal_api_secret" = [])),
+    params(
+        ("app_id" = String, Path, description = "The app's id (a UUID; anything else is not found)", format = "uuid"),
+        ("key_id" = String, Path, description = "The key's public id (`key_id`)"),
+    ),
+    responses(
+        (status = 200, description = "The key, revoked", body = KeyView),
+        (status = 404, description = "`not_found`: the app has no such key (or no such app)", body = ErrorBody),
+    )
+)]
+#[delete("/internal/apps/{app_id}/api-keys/{key_id}")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn revoke_key(
     admin: InternalAdmin,
     state: Data<ApiState>,
     path: Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Json<KeyView>, ApiError> {
     let (id, key_id) = path.into_inner();
     let id = app_id(&id)?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
@@ -303,23 +476,80 @@ pub(crate) async fn revoke_key(
         .ok_or(ApiError::NotFound)?;
     state.keys.forget_rows();
     tracing::info!(app.id = %id, key.id = %key.key_id, "API key revoked.");
-    Ok(HttpResponse::Ok().json(key_json(&key)))
+    Ok(Json(KeyView::from(&key)))
 }
 
 /// Query of `GET /internal/apps/{app_id}/audit`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
+    /// A previous page's `next_cursor`: the entries before it.
     cursor: Option<String>,
 }
 
-/// `GET /internal/apps/{app_id}/audit?cursor=`: the app's audit log, newest first, 100 per
-/// page: `{"entries": [{"id", "action", "actor", "details", "created_at"}], "next_cursor"}`.
+/// One change to an app, as recorded. Never holds a secret.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditEntry)]
+pub(crate) struct AuditEntryView {
+    /// The entry's id (an integer, as a string).
+    id: String,
+    /// `app.created`, `app.renamed`, `app.deactivated`, `app.reactivated`, `api_key.issued` or
+    /// `api_key.revoked`.
+    action: String,
+    /// Who made the change: `admin@{client address}`.
+    actor: String,
+    /// What changed (never a secret), e.g. `{"key_id": ...}` or `{"from": ..., "to": ...}`.
+    #[schema(value_type = Object)]
+    details: Value,
+    /// RFC 3339 UTC.
+    created_at: Option<String>,
+}
+
+impl From<&AuditEntry> for AuditEntryView {
+    fn from(entry: &AuditEntry) -> Self {
+        AuditEntryView {
+            id: entry.id.to_string(),
+            action: entry.action.clone(),
+            actor: entry.actor.clone(),
+            details: entry.details.clone(),
+            created_at: rfc3339(Some(entry.created_at)),
+        }
+    }
+}
+
+/// A page of an app's audit log.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AuditLog {
+    /// Newest first, at most 100.
+    entries: Vec<AuditEntryView>,
+    /// The `cursor` of the next page; `null` when this page is the last.
+    next_cursor: Option<String>,
+}
+
+/// Get an app's audit log
+///
+/// Every change made to the app (creation, renames, (de)activation, keys issued and revoked),
+/// newest first, 100 per page; pass `next_cursor` as `cursor` for the next page.
+#[utoipa::path(
+    tag = "apps",
+    security(("internal_api_secret" = [])),
+    params(
+        ("app_id" = String, Path, description = "The app's id (a UUID; anything else is not found)", format = "uuid"),
+        AuditQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of the audit log", body = AuditLog),
+        (status = 400, description = "`invalid_parameter`: `cursor` is not a `next_cursor`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such app", body = ErrorBody),
+    )
+)]
+#[get("/internal/apps/{app_id}/audit")]
 pub(crate) async fn audit_log(
     _admin: InternalAdmin,
     state: Data<ApiState>,
     id: Path<String>,
     query: Query<AuditQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Json<AuditLog>, ApiError> {
     const PAGE: i64 = 100;
     let id = app_id(&id)?;
     let before = params::id_cursor(query.cursor.as_deref())?;
@@ -329,31 +559,96 @@ pub(crate) async fn audit_log(
     let next = (entries.len() as i64 == PAGE)
         .then(|| entries.last().map(|e| e.id.to_string()))
         .flatten();
-    Ok(HttpResponse::Ok().json(json!({
-        "entries": entries.iter().map(|e| json!({
-            "id": e.id.to_string(),
-            "action": e.action,
-            "actor": e.actor,
-            "details": e.details,
-            "created_at": rfc3339(Some(e.created_at)),
-        })).collect::<Vec<_>>(),
-        "next_cursor": next,
-    })))
+    Ok(Json(AuditLog {
+        entries: entries.iter().map(AuditEntryView::from).collect(),
+        next_cursor: next,
+    }))
 }
 
-/// `GET /internal/apps/{app_id}`: the app with its Dialpad connection, webhooks and
-/// subscriptions (never a secret or token).
+/// An app's Dialpad connection as admins see it: its state, never its tokens. Times are
+/// RFC 3339 UTC.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DialpadConnection)]
+pub(crate) struct ConnectionView {
+    /// `oauth` or `api_key`.
+    auth_type: String,
+    /// `sandbox` or `production`.
+    environment: String,
+    /// `active`, or `reauth_required` once Dialpad refused to refresh its OAuth token (connect
+    /// it again).
+    status: String,
+    /// Why it needs re-authorisation, when it does.
+    last_error: Option<String>,
+    /// Dialpad's company id (int64, as a string); `null` when Dialpad would not tell (only
+    /// company admins may read it).
+    dialpad_company_id: Option<String>,
+    /// The OAuth scopes granted, space-separated.
+    scopes: Option<String>,
+    /// When the OAuth access token expires (it is refreshed before); `null` for an API key.
+    token_expires_at: Option<String>,
+    /// When the OAuth token was last refreshed.
+    refreshed_at: Option<String>,
+    /// When the app was (last) connected.
+    connected_at: Option<String>,
+}
+
+impl From<&Connection> for ConnectionView {
+    fn from(connection: &Connection) -> Self {
+        ConnectionView {
+            auth_type: connection.auth_type.clone(),
+            environment: connection.environment.clone(),
+            status: connection.status.clone(),
+            last_error: connection.last_error.clone(),
+            dialpad_company_id: connection.dialpad_company_id.map(|id| id.to_string()),
+            scopes: connection.scopes.clone(),
+            token_expires_at: rfc3339(connection.token_expires_at),
+            refreshed_at: rfc3339(connection.refreshed_at),
+            connected_at: rfc3339(Some(connection.created_at)),
+        }
+    }
+}
+
+/// An app's setup at Dialpad.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AppDialpad {
+    /// `null` when the app is not connected (it then uses the server's `DIALPAD_API_KEY`, if
+    /// set).
+    connection: Option<ConnectionView>,
+    /// Live webhooks, newest first.
+    webhooks: Vec<WebhookView>,
+    /// Live subscriptions, newest first.
+    subscriptions: Vec<SubscriptionView>,
+}
+
+/// An app with its Dialpad setup.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AppWithDialpad {
+    #[serde(flatten)]
+    app: AppView,
+    /// Its connection, webhooks and subscriptions (never a secret or token).
+    dialpad: AppDialpad,
+}
+
+/// Get an app
 ///
-/// Answers `200 {"app_id", "name", "active", "created_at", "updated_at", "dialpad":
-/// {"connection": null | {"auth_type", "environment", "status", "last_error",
-/// "dialpad_company_id", "scopes", "token_expires_at", "refreshed_at", "connected_at"},
-/// "webhooks": [...], "subscriptions": [...]}}`; 404 `not_found` for an unknown app.
+/// The app with its Dialpad connection, live webhooks and subscriptions; never a secret or a
+/// token.
+#[utoipa::path(
+    tag = "apps",
+    security(("internal_api_secret" = [])),
+    params(("app_id" = String, Path, description = "The app's id (a UUID; anything else is not found)", format = "uuid")),
+    responses(
+        (status = 200, description = "The app", body = AppWithDialpad),
+        (status = 404, description = "`not_found`: no such app", body = ErrorBody),
+    )
+)]
+#[get("/internal/apps/{app_id}")]
 #[tracing::instrument(skip_all, fields(app.id = %app_id))]
 pub(crate) async fn get_app(
     _admin: InternalAdmin,
     state: Data<ApiState>,
     app_id: Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Json<AppWithDialpad>, ApiError> {
     let app_id = app_id.parse().map_err(|_| ApiError::NotFound)?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let app = App::find(&mut conn, app_id)
@@ -362,34 +657,12 @@ pub(crate) async fn get_app(
     let connection = Connection::find(&mut conn, app_id).await?;
     let webhooks = DialpadWebhook::list_live(&mut conn, app_id).await?;
     let subscriptions = DialpadSubscription::list_live(&mut conn, app_id).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "app_id": app.id,
-        "name": app.name,
-        "active": app.active,
-        "created_at": rfc3339(Some(app.created_at)),
-        "updated_at": rfc3339(Some(app.updated_at)),
-        "dialpad": {
-            "connection": connection.as_ref().map(connection_json),
-            "webhooks": webhooks.iter().map(super::dialpad::webhook_json).collect::<Vec<_>>(),
-            "subscriptions": subscriptions
-                .iter()
-                .map(super::dialpad::subscription_json)
-                .collect::<Vec<_>>(),
+    Ok(Json(AppWithDialpad {
+        app: AppView::from(&app),
+        dialpad: AppDialpad {
+            connection: connection.as_ref().map(ConnectionView::from),
+            webhooks: webhooks.iter().map(WebhookView::from).collect(),
+            subscriptions: subscriptions.iter().map(SubscriptionView::from).collect(),
         },
-    })))
-}
-
-/// A connection as admins see it: its state, never its tokens.
-pub(crate) fn connection_json(connection: &Connection) -> serde_json::Value {
-    json!({
-        "auth_type": connection.auth_type,
-        "environment": connection.environment,
-        "status": connection.status,
-        "last_error": connection.last_error,
-        "dialpad_company_id": connection.dialpad_company_id.map(|id| id.to_string()),
-        "scopes": connection.scopes,
-        "token_expires_at": rfc3339(connection.token_expires_at),
-        "refreshed_at": rfc3339(connection.refreshed_at),
-        "connected_at": rfc3339(Some(connection.created_at)),
-    })
+    }))
 }

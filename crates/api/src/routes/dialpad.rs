@@ -6,51 +6,43 @@
 //! server's `DIALPAD_API_KEY`) → `POST /internal/webhooks/create` → `POST /internal/subscriptions`.
 
 use actix_web::HttpResponse;
-use actix_web::web;
-use actix_web::web::{Bytes, Data, Path, Query};
+use actix_web::web::{Bytes, Data, Json, Path, Query};
+use actix_web::{delete, get, post};
 use reqwest::Url;
 use secrecy::SecretString;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::openapi::schema::{Array, ArrayBuilder, Object};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use db::DbError;
 use db::apps::App;
-use db::dialpad::{Connection, DialpadSubscription, DialpadWebhook, NewDialpadWebhook};
+use db::dialpad::{
+    AUTH_API_KEY, Connection, DialpadSubscription, DialpadWebhook, NewDialpadWebhook,
+};
 use domain::call::SUBSCRIBED_CALL_STATES;
 
 use crate::auth::InternalAdmin;
 use crate::dialpad::{DialpadError, SubscriptionKind, credential_for};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::keys::validate_webhook_secret;
+use crate::routes::params::string_enum;
 use crate::routes::rfc3339;
 use crate::startup::ApiState;
 
-/// This module's routes (`routes::configure`).
+/// This module's routes (`routes::configure`). `/internal/webhooks/create` comes before
+/// `/internal/webhooks/{webhook_id}`.
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
-    cfg.map(|cfg| {
-        cfg.route(
-            "/internal/connections",
-            web::post().to(connect_with_api_key),
-        )
-        .route("/internal/webhooks/create", web::post().to(create_webhook))
-        .route("/internal/webhooks", web::get().to(list_webhooks))
-        .route(
-            "/internal/webhooks/{webhook_id}",
-            web::delete().to(delete_webhook),
-        )
-        .route(
-            "/internal/subscriptions",
-            web::post().to(create_subscriptions),
-        )
-        .route("/internal/subscriptions", web::get().to(list_subscriptions))
-        .route(
-            "/internal/subscriptions/{subscription_id}",
-            web::delete().to(delete_subscription),
-        )
-    });
+    cfg.service(connect_with_api_key)
+        .service(create_webhook)
+        .service(list_webhooks)
+        .service(delete_webhook)
+        .service(create_subscriptions)
+        .service(list_subscriptions)
+        .service(delete_subscription);
 }
 
 /// Every call state Dialpad's subscription API accepts (the `call_states` enum of its `OpenAPI`
@@ -104,9 +96,15 @@ const TARGET_TYPES: &[&str] = &[
     "user",
 ];
 
+/// Values of an SMS subscription's `direction`.
+const SMS_DIRECTIONS: &[&str] = &["all", "inbound", "outbound"];
+
 /// `?app_id=` of the onboarding endpoints.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AppQuery {
+    /// The app (a UUID).
+    #[param(required = true, value_type = String, format = "uuid")]
     app_id: Option<String>,
 }
 
@@ -147,36 +145,79 @@ fn parse_dialpad_id(name: &'static str, raw: &str) -> Result<i64, ApiError> {
     })
 }
 
-/// A webhook as admins see it (never its secret).
-pub(crate) fn webhook_json(webhook: &DialpadWebhook) -> Value {
-    json!({
-        "webhook_id": webhook.dialpad_webhook_id.to_string(),
-        "hook_url": webhook.hook_url,
-        "signature_algo": webhook.signature_algo,
-        "signature_type": webhook.signature_type,
-        "created_at": rfc3339(Some(webhook.created_at)),
-    })
+/// A webhook at Dialpad as admins see it (never its secret). Times are RFC 3339 UTC.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DialpadWebhook)]
+pub(crate) struct WebhookView {
+    /// Dialpad's webhook id (int64, as a string).
+    webhook_id: String,
+    /// Where Dialpad delivers.
+    hook_url: String,
+    /// `HS256` (Dialpad's `signature.algo`).
+    signature_algo: String,
+    /// `jwt` (Dialpad's `signature.type`).
+    signature_type: String,
+    created_at: Option<String>,
 }
 
-/// A subscription as admins see it.
-pub(crate) fn subscription_json(subscription: &DialpadSubscription) -> Value {
-    json!({
-        "subscription_id": subscription.dialpad_subscription_id.to_string(),
-        "kind": subscription.kind,
-        "webhook_id": subscription.dialpad_webhook_id.to_string(),
-        "options": subscription.options,
-        "created_at": rfc3339(Some(subscription.created_at)),
-    })
+impl From<&DialpadWebhook> for WebhookView {
+    fn from(webhook: &DialpadWebhook) -> Self {
+        WebhookView {
+            webhook_id: webhook.dialpad_webhook_id.to_string(),
+            hook_url: webhook.hook_url.clone(),
+            signature_algo: webhook.signature_algo.clone(),
+            signature_type: webhook.signature_type.clone(),
+            created_at: rfc3339(Some(webhook.created_at)),
+        }
+    }
 }
 
-/// Body of `POST /internal/webhooks/create` (optional).
-#[derive(Debug, Default, Deserialize)]
+/// A subscription at Dialpad as admins see it. Times are RFC 3339 UTC.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DialpadSubscription)]
+pub(crate) struct SubscriptionView {
+    /// Dialpad's subscription id (int64, as a string).
+    subscription_id: String,
+    /// `call` or `sms`.
+    kind: String,
+    /// The webhook it delivers to (Dialpad's id, as a string).
+    webhook_id: String,
+    /// What was asked of Dialpad: for `call`, `{call_states, enabled}`; for `sms`,
+    /// `{direction, enabled, include_internal, status}`; both with `target_type` and
+    /// `target_id` when scoped to a target.
+    #[schema(value_type = Object)]
+    options: Value,
+    created_at: Option<String>,
+}
+
+impl From<&DialpadSubscription> for SubscriptionView {
+    fn from(subscription: &DialpadSubscription) -> Self {
+        SubscriptionView {
+            subscription_id: subscription.dialpad_subscription_id.to_string(),
+            kind: subscription.kind.clone(),
+            webhook_id: subscription.dialpad_webhook_id.to_string(),
+            options: subscription.options.clone(),
+            created_at: rfc3339(Some(subscription.created_at)),
+        }
+    }
+}
+
+/// Body of `POST /internal/webhooks/create` (optional: an empty body means the defaults).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateWebhookRequest {
-    /// Where Dialpad should deliver; default `$PUBLIC_INGEST_URL/webhooks/dialpad/{app_id}`.
+    /// Where Dialpad should deliver: an absolute http(s) URL with a host, no `#fragment`, at
+    /// most 2048 characters. Default `$PUBLIC_INGEST_URL/webhooks/dialpad/{app_id}`, required
+    /// when the server has no `PUBLIC_INGEST_URL`.
+    #[schema(
+        max_length = 2048,
+        example = "https://ingest.example.com/webhooks/dialpad/0b6f3c1e-8a52-4a4e-9d51-0c7f1a2b3c4d"
+    )]
     webhook_url: Option<String>,
-    /// The secret Dialpad signs with; replaces the app's inbound secret. Default: the app's
-    /// current inbound secret.
+    /// The secret Dialpad signs with (16–255 printable ASCII characters, no spaces); replaces
+    /// the app's inbound secret. Default: the app's current inbound secret. Write-only: never
+    /// returned.
+    #[schema(min_length = 16, max_length = 255, write_only)]
     webhook_secret: Option<String>,
 }
 
@@ -194,15 +235,45 @@ fn validate_hook_url(url: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `POST /internal/webhooks/create?app_id=`: registers a webhook at Dialpad (`POST
-/// /api/v2/webhooks`, FACTS §2) that delivers to the app's ingest route, signed (HS256 JWT) with
-/// the app's inbound secret, and records it.
+/// A webhook just created at Dialpad.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CreatedWebhook {
+    /// Always `true`.
+    success: bool,
+    /// Dialpad's webhook id (int64, as a string).
+    webhook_id: String,
+    /// Where Dialpad delivers, as Dialpad recorded it.
+    hook_url: String,
+    message: String,
+    /// The next onboarding step (`POST /internal/subscriptions?app_id=...`).
+    next_step: String,
+}
+
+/// The 503 of handlers that may refresh an app's OAuth token (`credential_for`), with the
+/// database's.
+const NOT_CONFIGURED_503: &str = "`not_configured`: the app's OAuth token needs a refresh and     the server lacks `DIALPAD_CLIENT_ID`/`DIALPAD_CLIENT_SECRET`; `unavailable`: the database     cannot be reached (`Retry-After: 2`)";
+
+/// Create a webhook at Dialpad
 ///
-/// Answers `201 {"success": true, "webhook_id", "hook_url", "message", "next_step"}`
-/// (`webhook_id` is Dialpad's int64 id, as a string). Errors: 400 `invalid_parameter` (no or
-/// bad `app_id`), `invalid_request`/`invalid_json` (body), `dialpad_not_connected` /
-/// `dialpad_reauth_required` (no credential); 404 unknown app; 502 `dialpad_error` (with
-/// Dialpad's status) or `dialpad_unreachable`.
+/// Registers a webhook at Dialpad (`POST /api/v2/webhooks`) that delivers to the app's ingest
+/// route (or `webhook_url`), signed (HS256 JWT) with the app's inbound secret (or
+/// `webhook_secret`, which then replaces it), and records it. Calls Dialpad with the app's
+/// connection (its OAuth token, refreshed when near expiry, or its API key), else the server's
+/// `DIALPAD_API_KEY`. When recording fails, the webhook is deleted at Dialpad again.
+#[utoipa::path(
+    tag = "dialpad",
+    security(("internal_api_secret" = [])),
+    params(AppQuery),
+    request_body(content = Option<CreateWebhookRequest>, description = "Optional: an empty body means the defaults"),
+    responses(
+        (status = 201, description = "Created at Dialpad and recorded", body = CreatedWebhook),
+        (status = 400, description = "`invalid_parameter`: `app_id` missing or not a UUID; `invalid_request`: the message names the field (`webhook_url`, `webhook_secret`); `invalid_json`: the body is not a valid request; `dialpad_not_connected`: no connection and no server `DIALPAD_API_KEY`; `dialpad_reauth_required`: the app must connect again", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such app", body = ErrorBody),
+        (status = 502, description = "`dialpad_error`: Dialpad refused (the message says its status); `dialpad_unreachable`: timeout or connection failure", body = ErrorBody),
+        (status = 503, description = NOT_CONFIGURED_503, body = ErrorBody),
+    )
+)]
+#[post("/internal/webhooks/create")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn create_webhook(
     _admin: InternalAdmin,
@@ -261,48 +332,92 @@ pub(crate) async fn create_webhook(
         return Err(error.into());
     }
     tracing::info!(app.id = %app.id, webhook.id = created.id, "Dialpad webhook created.");
-    Ok(HttpResponse::Created().json(json!({
-        "success": true,
-        "webhook_id": created.id.to_string(),
-        "hook_url": created.hook_url,
-        "message": "Webhook created at Dialpad. Events it delivers are signed with the app's \
-                    webhook secret and verified by ingest.",
-        "next_step": format!(
+    Ok(HttpResponse::Created().json(CreatedWebhook {
+        success: true,
+        webhook_id: created.id.to_string(),
+        hook_url: created.hook_url,
+        message: "Webhook created at Dialpad. Events it delivers are signed with the app's \
+                  webhook secret and verified by ingest."
+            .into(),
+        next_step: format!(
             "POST /internal/subscriptions?app_id={} to subscribe this webhook to call and SMS events.",
             app.id
         ),
-    })))
+    }))
 }
 
-/// `GET /internal/webhooks?app_id=`: the app's live webhooks, newest first:
-/// `200 {"webhooks": [{"webhook_id", "hook_url", "signature_algo", "signature_type",
-/// "created_at"}]}`.
+/// An app's live webhooks.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WebhookList {
+    /// Newest first.
+    webhooks: Vec<WebhookView>,
+}
+
+/// List an app's webhooks
+///
+/// The app's live webhooks (as recorded here; Dialpad is not called), newest first.
+#[utoipa::path(
+    tag = "dialpad",
+    security(("internal_api_secret" = [])),
+    params(AppQuery),
+    responses(
+        (status = 200, description = "The app's live webhooks", body = WebhookList),
+        (status = 400, description = "`invalid_parameter`: `app_id` missing or not a UUID", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such app", body = ErrorBody),
+    )
+)]
+#[get("/internal/webhooks")]
 pub(crate) async fn list_webhooks(
     _admin: InternalAdmin,
     state: Data<ApiState>,
     query: Query<AppQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Json<WebhookList>, ApiError> {
     let app = query.app(&state).await?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let webhooks = DialpadWebhook::list_live(&mut conn, app.id).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "webhooks": webhooks.iter().map(webhook_json).collect::<Vec<_>>(),
-    })))
+    Ok(Json(WebhookList {
+        webhooks: webhooks.iter().map(WebhookView::from).collect(),
+    }))
 }
 
-/// `DELETE /internal/webhooks/{webhook_id}?app_id=`: deletes the webhook at Dialpad (already
-/// gone there counts as deleted) and marks it deleted here; its secret keeps verifying events
-/// for a day, for Dialpad's retries.
+/// A webhook deleted.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeletedWebhook {
+    /// Always `true`.
+    success: bool,
+    /// Dialpad's webhook id (int64, as a string).
+    webhook_id: String,
+}
+
+/// Delete a webhook
 ///
-/// Answers `200 {"success": true, "webhook_id"}`; 404 when the app has no such live webhook;
-/// 409 `conflict` while subscriptions still use it; 502 when Dialpad fails.
+/// Deletes the webhook at Dialpad (already gone there counts as deleted) and marks it deleted
+/// here; its secret keeps verifying events for a day, for Dialpad's retries. Refused while
+/// subscriptions still use it.
+#[utoipa::path(
+    tag = "dialpad",
+    security(("internal_api_secret" = [])),
+    params(
+        ("webhook_id" = String, Path, description = "Dialpad's webhook id (int64)", example = "5712390823018496"),
+        AppQuery,
+    ),
+    responses(
+        (status = 200, description = "Deleted", body = DeletedWebhook),
+        (status = 400, description = "`invalid_parameter`: `webhook_id` not an integer, `app_id` missing or not a UUID; `dialpad_not_connected`, `dialpad_reauth_required`: no usable Dialpad credential", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such app, or the app has no such live webhook", body = ErrorBody),
+        (status = 409, description = "`conflict`: subscriptions still use the webhook (the message lists them): delete them first", body = ErrorBody),
+        (status = 502, description = "`dialpad_error`: Dialpad refused (the message says its status); `dialpad_unreachable`: timeout or connection failure", body = ErrorBody),
+        (status = 503, description = NOT_CONFIGURED_503, body = ErrorBody),
+    )
+)]
+#[delete("/internal/webhooks/{webhook_id}")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn delete_webhook(
     _admin: InternalAdmin,
     state: Data<ApiState>,
     webhook_id: Path<String>,
     query: Query<AppQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Json<DeletedWebhook>, ApiError> {
     let webhook_id = parse_dialpad_id("webhook_id", &webhook_id)?;
     let app = query.app(&state).await?;
     {
@@ -328,7 +443,10 @@ pub(crate) async fn delete_webhook(
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     DialpadWebhook::mark_deleted(&mut conn, app.id, webhook_id).await?;
     tracing::info!(app.id = %app.id, webhook.id = webhook_id, "Dialpad webhook deleted.");
-    Ok(HttpResponse::Ok().json(json!({ "success": true, "webhook_id": webhook_id.to_string() })))
+    Ok(Json(DeletedWebhook {
+        success: true,
+        webhook_id: webhook_id.to_string(),
+    }))
 }
 
 /// A Dialpad delete that found nothing to delete has reached the state we want.
@@ -339,24 +457,62 @@ fn delete_at_dialpad(result: Result<(), DialpadError>) -> Result<(), ApiError> {
     }
 }
 
-/// Body of `POST /internal/subscriptions` (optional).
-#[derive(Debug, Deserialize)]
+fn call_states_schema() -> Array {
+    ArrayBuilder::new()
+        .items(string_enum(DIALPAD_CALL_STATES, "A Dialpad call state."))
+        .min_items(Some(1))
+        .description(Some(format!(
+            "Call states to subscribe to, not empty. Default: every state the worker models \
+             ({}).",
+            SUBSCRIBED_CALL_STATES.join(", ")
+        )))
+        .build()
+}
+
+fn sms_direction_schema() -> Object {
+    let mut schema = string_enum(
+        SMS_DIRECTIONS,
+        "The SMS subscription's `direction`: `all` (default), `inbound` or `outbound`.",
+    );
+    schema.default = Some(json!("all"));
+    schema
+}
+
+fn target_type_schema() -> Object {
+    string_enum(
+        TARGET_TYPES,
+        "Scope both subscriptions to one Dialpad target of this type; give `target_id` too. \
+         Default: the whole company.",
+    )
+}
+
+/// Body of `POST /internal/subscriptions` (optional: an empty body means the defaults).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct CreateSubscriptionsRequest {
-    /// The webhook to deliver to (Dialpad's id); default: the app's newest live webhook.
+    /// The webhook to deliver to (Dialpad's int64 id, as a string); default: the app's newest
+    /// live webhook.
+    #[schema(example = "5712390823018496")]
     webhook_id: Option<String>,
-    /// Call states to subscribe to; default: every state the worker models
-    /// ([`SUBSCRIBED_CALL_STATES`]).
+    /// Call states to subscribe to (described in `call_states_schema`); default: every state
+    /// the worker models ([`SUBSCRIBED_CALL_STATES`]).
+    #[schema(schema_with = call_states_schema)]
     call_states: Option<Vec<String>>,
     /// Also create the SMS subscription (default true).
+    #[schema(default = true)]
     sms: bool,
-    /// SMS `direction`: `all` (default), `inbound` or `outbound`.
+    /// SMS `direction` (described in `sms_direction_schema`).
+    #[schema(schema_with = sms_direction_schema)]
     sms_direction: String,
     /// SMS between users of the same company too (default false, as Dialpad).
+    #[schema(default = false)]
     include_internal: bool,
-    /// Scope both subscriptions to one Dialpad target (`office`, `department`, `user`, ...);
+    /// Scope both subscriptions to one Dialpad target (described in `target_type_schema`);
     /// give both or neither. Default: the whole company.
+    #[schema(schema_with = target_type_schema)]
     target_type: Option<String>,
+    /// The Dialpad target's id (int64, as a string), with `target_type`.
+    #[schema(example = "6460210548400128")]
     target_id: Option<String>,
 }
 
@@ -396,7 +552,7 @@ impl CreateSubscriptionsRequest {
                 states.iter().map(String::as_str).collect()
             }
         };
-        if !matches!(self.sms_direction.as_str(), "all" | "inbound" | "outbound") {
+        if !SMS_DIRECTIONS.contains(&self.sms_direction.as_str()) {
             return Err(ApiError::InvalidRequest(
                 "sms_direction: must be all, inbound or outbound".into(),
             ));
@@ -453,15 +609,39 @@ impl CreateSubscriptionsRequest {
     }
 }
 
-/// `POST /internal/subscriptions?app_id=`: subscribes the app's webhook at Dialpad to call
-/// events (`POST /api/v2/subscriptions/call`) and, unless `"sms": false`, to SMS events
-/// (`POST /api/v2/subscriptions/sms`), and records them.
+/// Subscriptions just created at Dialpad.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CreatedSubscriptions {
+    /// Always `true`.
+    success: bool,
+    /// The webhook they deliver to (Dialpad's id, as a string).
+    webhook_id: String,
+    /// The call subscription, then the SMS one if asked for.
+    subscriptions: Vec<SubscriptionView>,
+    message: String,
+}
+
+/// Subscribe a webhook to events
 ///
-/// Answers `201 {"success": true, "webhook_id", "subscriptions": [{"subscription_id", "kind",
-/// "webhook_id", "options", "created_at"}], "message"}`. Errors as
-/// `POST /internal/webhooks/create`, plus 400 when the app has no webhook. When the SMS
-/// subscription fails after the call one was created, the call one is kept (and listed) and
-/// the 502 message says so.
+/// Subscribes the app's webhook at Dialpad to call events (`POST /api/v2/subscriptions/call`)
+/// and, unless `"sms": false`, to SMS events with their delivery updates
+/// (`POST /api/v2/subscriptions/sms`), and records them. When the SMS subscription fails after
+/// the call one was created, the call one is kept (and listed by
+/// `GET /internal/subscriptions`) and the 502 message says so.
+#[utoipa::path(
+    tag = "dialpad",
+    security(("internal_api_secret" = [])),
+    params(AppQuery),
+    request_body(content = Option<CreateSubscriptionsRequest>, description = "Optional: an empty body means the defaults"),
+    responses(
+        (status = 201, description = "Created at Dialpad and recorded", body = CreatedSubscriptions),
+        (status = 400, description = "`invalid_parameter`: `app_id` missing or not a UUID; `invalid_request`: the message names the field (`webhook_id` unknown, `call_states`, `sms_direction`, `target_type`/`target_id`), or the app has no webhook yet; `invalid_json`: the body is not a valid request; `dialpad_not_connected`: no connection and no server `DIALPAD_API_KEY`; `dialpad_reauth_required`: the app must connect again", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such app", body = ErrorBody),
+        (status = 502, description = "`dialpad_error`: Dialpad refused (the message says its status, and whether the call subscription was kept); `dialpad_unreachable`: timeout or connection failure", body = ErrorBody),
+        (status = 503, description = NOT_CONFIGURED_503, body = ErrorBody),
+    )
+)]
+#[post("/internal/subscriptions")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn create_subscriptions(
     _admin: InternalAdmin,
@@ -530,40 +710,85 @@ pub(crate) async fn create_subscriptions(
         tracing::info!(app.id = %app.id, subscription.id = subscription.id, kind = kind.as_str(), "Dialpad subscription created.");
         created.push(row);
     }
-    Ok(HttpResponse::Created().json(json!({
-        "success": true,
-        "webhook_id": webhook.dialpad_webhook_id.to_string(),
-        "subscriptions": created.iter().map(subscription_json).collect::<Vec<_>>(),
-        "message": "Subscribed. Dialpad now delivers these events to the webhook; the worker \
-                    turns them into calls and messages.",
-    })))
+    Ok(HttpResponse::Created().json(CreatedSubscriptions {
+        success: true,
+        webhook_id: webhook.dialpad_webhook_id.to_string(),
+        subscriptions: created.iter().map(SubscriptionView::from).collect(),
+        message: "Subscribed. Dialpad now delivers these events to the webhook; the worker \
+                  turns them into calls and messages."
+            .into(),
+    }))
 }
 
-/// `GET /internal/subscriptions?app_id=`: the app's live subscriptions, newest first:
-/// `200 {"subscriptions": [...]}`.
+/// An app's live subscriptions.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SubscriptionList {
+    /// Newest first.
+    subscriptions: Vec<SubscriptionView>,
+}
+
+/// List an app's subscriptions
+///
+/// The app's live subscriptions (as recorded here; Dialpad is not called), newest first.
+#[utoipa::path(
+    tag = "dialpad",
+    security(("internal_api_secret" = [])),
+    params(AppQuery),
+    responses(
+        (status = 200, description = "The app's live subscriptions", body = SubscriptionList),
+        (status = 400, description = "`invalid_parameter`: `app_id` missing or not a UUID", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such app", body = ErrorBody),
+    )
+)]
+#[get("/internal/subscriptions")]
 pub(crate) async fn list_subscriptions(
     _admin: InternalAdmin,
     state: Data<ApiState>,
     query: Query<AppQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Json<SubscriptionList>, ApiError> {
     let app = query.app(&state).await?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let subscriptions = DialpadSubscription::list_live(&mut conn, app.id).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "subscriptions": subscriptions.iter().map(subscription_json).collect::<Vec<_>>(),
-    })))
+    Ok(Json(SubscriptionList {
+        subscriptions: subscriptions.iter().map(SubscriptionView::from).collect(),
+    }))
 }
 
-/// `DELETE /internal/subscriptions/{subscription_id}?app_id=`: deletes it at Dialpad (already
-/// gone counts as deleted) and here. `200 {"success": true, "subscription_id"}`; 404 when the
-/// app has no such live subscription; 502 when Dialpad fails.
+/// A subscription deleted.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeletedSubscription {
+    /// Always `true`.
+    success: bool,
+    /// Dialpad's subscription id (int64, as a string).
+    subscription_id: String,
+}
+
+/// Delete a subscription
+///
+/// Deletes the subscription at Dialpad (already gone there counts as deleted) and here.
+#[utoipa::path(
+    tag = "dialpad",
+    security(("internal_api_secret" = [])),
+    params(
+        ("subscription_id" = String, Path, description = "Dialpad's subscription id (int64)", example = "4855239406092288"),
+        AppQuery,
+    ),
+    responses(
+        (status = 200, description = "Deleted", body = DeletedSubscription),
+        (status = 400, description = "`invalid_parameter`: `subscription_id` not an integer, `app_id` missing or not a UUID; `dialpad_not_connected`, `dialpad_reauth_required`: no usable Dialpad credential", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such app, or the app has no such live subscription", body = ErrorBody),
+        (status = 502, description = "`dialpad_error`: Dialpad refused (the message says its status); `dialpad_unreachable`: timeout or connection failure", body = ErrorBody),
+        (status = 503, description = NOT_CONFIGURED_503, body = ErrorBody),
+    )
+)]
+#[delete("/internal/subscriptions/{subscription_id}")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn delete_subscription(
     _admin: InternalAdmin,
     state: Data<ApiState>,
     subscription_id: Path<String>,
     query: Query<AppQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Json<DeletedSubscription>, ApiError> {
     let subscription_id = parse_dialpad_id("subscription_id", &subscription_id)?;
     let app = query.app(&state).await?;
     let subscription = {
@@ -583,26 +808,53 @@ pub(crate) async fn delete_subscription(
     )?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
     DialpadSubscription::mark_deleted(&mut conn, subscription.id).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "success": true,
-        "subscription_id": subscription_id.to_string(),
-    })))
+    Ok(Json(DeletedSubscription {
+        success: true,
+        subscription_id: subscription_id.to_string(),
+    }))
 }
 
 /// Body of `POST /internal/connections`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ApiKeyConnectionRequest {
-    /// The app's own Dialpad company API key.
+    /// The app's own Dialpad company API key. Write-only: stored encrypted, never returned.
+    #[schema(value_type = String, write_only)]
     api_key: SecretString,
 }
 
-/// `POST /internal/connections?app_id=` `{"api_key"}`: connects the app with its own Dialpad
-/// API key (the alternative to OAuth). The key is checked with `GET /api/v2/company` and
-/// stored encrypted.
+/// An app connected to Dialpad with its own API key.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ApiKeyConnection {
+    /// The app's id (a UUID).
+    #[schema(value_type = String, format = "uuid")]
+    app_id: Uuid,
+    /// `api_key`.
+    auth_type: String,
+    /// The Dialpad environment of this server: `sandbox` or `production`.
+    environment: String,
+    /// The key's Dialpad company id (int64, as a string).
+    dialpad_company_id: String,
+}
+
+/// Connect an app with a Dialpad API key
 ///
-/// Answers `201 {"app_id", "auth_type": "api_key", "environment", "dialpad_company_id"}`;
-/// 400 `invalid_request` when Dialpad refuses the key; 502 when Dialpad fails otherwise.
+/// Connects the app with its own Dialpad company API key, the alternative to OAuth (replacing
+/// any connection it had). The key is checked with Dialpad's `GET /api/v2/company` and stored
+/// encrypted; it is never returned.
+#[utoipa::path(
+    tag = "dialpad",
+    security(("internal_api_secret" = [])),
+    params(AppQuery),
+    request_body = ApiKeyConnectionRequest,
+    responses(
+        (status = 201, description = "Connected", body = ApiKeyConnection),
+        (status = 400, description = "`invalid_request`: Dialpad refused the key (`api_key`; the message says Dialpad's status); `invalid_json`: the body is not a valid request; `invalid_parameter`: `app_id` missing or not a UUID", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such app", body = ErrorBody),
+        (status = 502, description = "`dialpad_error`: Dialpad failed otherwise (the message says its status); `dialpad_unreachable`: timeout or connection failure", body = ErrorBody),
+    )
+)]
+#[post("/internal/connections")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn connect_with_api_key(
     _admin: InternalAdmin,
@@ -639,10 +891,10 @@ pub(crate) async fn connect_with_api_key(
     )
     .await?;
     tracing::info!(app.id = %app.id, "Dialpad connected by API key.");
-    Ok(HttpResponse::Created().json(json!({
-        "app_id": app.id,
-        "auth_type": "api_key",
-        "environment": environment,
-        "dialpad_company_id": company.id.to_string(),
-    })))
+    Ok(HttpResponse::Created().json(ApiKeyConnection {
+        app_id: app.id,
+        auth_type: AUTH_API_KEY.into(),
+        environment: environment.into(),
+        dialpad_company_id: company.id.to_string(),
+    }))
 }

@@ -3,14 +3,14 @@
 //! <https://developers.dialpad.com/docs/oauth>).
 
 use actix_web::http::header;
-use actix_web::web;
 use actix_web::web::{Data, Query};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, get};
 use chrono::{TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
 
 use db::DbError;
 use db::apps::App;
@@ -19,16 +19,13 @@ use db::dialpad::{Connection, OAuthState, OAuthTokens};
 use crate::auth::authorize_for_app;
 use crate::dialpad::pkce::{Pkce, new_state, state_hash};
 use crate::dialpad::{OAuthApp, token_expiry};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::routes::dialpad::AppQuery;
 use crate::startup::ApiState;
 
 /// This module's routes (`routes::configure`).
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
-    cfg.map(|cfg| {
-        cfg.route("/auth/dialpad/connect", web::get().to(connect))
-            .route("/auth/dialpad/callback", web::get().to(callback))
-    });
+    cfg.service(connect).service(callback);
 }
 
 /// How long a connection attempt may take, from the redirect to Dialpad to the callback.
@@ -40,17 +37,31 @@ fn oauth_app(state: &ApiState) -> Result<&OAuthApp, ApiError> {
     ))
 }
 
-/// `GET /auth/dialpad/connect?app_id=`: starts connecting the app. Stores a single-use `state`
-/// (valid 10 minutes) with a PKCE code verifier and answers `302` to Dialpad's authorize URL
-/// with `response_type=code`, `client_id`, `redirect_uri`, `scope` (`DIALPAD_SCOPES`, when
-/// set), `state`, `code_challenge` and `code_challenge_method=S256`.
+/// Start connecting an app to Dialpad (OAuth)
+///
+/// Stores a single-use `state` (valid 10 minutes) with a PKCE code verifier and redirects to
+/// Dialpad's authorize URL with `response_type=code`, `client_id`, `redirect_uri`, `scope`
+/// (`DIALPAD_SCOPES`, when set), `state`, `code_challenge` and `code_challenge_method=S256`.
 ///
 /// Needs the admin bearer secret or the app's own `x-app-api-key`: otherwise anyone knowing an
 /// app id could attach their Dialpad company to it. A client's backend calls this and sends
-/// its user's browser to the `Location`.
-///
-/// Errors: 400 `invalid_parameter` (`app_id`), 401, 404 unknown app (or another app's key),
-/// 503 `not_configured` without the OAuth settings.
+/// its user's browser to the `Location`; Dialpad then sends the browser to
+/// `GET /auth/dialpad/callback`.
+#[utoipa::path(
+    tag = "oauth",
+    security(("internal_api_secret" = []), ("app_api_key" = [])),
+    params(AppQuery),
+    responses(
+        (status = 302, description = "To Dialpad's authorize URL (`Cache-Control: no-store`)", headers(
+            ("Location" = String, description = "Dialpad's authorize URL, with the `state` and PKCE `code_challenge`"),
+            ("Cache-Control" = String, description = "`no-store`"),
+        )),
+        (status = 400, description = "`invalid_parameter`: `app_id` missing or not a UUID", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such active app, or the API key is another app's", body = ErrorBody),
+        (status = 503, description = "`not_configured`: the server lacks `DIALPAD_CLIENT_ID`, `DIALPAD_CLIENT_SECRET` and `DIALPAD_REDIRECT_URI`; `unavailable`: the database cannot be reached (`Retry-After: 2`)", body = ErrorBody),
+    )
+)]
+#[get("/auth/dialpad/connect")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn connect(
     request: HttpRequest,
@@ -87,23 +98,51 @@ pub(crate) async fn connect(
         .finish())
 }
 
-/// Query of Dialpad's redirect back to us.
-#[derive(Debug, Deserialize)]
+/// Query of Dialpad's redirect back to us (RFC 6749 §4.1.2).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct CallbackQuery {
+    /// The authorization code, on success.
     code: Option<String>,
+    /// The `state` of `GET /auth/dialpad/connect` (required; single use).
+    #[param(required = true, value_type = String)]
     state: Option<String>,
+    /// Dialpad's error code when the authorization failed, e.g. `access_denied`.
     error: Option<String>,
 }
 
-/// `GET /auth/dialpad/callback?code=&state=`: where Dialpad sends the browser back. Takes the
-/// state (once), exchanges the code with its PKCE verifier, reads the company id, and stores
-/// the tokens encrypted in `dialpad_connections`.
+/// An app connected to Dialpad by OAuth.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OAuthConnected {
+    /// `Dialpad connected`.
+    message: String,
+    /// The app's id (a UUID).
+    #[schema(value_type = String, format = "uuid")]
+    app_id: Uuid,
+    /// The Dialpad environment: `sandbox` or `production`.
+    environment: String,
+}
+
+/// Finish connecting an app to Dialpad (OAuth callback)
 ///
-/// Answers `200 {"message": "Dialpad connected", "app_id", "environment"}`, or `302` to
-/// `OAUTH_SUCCESS_REDIRECT_URL` with `app_id` and `status=connected` added when it is set.
-/// Errors: 400 `invalid_parameter` (no `state` / `code`), `invalid_state` (unknown, expired
-/// or used), `access_denied` (the user refused), `oauth_error` (another error from Dialpad);
-/// 502 when the code exchange fails.
+/// Where Dialpad sends the browser back. Takes the state (once), exchanges the code with its
+/// PKCE verifier, reads the company id (when the user may), and stores the tokens encrypted.
+/// Answers JSON, or redirects to `OAUTH_SUCCESS_REDIRECT_URL` when the server sets it. No
+/// credential: the single-use `state` authenticates the request.
+#[utoipa::path(
+    tag = "oauth",
+    params(CallbackQuery),
+    responses(
+        (status = 200, description = "Connected (the server has no `OAUTH_SUCCESS_REDIRECT_URL`)", body = OAuthConnected),
+        (status = 302, description = "Connected: to `OAUTH_SUCCESS_REDIRECT_URL`, when set", headers(
+            ("Location" = String, description = "`OAUTH_SUCCESS_REDIRECT_URL` with `app_id` and `status=connected` added to its query"),
+        )),
+        (status = 400, description = "`invalid_parameter`: no `state`, or no `code`; `invalid_state`: the state is unknown, expired or used; `access_denied`: the user refused; `oauth_error`: another error from Dialpad (the message names it)", body = ErrorBody),
+        (status = 502, description = "`dialpad_error`: Dialpad refused the code exchange (the message says its status); `dialpad_unreachable`: timeout or connection failure", body = ErrorBody),
+        (status = 503, description = "`not_configured`: the server lacks `DIALPAD_CLIENT_ID`, `DIALPAD_CLIENT_SECRET` and `DIALPAD_REDIRECT_URI`; `unavailable`: the database cannot be reached (`Retry-After: 2`)", body = ErrorBody),
+    )
+)]
+#[get("/auth/dialpad/callback")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn callback(
     state: Data<ApiState>,
@@ -185,9 +224,9 @@ pub(crate) async fn callback(
             .insert_header((header::LOCATION, url.as_str()))
             .finish());
     }
-    Ok(HttpResponse::Ok().json(json!({
-        "message": "Dialpad connected",
-        "app_id": consumed.app_id,
-        "environment": consumed.environment,
-    })))
+    Ok(HttpResponse::Ok().json(OAuthConnected {
+        message: "Dialpad connected".into(),
+        app_id: consumed.app_id,
+        environment: consumed.environment,
+    }))
 }
