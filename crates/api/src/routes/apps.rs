@@ -18,7 +18,7 @@ use crate::auth::InternalAdmin;
 use crate::error::{ApiError, ErrorBody};
 use crate::keys::{NewKey, generate_webhook_secret, validate_webhook_secret};
 use crate::routes::dialpad::{SubscriptionView, WebhookView};
-use crate::routes::{params, rfc3339};
+use crate::routes::{params, rfc3339, timestamp};
 use crate::startup::ApiState;
 
 /// This module's routes (`routes::configure`).
@@ -158,8 +158,8 @@ pub(crate) struct AppView {
     name: String,
     /// `false` once deactivated: its API keys are refused, its data is kept.
     active: bool,
-    created_at: Option<String>,
-    updated_at: Option<String>,
+    created_at: String,
+    updated_at: String,
 }
 
 impl From<&App> for AppView {
@@ -168,8 +168,8 @@ impl From<&App> for AppView {
             app_id: app.id,
             name: app.name.clone(),
             active: app.active,
-            created_at: rfc3339(Some(app.created_at)),
-            updated_at: rfc3339(Some(app.updated_at)),
+            created_at: timestamp(app.created_at),
+            updated_at: timestamp(app.updated_at),
         }
     }
 }
@@ -319,7 +319,7 @@ pub(crate) struct IssueKeyQuery {
 pub(crate) struct KeyView {
     /// The key's public id: the `{key_id}` of `raw_{key_id}_{secret}`.
     key_id: String,
-    created_at: Option<String>,
+    created_at: String,
     /// When the key last authenticated a request (recorded at most once a minute); `null` if
     /// never.
     last_used_at: Option<String>,
@@ -331,7 +331,7 @@ impl From<&ApiKeyInfo> for KeyView {
     fn from(key: &ApiKeyInfo) -> Self {
         KeyView {
             key_id: key.key_id.clone(),
-            created_at: rfc3339(Some(key.created_at)),
+            created_at: timestamp(key.created_at),
             last_used_at: rfc3339(key.last_used_at),
             revoked_at: rfc3339(key.revoked_at),
         }
@@ -348,7 +348,7 @@ pub(crate) struct IssuedKey {
     /// The key's public id.
     key_id: String,
     /// RFC 3339 UTC.
-    created_at: Option<String>,
+    created_at: String,
     /// How many of the app's other keys were revoked with it (`revoke_existing`).
     revoked: usize,
 }
@@ -405,7 +405,7 @@ pub(crate) async fn issue_key(
     Ok(HttpResponse::Created().json(IssuedKey {
         api_key: key.key,
         key_id: issued.key_id,
-        created_at: rfc3339(Some(issued.created_at)),
+        created_at: timestamp(issued.created_at),
         revoked,
     }))
 }
@@ -502,7 +502,7 @@ pub(crate) struct AuditEntryView {
     #[schema(value_type = Object)]
     details: Value,
     /// RFC 3339 UTC.
-    created_at: Option<String>,
+    created_at: String,
 }
 
 impl From<&AuditEntry> for AuditEntryView {
@@ -512,7 +512,7 @@ impl From<&AuditEntry> for AuditEntryView {
             action: entry.action.clone(),
             actor: entry.actor.clone(),
             details: entry.details.clone(),
-            created_at: rfc3339(Some(entry.created_at)),
+            created_at: timestamp(entry.created_at),
         }
     }
 }
@@ -589,7 +589,7 @@ pub(crate) struct ConnectionView {
     /// When the OAuth token was last refreshed.
     refreshed_at: Option<String>,
     /// When the app was (last) connected.
-    connected_at: Option<String>,
+    connected_at: String,
 }
 
 impl From<&Connection> for ConnectionView {
@@ -603,7 +603,7 @@ impl From<&Connection> for ConnectionView {
             scopes: connection.scopes.clone(),
             token_expires_at: rfc3339(connection.token_expires_at),
             refreshed_at: rfc3339(connection.refreshed_at),
-            connected_at: rfc3339(Some(connection.created_at)),
+            connected_at: timestamp(connection.created_at),
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::routes::params::{
     DirectionQuery, PageMeta, PageQuery, RangeQuery, next_cursor, one_of, string_enum,
 };
-use crate::routes::rfc3339;
+use crate::routes::{rfc3339, timestamp};
 use crate::startup::ApiState;
 use crate::totals::TotalKey;
 
@@ -87,7 +87,7 @@ pub(crate) struct CallResponse {
     custom_data: Option<String>,
     event_count: i32,
     last_event_at: Option<String>,
-    updated_at: Option<String>,
+    updated_at: String,
 }
 
 fn millis(value: Option<f64>) -> Option<i64> {
@@ -131,7 +131,7 @@ impl From<Call> for CallResponse {
             custom_data: call.custom_data,
             event_count: call.event_count,
             last_event_at: rfc3339(call.last_event_at),
-            updated_at: rfc3339(Some(call.updated_at)),
+            updated_at: timestamp(call.updated_at),
         }
     }
 }
@@ -443,7 +443,7 @@ pub(crate) struct CallEvent {
     /// Dialpad's `event_timestamp`.
     event_timestamp: Option<String>,
     /// When ingest accepted it.
-    received_at: Option<String>,
+    received_at: String,
     /// The webhook's payload as Dialpad signed it (the JWT's claims).
     #[schema(value_type = Object)]
     payload: Value,
@@ -494,7 +494,7 @@ pub(crate) async fn call_events(
                 call_id: event.dialpad_id.map(|id| id.to_string()),
                 state: event.event_type,
                 event_timestamp: rfc3339(event.event_timestamp),
-                received_at: rfc3339(Some(event.received_at)),
+                received_at: timestamp(event.received_at),
                 payload: event.payload,
             })
             .collect(),

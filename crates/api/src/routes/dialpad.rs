@@ -30,7 +30,7 @@ use crate::dialpad::{DialpadError, SubscriptionKind, credential_for};
 use crate::error::{ApiError, ErrorBody};
 use crate::keys::validate_webhook_secret;
 use crate::routes::params::string_enum;
-use crate::routes::rfc3339;
+use crate::routes::timestamp;
 use crate::startup::ApiState;
 
 /// This module's routes (`routes::configure`). `/internal/webhooks/create` comes before
@@ -157,7 +157,7 @@ pub(crate) struct WebhookView {
     signature_algo: String,
     /// `jwt` (Dialpad's `signature.type`).
     signature_type: String,
-    created_at: Option<String>,
+    created_at: String,
 }
 
 impl From<&DialpadWebhook> for WebhookView {
@@ -167,7 +167,7 @@ impl From<&DialpadWebhook> for WebhookView {
             hook_url: webhook.hook_url.clone(),
             signature_algo: webhook.signature_algo.clone(),
             signature_type: webhook.signature_type.clone(),
-            created_at: rfc3339(Some(webhook.created_at)),
+            created_at: timestamp(webhook.created_at),
         }
     }
 }
@@ -187,7 +187,7 @@ pub(crate) struct SubscriptionView {
     /// `target_id` when scoped to a target.
     #[schema(value_type = Object)]
     options: Value,
-    created_at: Option<String>,
+    created_at: String,
 }
 
 impl From<&DialpadSubscription> for SubscriptionView {
@@ -197,7 +197,7 @@ impl From<&DialpadSubscription> for SubscriptionView {
             kind: subscription.kind.clone(),
             webhook_id: subscription.dialpad_webhook_id.to_string(),
             options: subscription.options.clone(),
-            created_at: rfc3339(Some(subscription.created_at)),
+            created_at: timestamp(subscription.created_at),
         }
     }
 }

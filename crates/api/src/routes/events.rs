@@ -23,7 +23,7 @@ use db::queue::EventStatus;
 use crate::auth::InternalAdmin;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::params::{self, string_enum};
-use crate::routes::rfc3339;
+use crate::routes::{rfc3339, timestamp};
 use crate::startup::ApiState;
 
 /// This module's routes (`routes::configure`). `/internal/events/reroute` comes before
@@ -74,11 +74,11 @@ pub(crate) struct EventView {
     /// How many times the worker tried it.
     attempts: i32,
     /// When the worker may (next) claim it.
-    run_at: Option<String>,
+    run_at: String,
     /// The last failure, or why it was ignored.
     last_error: Option<String>,
     /// When ingest accepted it.
-    received_at: Option<String>,
+    received_at: String,
     /// When the worker finished with it.
     processed_at: Option<String>,
 }
@@ -94,9 +94,9 @@ impl From<&EventRecord> for EventView {
             event_timestamp: rfc3339(event.event_timestamp),
             status: event.status.clone(),
             attempts: event.attempts,
-            run_at: rfc3339(Some(event.run_at)),
+            run_at: timestamp(event.run_at),
             last_error: event.last_error.clone(),
-            received_at: rfc3339(Some(event.received_at)),
+            received_at: timestamp(event.received_at),
             processed_at: rfc3339(event.processed_at),
         }
     }

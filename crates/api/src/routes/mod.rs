@@ -37,6 +37,11 @@ pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {
 }
 
 /// RFC 3339 UTC with milliseconds (`2026-11-19T16:00:00.112Z`), the API's one time format.
+pub(crate) fn timestamp(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// [`timestamp`] of a time that may be unknown.
 pub(crate) fn rfc3339(time: Option<DateTime<Utc>>) -> Option<String> {
-    time.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    time.map(timestamp)
 }
