@@ -83,7 +83,9 @@ impl Rendered {
     }
 }
 
-/// This document (OpenAPI 3.1).
+/// Get this document
+///
+/// OpenAPI 3.1, generated from the route table.
 #[utoipa::path(
     tag = "meta",
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"))
@@ -95,8 +97,10 @@ async fn openapi_json(rendered: Data<Rendered>) -> HttpResponse {
         .body(rendered.json.clone())
 }
 
-/// This document as an interactive page (Scalar; the page loads its script from a CDN when a
-/// browser opens it, nothing is fetched at build time).
+/// Browse this document
+///
+/// An interactive page (Scalar) with the document embedded; the browser loads the page's
+/// script from a CDN when it opens it, nothing is fetched at build time.
 #[utoipa::path(
     tag = "meta",
     responses((status = 200, description = "An HTML page", content_type = "text/html"))
