@@ -44,12 +44,25 @@ pub struct Window {
 }
 
 impl Window {
-    /// The total when this page tells it without a query: an offset page that is not full
-    /// ends the list (unless it is empty past the end).
-    fn known_total(&self, rows: usize) -> Option<i64> {
-        let rows = i64::try_from(rows).ok()?;
-        (self.after.is_none() && rows < self.limit && (rows > 0 || self.offset == 0))
-            .then_some(self.offset + rows)
+    /// The total of a page of `rows` rows: told by the page itself when it is an offset page
+    /// that ends the list (and is not empty past the end), else from `count` when counting is
+    /// allowed, else unknown (keyset pages).
+    async fn total(
+        &self,
+        rows: usize,
+        count: impl AsyncFnOnce() -> Result<i64, DbError>,
+    ) -> Result<Option<i64>, DbError> {
+        if self.after.is_some() {
+            return Ok(None);
+        }
+        let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+        if rows < self.limit && (rows > 0 || self.offset == 0) {
+            Ok(Some(self.offset + rows))
+        } else if self.count {
+            Ok(Some(count().await?))
+        } else {
+            Ok(None)
+        }
     }
 }
 
@@ -323,17 +336,15 @@ pub async fn logical_calls(
         .select(LogicalCallRow::as_select())
         .load(conn)
         .await?;
-    let total = match window.known_total(rows.len()) {
-        Some(total) => Some(total),
-        None if window.count && window.after.is_none() => {
+    let total = window
+        .total(rows.len(), async || {
             let mut count = logical_calls::table.into_boxed();
             for condition in call_conditions(app_id, filter) {
                 count = count.filter(condition);
             }
-            Some(count.select(count_star()).first(conn).await?)
-        }
-        None => None,
-    };
+            Ok(count.select(count_star()).first(conn).await?)
+        })
+        .await?;
     Ok(Page { rows, total })
 }
 
@@ -362,17 +373,15 @@ pub async fn legs(
         .select(Call::as_select())
         .load(conn)
         .await?;
-    let total = match window.known_total(rows.len()) {
-        Some(total) => Some(total),
-        None if window.count && window.after.is_none() => {
+    let total = window
+        .total(rows.len(), async || {
             let mut count = calls::table.into_boxed();
             for condition in leg_conditions(app_id, filter) {
                 count = count.filter(condition);
             }
-            Some(count.select(count_star()).first(conn).await?)
-        }
-        None => None,
-    };
+            Ok(count.select(count_star()).first(conn).await?)
+        })
+        .await?;
     Ok(Page { rows, total })
 }
 
@@ -471,17 +480,15 @@ pub async fn messages(
         .select(MessageRow::as_select())
         .load(conn)
         .await?;
-    let total = match window.known_total(rows.len()) {
-        Some(total) => Some(total),
-        None if window.count && window.after.is_none() => {
+    let total = window
+        .total(rows.len(), async || {
             let mut count = messages::table.into_boxed();
             for condition in message_conditions(app_id, filter) {
                 count = count.filter(condition);
             }
-            Some(count.select(count_star()).first(conn).await?)
-        }
-        None => None,
-    };
+            Ok(count.select(count_star()).first(conn).await?)
+        })
+        .await?;
     Ok(Page { rows, total })
 }
 
@@ -530,17 +537,15 @@ pub async fn voicemails(
         .select(VoicemailRow::as_select())
         .load(conn)
         .await?;
-    let total = match window.known_total(rows.len()) {
-        Some(total) => Some(total),
-        None if window.count && window.after.is_none() => {
+    let total = window
+        .total(rows.len(), async || {
             let mut count = voicemails::table.into_boxed();
             for condition in voicemail_conditions(app_id, filter) {
                 count = count.filter(condition);
             }
-            Some(count.select(count_star()).first(conn).await?)
-        }
-        None => None,
-    };
+            Ok(count.select(count_star()).first(conn).await?)
+        })
+        .await?;
     Ok(Page { rows, total })
 }
 
