@@ -2,17 +2,23 @@
 //!
 //! A full first page's `total` is a count of every match (10,000 index entries cost Postgres
 //! about 2 ms, more than the page itself), and dashboards ask for the same first page over and
-//! over. So a counted total is reused for `TOTAL_CACHE_TTL_MS` (default 1 s; 0 counts every
-//! time): `total` may lag the rows by that much. A page that ends the list tells its total
-//! exactly without any count, so small lists are always exact.
+//! over. So a counted total is reused for about `TOTAL_CACHE_TTL_MS` (default 1 s; 0 counts
+//! every time): `total` may lag the rows by that much. Concurrent requests for a total not
+//! cached share one count, and each entry lives 75–125% of the TTL, so totals filled together
+//! are not all recounted in the same instant. A page that ends the list tells its total exactly
+//! without any count, so small lists are always exact.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
-use moka::sync::Cache;
+use moka::Expiry;
+use moka::future::Cache;
 use uuid::Uuid;
 
 use db::DbError;
-use db::listing::{CallFilter, MessageFilter, Page, Window};
+use db::listing::{CallFilter, MessageFilter, Window};
+
+use crate::error::ApiError;
 
 /// Which list, for whom, filtered how.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -21,6 +27,15 @@ pub(crate) enum TotalKey {
     Legs(Uuid, CallFilter),
     Messages(Uuid, MessageFilter),
     Voicemails(Uuid, MessageFilter),
+}
+
+/// Each entry's lifetime: the TTL, jittered.
+struct Jittered(Duration);
+
+impl Expiry<TotalKey, i64> for Jittered {
+    fn expire_after_create(&self, _: &TotalKey, _: &i64, _: Instant) -> Option<Duration> {
+        Some(self.0.mul_f64(rand::random_range(0.75..1.25)))
+    }
 }
 
 /// The cache (`None`: disabled).
@@ -32,31 +47,47 @@ impl Totals {
         Totals((!ttl.is_zero()).then(|| {
             Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(ttl)
+                .expire_after(Jittered(ttl))
                 .build()
         }))
     }
 
-    /// Runs `list` for `window`, letting it count only when the total is not cached, and
-    /// caches what it counted.
+    /// The `total` of a page of `window`: `None` on keyset pages; the page's own total when it
+    /// tells one (it refreshes the cache); else the cached count, or `count` run once for all
+    /// concurrent callers.
     ///
     /// # Errors
-    /// What `list` returns.
-    pub(crate) async fn page<T>(
+    /// What `count` fails with, as [`ApiError`].
+    pub(crate) async fn total(
         &self,
         key: TotalKey,
-        mut window: Window,
-        list: impl AsyncFnOnce(Window) -> Result<Page<T>, DbError>,
-    ) -> Result<Page<T>, DbError> {
-        let cache = self.0.as_ref().filter(|_| window.after.is_none());
-        let cached = cache.and_then(|cache| cache.get(&key));
-        window.count = cached.is_none();
-        let mut page = list(window).await?;
-        match (page.total, cache) {
-            (Some(total), Some(cache)) => cache.insert(key, total),
-            (None, _) => page.total = cached,
-            (Some(_), None) => {}
+        window: &Window,
+        page_total: Option<i64>,
+        count: impl Future<Output = Result<i64, DbError>>,
+    ) -> Result<Option<i64>, ApiError> {
+        if window.after.is_some() {
+            return Ok(None);
         }
-        Ok(page)
+        match (page_total, &self.0) {
+            (Some(total), Some(cache)) => {
+                cache.insert(key, total).await;
+                Ok(Some(total))
+            }
+            (Some(total), None) => Ok(Some(total)),
+            (None, Some(cache)) => {
+                cache
+                    .try_get_with(key, count)
+                    .await
+                    .map(Some)
+                    .map_err(|error| {
+                        if error.is_unavailable() {
+                            ApiError::Unavailable
+                        } else {
+                            ApiError::Internal(anyhow::anyhow!("counting a list failed: {error}"))
+                        }
+                    })
+            }
+            (None, None) => Ok(Some(count.await?)),
+        }
     }
 }

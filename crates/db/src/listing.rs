@@ -38,37 +38,20 @@ pub struct Window {
     pub limit: i64,
     pub offset: i64,
     pub after: Option<Position>,
-    /// Whether a count query may run when the page itself does not tell the total (the caller
-    /// may know it already, e.g. cached).
-    pub count: bool,
 }
 
 impl Window {
-    /// The total of a page of `rows` rows: told by the page itself when it is an offset page
-    /// that ends the list (and is not empty past the end), else from `count` when counting is
-    /// allowed, else unknown (keyset pages).
-    async fn total(
-        &self,
-        rows: usize,
-        count: impl AsyncFnOnce() -> Result<i64, DbError>,
-    ) -> Result<Option<i64>, DbError> {
-        if self.after.is_some() {
-            return Ok(None);
-        }
-        let rows = i64::try_from(rows).unwrap_or(i64::MAX);
-        if rows < self.limit && (rows > 0 || self.offset == 0) {
-            Ok(Some(self.offset + rows))
-        } else if self.count {
-            Ok(Some(count().await?))
-        } else {
-            Ok(None)
-        }
+    /// The total when the page tells it: an offset page that is not full ends the list (unless
+    /// it is empty past the end).
+    fn known_total(&self, rows: usize) -> Option<i64> {
+        let rows = i64::try_from(rows).ok()?;
+        (self.after.is_none() && rows < self.limit && (rows > 0 || self.offset == 0))
+            .then_some(self.offset + rows)
     }
 }
 
-/// A page and how many rows match the filters in all: `None` on keyset pages (the count is a
-/// scan of every match, paid once on the first page, not on every page of a walk), and when
-/// [`Window::count`] is off and the page does not tell it.
+/// A page and, when the page itself tells it (an offset page that ends the list), how many
+/// rows match in all; otherwise the `count_*` functions count them (a scan of every match).
 #[derive(Debug)]
 pub struct Page<T> {
     pub rows: Vec<T>,
@@ -336,15 +319,7 @@ pub async fn logical_calls(
         .select(LogicalCallRow::as_select())
         .load(conn)
         .await?;
-    let total = window
-        .total(rows.len(), async || {
-            let mut count = logical_calls::table.into_boxed();
-            for condition in call_conditions(app_id, filter) {
-                count = count.filter(condition);
-            }
-            Ok(count.select(count_star()).first(conn).await?)
-        })
-        .await?;
+    let total = window.known_total(rows.len());
     Ok(Page { rows, total })
 }
 
@@ -373,16 +348,72 @@ pub async fn legs(
         .select(Call::as_select())
         .load(conn)
         .await?;
-    let total = window
-        .total(rows.len(), async || {
-            let mut count = calls::table.into_boxed();
-            for condition in leg_conditions(app_id, filter) {
-                count = count.filter(condition);
-            }
-            Ok(count.select(count_star()).first(conn).await?)
-        })
-        .await?;
+    let total = window.known_total(rows.len());
     Ok(Page { rows, total })
+}
+
+/// How many of an app's logical calls match `filter`.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn count_logical_calls(
+    conn: &mut AsyncPgConnection,
+    app_id: Uuid,
+    filter: &CallFilter,
+) -> Result<i64, DbError> {
+    let mut count = logical_calls::table.into_boxed();
+    for condition in call_conditions(app_id, filter) {
+        count = count.filter(condition);
+    }
+    Ok(count.select(count_star()).first(conn).await?)
+}
+
+/// How many of an app's call legs match `filter`.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn count_legs(
+    conn: &mut AsyncPgConnection,
+    app_id: Uuid,
+    filter: &CallFilter,
+) -> Result<i64, DbError> {
+    let mut count = calls::table.into_boxed();
+    for condition in leg_conditions(app_id, filter) {
+        count = count.filter(condition);
+    }
+    Ok(count.select(count_star()).first(conn).await?)
+}
+
+/// How many of an app's messages match `filter`.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn count_messages(
+    conn: &mut AsyncPgConnection,
+    app_id: Uuid,
+    filter: &MessageFilter,
+) -> Result<i64, DbError> {
+    let mut count = messages::table.into_boxed();
+    for condition in message_conditions(app_id, filter) {
+        count = count.filter(condition);
+    }
+    Ok(count.select(count_star()).first(conn).await?)
+}
+
+/// How many of an app's voicemails match `filter`.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn count_voicemails(
+    conn: &mut AsyncPgConnection,
+    app_id: Uuid,
+    filter: &MessageFilter,
+) -> Result<i64, DbError> {
+    let mut count = voicemails::table.into_boxed();
+    for condition in voicemail_conditions(app_id, filter) {
+        count = count.filter(condition);
+    }
+    Ok(count.select(count_star()).first(conn).await?)
 }
 
 /// The logical call a leg id (or a logical call id) belongs to, with its legs (oldest first).
@@ -480,15 +511,7 @@ pub async fn messages(
         .select(MessageRow::as_select())
         .load(conn)
         .await?;
-    let total = window
-        .total(rows.len(), async || {
-            let mut count = messages::table.into_boxed();
-            for condition in message_conditions(app_id, filter) {
-                count = count.filter(condition);
-            }
-            Ok(count.select(count_star()).first(conn).await?)
-        })
-        .await?;
+    let total = window.known_total(rows.len());
     Ok(Page { rows, total })
 }
 
@@ -537,15 +560,7 @@ pub async fn voicemails(
         .select(VoicemailRow::as_select())
         .load(conn)
         .await?;
-    let total = window
-        .total(rows.len(), async || {
-            let mut count = voicemails::table.into_boxed();
-            for condition in voicemail_conditions(app_id, filter) {
-                count = count.filter(condition);
-            }
-            Ok(count.select(count_star()).first(conn).await?)
-        })
-        .await?;
+    let total = window.known_total(rows.len());
     Ok(Page { rows, total })
 }
 

@@ -352,24 +352,20 @@ async fn list(
     let legs = one_of("view", calls.view.as_deref(), VIEWS)?.as_deref() == Some("legs");
     let window = page.window()?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let totals = &state.totals;
+    let app_id = tenant.app_id;
     let (rows, total, next) = if legs {
-        let key = TotalKey::Legs(tenant.app_id, filter.clone());
-        let page = totals
-            .page(key, window, async |window| {
-                listing::legs(&mut conn, tenant.app_id, &filter, window).await
-            })
-            .await?;
+        let page = listing::legs(&mut conn, app_id, &filter, window).await?;
+        let count = listing::count_legs(&mut conn, app_id, &filter);
+        let key = TotalKey::Legs(app_id, filter.clone());
+        let total = state.totals.total(key, &window, page.total, count).await?;
         let next = next_cursor(&page.rows, window.limit, |c| (c.started_at, c.call_id));
         let rows = page.rows.into_iter().map(CallResponse::from).collect();
-        (CallRows::Legs(rows), page.total, next)
+        (CallRows::Legs(rows), total, next)
     } else {
-        let key = TotalKey::Calls(tenant.app_id, filter.clone());
-        let page = totals
-            .page(key, window, async |window| {
-                listing::logical_calls(&mut conn, tenant.app_id, &filter, window).await
-            })
-            .await?;
+        let page = listing::logical_calls(&mut conn, app_id, &filter, window).await?;
+        let count = listing::count_logical_calls(&mut conn, app_id, &filter);
+        let key = TotalKey::Calls(app_id, filter.clone());
+        let total = state.totals.total(key, &window, page.total, count).await?;
         let next = next_cursor(&page.rows, window.limit, |c| {
             (c.started_at, c.logical_call_id)
         });
@@ -378,7 +374,7 @@ async fn list(
             .into_iter()
             .map(LogicalCallResponse::from)
             .collect();
-        (CallRows::Calls(rows), page.total, next)
+        (CallRows::Calls(rows), total, next)
     };
     Ok(Json(CallList {
         calls: rows,

@@ -179,16 +179,14 @@ pub(crate) async fn list_messages(
         number: range.number()?,
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let page = listing::messages(&mut conn, tenant.app_id, &filter, window).await?;
+    let count = listing::count_messages(&mut conn, tenant.app_id, &filter);
     let key = TotalKey::Messages(tenant.app_id, filter.clone());
-    let page = (state.totals)
-        .page(key, window, async |window| {
-            listing::messages(&mut conn, tenant.app_id, &filter, window).await
-        })
-        .await?;
+    let total = state.totals.total(key, &window, page.total, count).await?;
     let next = next_cursor(&page.rows, window.limit, |m| (m.sent_at, m.message_id));
     Ok(Json(MessageList {
         messages: page.rows.into_iter().map(Message::from).collect(),
-        page: PageMeta::new(page.total, window, next),
+        page: PageMeta::new(total, window, next),
     }))
 }
 
@@ -231,15 +229,13 @@ pub(crate) async fn list_voicemails(
         ..MessageFilter::default()
     };
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let page = listing::voicemails(&mut conn, tenant.app_id, &filter, window).await?;
+    let count = listing::count_voicemails(&mut conn, tenant.app_id, &filter);
     let key = TotalKey::Voicemails(tenant.app_id, filter.clone());
-    let page = (state.totals)
-        .page(key, window, async |window| {
-            listing::voicemails(&mut conn, tenant.app_id, &filter, window).await
-        })
-        .await?;
+    let total = state.totals.total(key, &window, page.total, count).await?;
     let next = next_cursor(&page.rows, window.limit, |v| (v.left_at, v.call_id));
     Ok(Json(VoicemailList {
         voicemails: page.rows.into_iter().map(Voicemail::from).collect(),
-        page: PageMeta::new(page.total, window, next),
+        page: PageMeta::new(total, window, next),
     }))
 }

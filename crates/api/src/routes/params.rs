@@ -168,7 +168,6 @@ impl PageQuery {
             limit,
             offset,
             after,
-            count: after.is_none(),
         })
     }
 }
