@@ -577,7 +577,7 @@ async fn main() -> anyhow::Result<()> {
         Some("ingest") => bench_ingest(number(1, 20_000)?, number(2, 32)?).await,
         Some("worker") => bench_worker(number(1, 100_000)?, number(2, 50)?).await,
         Some("latency") => bench_latency(number(1, 500)?, number(2, 20)?).await,
-        Some("api") => bench_api(number(1, 1_000_000)?, number(2, 100)?, number(3, 10_000)?).await,
+        Some("api") => bench_api(number(1, 1_000_000)?, number(2, 100)?, number(3, 5_000)?).await,
         _ => anyhow::bail!(
             "usage: bench ingest [EVENTS] [CONCURRENCY] | bench worker [EVENTS] [APPS] | bench latency [RATE] [SECONDS] | bench api [CALLS] [APPS] [REQUESTS]"
         ),
