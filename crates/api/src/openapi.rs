@@ -19,10 +19,12 @@ use crate::auth::API_KEY_HEADER;
 use crate::error::ErrorBody;
 use crate::routes;
 
-/// The security scheme of the tenant endpoints (`x-app-api-key`).
-pub(crate) const TENANT_KEY: &str = "app_api_key";
-/// The security scheme of the admin endpoints (`Authorization: Bearer $INTERNAL_API_SECRET`).
-pub(crate) const ADMIN_BEARER: &str = "internal_api_secret";
+/// The security scheme of the tenant endpoints (`x-app-api-key`). Handlers name it as a
+/// literal, `security(("app_api_key" = []))`: utoipa takes no constant there.
+const TENANT_KEY: &str = "app_api_key";
+/// The security scheme of the admin endpoints (`Authorization: Bearer $INTERNAL_API_SECRET`),
+/// `security(("internal_api_secret" = []))`.
+const ADMIN_BEARER: &str = "internal_api_secret";
 
 #[derive(OpenApi)]
 #[openapi(
