@@ -7,9 +7,9 @@
 //! DESC)` indexes serve, so a deep page costs what the first does; offset paging is kept for
 //! small jumps.
 
-use chrono::{DateTime, Utc};
 use std::marker::PhantomData;
 
+use chrono::{DateTime, Utc};
 use diesel::dsl::count_star;
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
 use diesel::pg::Pg;
