@@ -99,7 +99,8 @@ pub(crate) struct DirectionQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct PageMeta {
     /// How many rows match the filters in all; `null` on cursor pages (the count is paid once,
-    /// on the first page, not on every page of a walk).
+    /// on the first page, not on every page of a walk). Exact when this page ends the list;
+    /// otherwise it may be up to ~1.25 s old (`TOTAL_CACHE_TTL_MS`, default 1 s).
     total: Option<i64>,
     /// The page size used.
     limit: i64,
