@@ -7,6 +7,9 @@ use serde_json::Value;
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
 
+use diesel_async::AsyncPgConnection;
+use uuid::Uuid;
+
 use db::DbError;
 use db::calls::Call;
 use db::listing::{self, CallFilter};
@@ -382,9 +385,31 @@ async fn list(
     }))
 }
 
-fn call_id(raw: &str) -> Result<i64, ApiError> {
-    // Not a Dialpad id: nothing to find (and nothing to tell about other tenants).
-    raw.parse().map_err(|_| ApiError::NotFound)
+/// The path of one phone call's endpoints.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct CallPath {
+    /// A Dialpad call id: the phone call's or any of its legs'.
+    #[param(example = "6312883045720064")]
+    call_id: String,
+}
+
+impl CallPath {
+    /// The tenant's phone call this path names, with its legs (oldest first).
+    ///
+    /// # Errors
+    /// [`ApiError::NotFound`] for an id that is not a Dialpad id or no call of this tenant's
+    /// (nothing tells about other tenants); database errors.
+    async fn find(
+        &self,
+        conn: &mut AsyncPgConnection,
+        app_id: Uuid,
+    ) -> Result<(LogicalCallRow, Vec<Call>), ApiError> {
+        let id = self.call_id.parse().map_err(|_| ApiError::NotFound)?;
+        listing::logical_call_with_legs(conn, app_id, id)
+            .await?
+            .ok_or(ApiError::NotFound)
+    }
 }
 
 /// A phone call with its legs.
@@ -402,7 +427,7 @@ pub(crate) struct PhoneCallWithLegs {
 #[utoipa::path(
     tag = "calls",
     security(("app_api_key" = [])),
-    params(("call_id" = String, Path, description = "A Dialpad call id: the phone call's or any of its legs'", example = "6312883045720064")),
+    params(CallPath),
     responses(
         (status = 200, description = "The phone call", body = PhoneCallWithLegs),
         (status = 404, description = "`not_found`: no such call for this tenant (another tenant's call included)", body = ErrorBody),
@@ -413,13 +438,10 @@ pub(crate) struct PhoneCallWithLegs {
 pub(crate) async fn get_call(
     tenant: Tenant,
     state: Data<ApiState>,
-    id: Path<String>,
+    path: Path<CallPath>,
 ) -> Result<Json<PhoneCallWithLegs>, ApiError> {
-    let id = call_id(&id)?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let (call, legs) = listing::logical_call_with_legs(&mut conn, tenant.app_id, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let (call, legs) = path.find(&mut conn, tenant.app_id).await?;
     Ok(Json(PhoneCallWithLegs {
         call: call.into(),
         legs: legs.into_iter().map(CallResponse::from).collect(),
@@ -461,7 +483,7 @@ pub(crate) struct CallEvents {
 #[utoipa::path(
     tag = "calls",
     security(("app_api_key" = [])),
-    params(("call_id" = String, Path, description = "A Dialpad call id: the phone call's or any of its legs'", example = "6312883045720064")),
+    params(CallPath),
     responses(
         (status = 200, description = "The events", body = CallEvents),
         (status = 404, description = "`not_found`: no such call for this tenant", body = ErrorBody),
@@ -472,13 +494,10 @@ pub(crate) struct CallEvents {
 pub(crate) async fn call_events(
     tenant: Tenant,
     state: Data<ApiState>,
-    id: Path<String>,
+    path: Path<CallPath>,
 ) -> Result<Json<CallEvents>, ApiError> {
-    let id = call_id(&id)?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let (call, legs) = listing::logical_call_with_legs(&mut conn, tenant.app_id, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let (call, legs) = path.find(&mut conn, tenant.app_id).await?;
     let leg_ids: Vec<i64> = legs.iter().map(|leg| leg.call_id).collect();
     let events = listing::call_events(&mut conn, tenant.app_id, &leg_ids).await?;
     Ok(Json(CallEvents {
