@@ -6,6 +6,7 @@ mod error;
 mod keys;
 pub mod openapi;
 mod rate_limit;
+mod response_cache;
 mod routes;
 pub mod settings;
 mod startup;

@@ -8,6 +8,7 @@
 //! (default 10000), `PUBLIC_INGEST_URL`, `OAUTH_SUCCESS_REDIRECT_URL`,
 //! `RATE_LIMIT_PER_IP_PER_MIN` (1000), `RATE_LIMIT_PER_KEY_PER_MIN` (1000),
 //! `RATE_LIMIT_ADMIN_PER_MIN` (60), `RATE_LIMIT_TRUST_PROXY` (false), `CORS_ALLOWED_ORIGINS`,
+//! `TOTAL_CACHE_TTL_MS` (1000), `RESPONSE_CACHE_MB` (64),
 //! plus the shared `DATABASE_*` and `LOG_FORMAT` (see `bootstrap::settings`).
 
 use std::time::Duration;
@@ -45,6 +46,10 @@ pub struct Settings {
     /// and filters, milliseconds (0: count on every first page).
     #[serde(default = "default_total_cache_ttl_ms")]
     pub total_cache_ttl_ms: u64,
+    /// `RESPONSE_CACHE_MB`: memory for list answers kept until their tenant's data changes,
+    /// mebibytes (0: every list request queries the database). See `api::response_cache`.
+    #[serde(default = "default_response_cache_mb")]
+    pub response_cache_mb: u64,
     /// `RATE_LIMIT_PER_IP_PER_MIN`: requests per minute per client address.
     #[serde(default = "default_rate_limit")]
     pub rate_limit_per_ip_per_min: u32,
@@ -80,6 +85,8 @@ impl Settings {
             api_key_cache_ttl_ms: default_key_cache_ttl_ms(),
             // Tests check totals right after writing rows.
             total_cache_ttl_ms: 0,
+            // Tests list right after writing rows; the cache's own tests turn it on.
+            response_cache_mb: 0,
             // Tests drive many requests from one address; the limits are set when tested.
             rate_limit_per_ip_per_min: 1_000_000,
             rate_limit_per_key_per_min: 1_000_000,
@@ -181,6 +188,13 @@ pub const DEFAULT_TOTAL_CACHE_TTL_MS: u64 = 1_000;
 
 fn default_total_cache_ttl_ms() -> u64 {
     DEFAULT_TOTAL_CACHE_TTL_MS
+}
+
+/// `RESPONSE_CACHE_MB` when unset.
+pub const DEFAULT_RESPONSE_CACHE_MB: u64 = 64;
+
+fn default_response_cache_mb() -> u64 {
+    DEFAULT_RESPONSE_CACHE_MB
 }
 
 fn default_key_cache_ttl_ms() -> u64 {

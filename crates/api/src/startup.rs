@@ -14,6 +14,7 @@ use crate::auth::{API_KEY_HEADER, KeyVerifier};
 use crate::dialpad::{DialpadClient, Environment, OAuthApp};
 use crate::error::ApiError;
 use crate::rate_limit::{self, Limits, RateLimits};
+use crate::response_cache::ResponseCache;
 use crate::routes;
 use crate::settings::DialpadSettings;
 use crate::totals::Totals;
@@ -26,6 +27,8 @@ pub(crate) struct ApiState {
     pub(crate) internal_api_secret: SecretString,
     pub(crate) keys: KeyVerifier,
     pub(crate) totals: Totals,
+    /// Tenants' list answers until their data changes.
+    pub(crate) pages: ResponseCache,
     pub(crate) bcrypt_cost: u32,
     pub(crate) keyring: Keyring,
     pub(crate) dialpad: DialpadClient,
@@ -139,6 +142,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         internal_api_secret,
         keys: KeyVerifier::new(key_cache_ttl),
         totals: Totals::new(Duration::from_millis(settings.total_cache_ttl_ms)),
+        pages: ResponseCache::start(
+            settings.response_cache_mb.saturating_mul(1024 * 1024),
+            database_url.clone(),
+            pool.clone(),
+        ),
         bcrypt_cost: settings.api_key_bcrypt_cost,
         keyring,
         dialpad,

@@ -3,6 +3,7 @@
 pub mod apps;
 pub mod audit;
 pub mod calls;
+pub mod changes;
 pub mod crypto;
 pub mod dialpad;
 mod error;

@@ -328,19 +328,3 @@ pub async fn fail(
     };
     Ok(())
 }
-
-/// Opens a dedicated connection subscribed to [`NOTIFY_CHANNEL`]; read it with
-/// `AsyncPgConnection::notifications_stream`. Not pooled: the stream borrows it for its life.
-///
-/// # Errors
-/// [`DbError::Unavailable`] when the database cannot be reached.
-pub async fn listen_connection(database_url: &str) -> Result<AsyncPgConnection, DbError> {
-    use diesel_async::AsyncConnection;
-    let mut conn = AsyncPgConnection::establish(database_url)
-        .await
-        .map_err(|e| DbError::Unavailable(e.to_string()))?;
-    diesel::sql_query(format!("LISTEN {NOTIFY_CHANNEL}"))
-        .execute(&mut conn)
-        .await?;
-    Ok(conn)
-}

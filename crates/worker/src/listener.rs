@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use db::queue;
+use db::{changes, queue};
 
 /// Listens until `shutdown`, waking the worker on every notification. Reconnects with backoff
 /// when the connection drops, and wakes the worker after each (re)connect, because
@@ -20,7 +20,8 @@ pub(crate) async fn listen(
 ) {
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
-        match queue::listen_connection(database_url.expose_secret()).await {
+        match changes::listen_connection(database_url.expose_secret(), queue::NOTIFY_CHANNEL).await
+        {
             Ok(mut conn) => {
                 backoff = Duration::from_millis(100);
                 wake.notify_one();

@@ -1,7 +1,7 @@
 //! `/api/calls`: a tenant's phone calls (logical calls) and their legs.
 
-use actix_web::get;
 use actix_web::web::{Data, Json, Path, Query};
+use actix_web::{HttpRequest, HttpResponse, get};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::openapi::schema::Object;
@@ -312,9 +312,10 @@ pub(crate) async fn list_calls(
     range: Query<RangeQuery>,
     direction: Query<DirectionQuery>,
     calls: Query<CallsQuery>,
-) -> Result<Json<CallList>, ApiError> {
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let filter = call_filter(&calls, &range, &direction)?;
-    list(&state, tenant, &page, &calls, filter).await
+    list(&state, &request, tenant, &page, &calls, filter).await
 }
 
 /// List the tenant's live calls
@@ -339,50 +340,56 @@ pub(crate) async fn active_calls(
     range: Query<RangeQuery>,
     direction: Query<DirectionQuery>,
     calls: Query<CallsQuery>,
-) -> Result<Json<CallList>, ApiError> {
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let mut filter = call_filter(&calls, &range, &direction)?;
     filter.live = true;
-    list(&state, tenant, &page, &calls, filter).await
+    list(&state, &request, tenant, &page, &calls, filter).await
 }
 
+/// A page of calls or legs (a [`CallList`]), cached until the tenant's data changes.
 async fn list(
     state: &ApiState,
+    request: &HttpRequest,
     tenant: Tenant,
     page: &PageQuery,
     calls: &CallsQuery,
     filter: CallFilter,
-) -> Result<Json<CallList>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let legs = one_of("view", calls.view.as_deref(), VIEWS)?.as_deref() == Some("legs");
     let window = page.window()?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
     let app_id = tenant.app_id;
-    let (rows, total, next) = if legs {
-        let page = listing::legs(&mut conn, app_id, &filter, window).await?;
-        let count = listing::count_legs(&mut conn, app_id, &filter);
-        let key = TotalKey::Legs(app_id, filter.clone());
-        let total = state.totals.total(key, &window, page.total, count).await?;
-        let next = next_cursor(&page.rows, window.limit, |c| (c.started_at, c.call_id));
-        let rows = page.rows.into_iter().map(CallResponse::from).collect();
-        (CallRows::Legs(rows), total, next)
-    } else {
-        let page = listing::logical_calls(&mut conn, app_id, &filter, window).await?;
-        let count = listing::count_logical_calls(&mut conn, app_id, &filter);
-        let key = TotalKey::Calls(app_id, filter.clone());
-        let total = state.totals.total(key, &window, page.total, count).await?;
-        let next = next_cursor(&page.rows, window.limit, |c| {
-            (c.started_at, c.logical_call_id)
-        });
-        let rows = page
-            .rows
-            .into_iter()
-            .map(LogicalCallResponse::from)
-            .collect();
-        (CallRows::Calls(rows), total, next)
+    let build = async {
+        let mut conn = state.pool.get().await.map_err(DbError::from)?;
+        let (rows, total, next) = if legs {
+            let page = listing::legs(&mut conn, app_id, &filter, window).await?;
+            let count = listing::count_legs(&mut conn, app_id, &filter);
+            let key = TotalKey::Legs(app_id, filter.clone());
+            let total = state.totals.total(key, &window, page.total, count).await?;
+            let next = next_cursor(&page.rows, window.limit, |c| (c.started_at, c.call_id));
+            let rows = page.rows.into_iter().map(CallResponse::from).collect();
+            (CallRows::Legs(rows), total, next)
+        } else {
+            let page = listing::logical_calls(&mut conn, app_id, &filter, window).await?;
+            let count = listing::count_logical_calls(&mut conn, app_id, &filter);
+            let key = TotalKey::Calls(app_id, filter.clone());
+            let total = state.totals.total(key, &window, page.total, count).await?;
+            let next = next_cursor(&page.rows, window.limit, |c| {
+                (c.started_at, c.logical_call_id)
+            });
+            let rows = page
+                .rows
+                .into_iter()
+                .map(LogicalCallResponse::from)
+                .collect();
+            (CallRows::Calls(rows), total, next)
+        };
+        Ok(CallList {
+            calls: rows,
+            page: PageMeta::new(total, window, next),
+        })
     };
-    Ok(Json(CallList {
-        calls: rows,
-        page: PageMeta::new(total, window, next),
-    }))
+    state.pages.json(request, app_id, build).await
 }
 
 /// The path of one phone call's endpoints.

@@ -1,8 +1,8 @@
 //! `/api/messages` and `/api/voicemails`: a tenant's SMS/MMS and voicemails, with the list
 //! conventions of `/api/calls` (`routes::params`).
 
-use actix_web::get;
-use actix_web::web::{Data, Json, Query};
+use actix_web::web::{Data, Query};
+use actix_web::{HttpRequest, HttpResponse, get};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::openapi::schema::Object;
@@ -168,7 +168,8 @@ pub(crate) async fn list_messages(
     range: Query<RangeQuery>,
     direction: Query<DirectionQuery>,
     messages: Query<MessagesQuery>,
-) -> Result<Json<MessageList>, ApiError> {
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let window = page.window()?;
     let (from, to) = range.time_range()?;
     let filter = MessageFilter {
@@ -178,16 +179,19 @@ pub(crate) async fn list_messages(
         to,
         number: range.number()?,
     };
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let page = listing::messages(&mut conn, tenant.app_id, &filter, window).await?;
-    let count = listing::count_messages(&mut conn, tenant.app_id, &filter);
-    let key = TotalKey::Messages(tenant.app_id, filter.clone());
-    let total = state.totals.total(key, &window, page.total, count).await?;
-    let next = next_cursor(&page.rows, window.limit, |m| (m.sent_at, m.message_id));
-    Ok(Json(MessageList {
-        messages: page.rows.into_iter().map(Message::from).collect(),
-        page: PageMeta::new(total, window, next),
-    }))
+    let build = async {
+        let mut conn = state.pool.get().await.map_err(DbError::from)?;
+        let page = listing::messages(&mut conn, tenant.app_id, &filter, window).await?;
+        let count = listing::count_messages(&mut conn, tenant.app_id, &filter);
+        let key = TotalKey::Messages(tenant.app_id, filter.clone());
+        let total = state.totals.total(key, &window, page.total, count).await?;
+        let next = next_cursor(&page.rows, window.limit, |m| (m.sent_at, m.message_id));
+        Ok(MessageList {
+            messages: page.rows.into_iter().map(Message::from).collect(),
+            page: PageMeta::new(total, window, next),
+        })
+    };
+    state.pages.json(&request, tenant.app_id, build).await
 }
 
 /// A page of `GET /api/voicemails`.
@@ -219,7 +223,8 @@ pub(crate) async fn list_voicemails(
     state: Data<ApiState>,
     page: Query<PageQuery>,
     range: Query<RangeQuery>,
-) -> Result<Json<VoicemailList>, ApiError> {
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let window = page.window()?;
     let (from, to) = range.time_range()?;
     let filter = MessageFilter {
@@ -228,14 +233,17 @@ pub(crate) async fn list_voicemails(
         number: range.number()?,
         ..MessageFilter::default()
     };
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    let page = listing::voicemails(&mut conn, tenant.app_id, &filter, window).await?;
-    let count = listing::count_voicemails(&mut conn, tenant.app_id, &filter);
-    let key = TotalKey::Voicemails(tenant.app_id, filter.clone());
-    let total = state.totals.total(key, &window, page.total, count).await?;
-    let next = next_cursor(&page.rows, window.limit, |v| (v.left_at, v.call_id));
-    Ok(Json(VoicemailList {
-        voicemails: page.rows.into_iter().map(Voicemail::from).collect(),
-        page: PageMeta::new(total, window, next),
-    }))
+    let build = async {
+        let mut conn = state.pool.get().await.map_err(DbError::from)?;
+        let page = listing::voicemails(&mut conn, tenant.app_id, &filter, window).await?;
+        let count = listing::count_voicemails(&mut conn, tenant.app_id, &filter);
+        let key = TotalKey::Voicemails(tenant.app_id, filter.clone());
+        let total = state.totals.total(key, &window, page.total, count).await?;
+        let next = next_cursor(&page.rows, window.limit, |v| (v.left_at, v.call_id));
+        Ok(VoicemailList {
+            voicemails: page.rows.into_iter().map(Voicemail::from).collect(),
+            page: PageMeta::new(total, window, next),
+        })
+    };
+    state.pages.json(&request, tenant.app_id, build).await
 }

@@ -9,6 +9,7 @@ mod lifecycle;
 mod migrations;
 mod openapi;
 mod operations;
+mod response_cache;
 mod schema;
 mod tenant_api;
 mod worker;

@@ -1,0 +1,13 @@
+DROP TRIGGER calls_notify_tenant_inserted ON calls;
+DROP TRIGGER calls_notify_tenant_updated ON calls;
+DROP TRIGGER calls_notify_tenant_deleted ON calls;
+DROP TRIGGER logical_calls_notify_tenant_inserted ON logical_calls;
+DROP TRIGGER logical_calls_notify_tenant_updated ON logical_calls;
+DROP TRIGGER logical_calls_notify_tenant_deleted ON logical_calls;
+DROP TRIGGER messages_notify_tenant_inserted ON messages;
+DROP TRIGGER messages_notify_tenant_updated ON messages;
+DROP TRIGGER messages_notify_tenant_deleted ON messages;
+DROP TRIGGER voicemails_notify_tenant_inserted ON voicemails;
+DROP TRIGGER voicemails_notify_tenant_updated ON voicemails;
+DROP TRIGGER voicemails_notify_tenant_deleted ON voicemails;
+DROP FUNCTION notify_tenant_changes();
