@@ -17,6 +17,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::auth::API_KEY_HEADER;
 use crate::error::ErrorBody;
+use crate::response_cache::{CACHE_STATUS_HEADER, CACHED_LISTS};
 use crate::routes;
 
 /// The security scheme of the tenant endpoints (`x-app-api-key`). Handlers name it as a
@@ -226,6 +227,28 @@ impl Modify for Conventions {
                     add_error(operation, "429", &rate_limited);
                     add_error(operation, "500", &internal);
                     add_error(operation, "503", &unavailable);
+                }
+                if CACHED_LISTS.contains(&path.as_str())
+                    && let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200")
+                {
+                    ok.headers.insert(
+                        CACHE_STATUS_HEADER.to_owned(),
+                        RefOr::T(
+                            HeaderBuilder::new()
+                                .schema(Some(
+                                    ObjectBuilder::new()
+                                        .schema_type(Type::String)
+                                        .enum_values(Some(["hit", "miss", "bypass"])),
+                                ))
+                                .description(Some(
+                                    "`hit`: the cached answer (the tenant's data has not changed \
+                                 since it was built); `miss`: built now and cached; `bypass`: \
+                                 built now, not cached (`RESPONSE_CACHE_MB=0`, or the change \
+                                 listener is reconnecting)",
+                                ))
+                                .build(),
+                        ),
+                    );
                 }
             }
         }

@@ -52,6 +52,14 @@ pub(crate) const SILENCE_LIMIT: Duration = Duration::from_secs(3);
 /// cached) or `bypass` (cache off, or the listener not connected).
 pub(crate) const CACHE_STATUS_HEADER: &str = "x-cache";
 
+/// The paths whose answers are cached (their handlers answer through [`ResponseCache::json`]).
+pub(crate) const CACHED_LISTS: [&str; 4] = [
+    "/api/calls",
+    "/api/calls/active",
+    "/api/messages",
+    "/api/voicemails",
+];
+
 /// When an answer was built, as far as freshness goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {

@@ -336,13 +336,16 @@ async fn bench_latency(rate: usize, seconds: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seeds `calls` phone calls over `apps` new tenants; returns each tenant's API key and a
-/// keyset cursor 5,000 calls into its list.
-async fn seed_calls(
-    db: &TestDatabase,
-    calls: usize,
-    apps: usize,
-) -> anyhow::Result<Vec<(String, String)>> {
+/// A seeded tenant of `bench api`.
+struct Tenant {
+    app_id: Uuid,
+    key: String,
+    /// A keyset cursor 5,000 calls into its list (or half of it).
+    cursor: String,
+}
+
+/// Seeds `calls` phone calls over `apps` new tenants.
+async fn seed_calls(db: &TestDatabase, calls: usize, apps: usize) -> anyhow::Result<Vec<Tenant>> {
     use base64::Engine;
     use diesel_async::RunQueryDsl;
     let mut conn = db.connect().await;
@@ -413,7 +416,11 @@ async fn seed_calls(
             .map_or("-".to_owned(), |t| t.timestamp_millis().to_string());
         let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(format!("{at}.{}", deep.logical_call_id));
-        out.push((key, cursor));
+        out.push(Tenant {
+            app_id,
+            key,
+            cursor,
+        });
     }
     Ok(out)
 }
@@ -421,36 +428,46 @@ async fn seed_calls(
 /// Concurrent clients of `bench api`.
 const CLIENTS: usize = 32;
 
-/// `bench api`'s load: `requests` requests per run from [`CLIENTS`] clients, each with a
-/// random tenant's key.
+/// What [`Load::measure`] found: medians of requests/s, p50 and p99 (ms), and the share of
+/// answers served from the response cache.
+struct Measured {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    hit_share: f64,
+}
+
+/// `bench api`'s load: requests from [`CLIENTS`] clients, each with a random tenant's key.
 struct Load {
     http: reqwest::Client,
-    base: String,
-    tenants: Arc<Vec<(String, String)>>,
-    requests: usize,
+    tenants: Arc<Vec<Tenant>>,
 }
 
 impl Load {
-    /// [`RUNS`] runs of `path` (given the tenant's deep cursor); medians of requests/s, p50
+    /// [`RUNS`] runs of `requests` requests to `path` (given the tenant's deep cursor) against
+    /// `base`; medians of requests/s, p50
     /// and p99 in ms. Unpaced, each client sends its next request when the last is answered;
     /// paced at `pace` requests/s, request `n` is due at `n / pace` s and its latency counts
     /// from then (so a slow answer delaying the next one is not hidden).
     async fn measure(
         &self,
+        base: &str,
         path: fn(&str) -> String,
+        requests: usize,
         pace: Option<f64>,
-    ) -> anyhow::Result<(f64, f64, f64)> {
-        let requests = self.requests;
+    ) -> anyhow::Result<Measured> {
         let (mut rates, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
+        let hits = Arc::new(AtomicUsize::new(0));
         for _ in 0..RUNS {
             let next = Arc::new(AtomicUsize::new(0));
             let started = tokio::time::Instant::now();
             let clients: Vec<_> = (0..CLIENTS)
                 .map(|_| {
-                    let (http, base, next, tenants) = (
+                    let (http, base, next, hits, tenants) = (
                         self.http.clone(),
-                        self.base.clone(),
+                        base.to_owned(),
                         Arc::clone(&next),
+                        Arc::clone(&hits),
                         Arc::clone(&self.tenants),
                     );
                     tokio::spawn(async move {
@@ -468,10 +485,10 @@ impl Load {
                                 }
                                 None => tokio::time::Instant::now(),
                             };
-                            let (key, cursor) = &tenants[(i * 7919) % tenants.len()];
+                            let tenant = &tenants[(i * 7919) % tenants.len()];
                             let response = http
-                                .get(format!("{base}{}", path(cursor)))
-                                .header("x-app-api-key", key)
+                                .get(format!("{base}{}", path(&tenant.cursor)))
+                                .header("x-app-api-key", &tenant.key)
                                 .send()
                                 .await?;
                             anyhow::ensure!(
@@ -479,6 +496,13 @@ impl Load {
                                 "api answered {}",
                                 response.status()
                             );
+                            if response
+                                .headers()
+                                .get("x-cache")
+                                .is_some_and(|v| v == "hit")
+                            {
+                                hits.fetch_add(1, Ordering::Relaxed);
+                            }
                             response.bytes().await?;
                             latencies.push(due.elapsed());
                         }
@@ -495,33 +519,103 @@ impl Load {
             p50s.push(percentile(&latencies, 0.50).as_secs_f64() * 1e3);
             p99s.push(percentile(&latencies, 0.99).as_secs_f64() * 1e3);
         }
-        Ok((median(rates), median(p50s), median(p99s)))
+        Ok(Measured {
+            rate: median(rates),
+            p50: median(p50s),
+            p99: median(p99s),
+            hit_share: hits.load(Ordering::Relaxed) as f64 / (requests * RUNS) as f64,
+        })
     }
 }
 
-async fn bench_api(calls: usize, apps: usize, requests: usize) -> anyhow::Result<()> {
-    let db = TestDatabase::migrated().await;
+/// Changes tenants' data at `per_second` commits/s until `stop`, each tenant in turn (an
+/// update of its newest call, as the worker's would be): every commit makes that tenant's
+/// cached answers stale.
+async fn change_tenants(
+    db: &TestDatabase,
+    app_ids: Vec<Uuid>,
+    per_second: u32,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use diesel_async::RunQueryDsl;
+    let mut conn = db.connect().await;
+    let mut interval = tokio::time::interval(Duration::from_secs(1) / per_second);
+    for app_id in app_ids.iter().cycle() {
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            _ = interval.tick() => {}
+        }
+        diesel::sql_query(
+            "UPDATE logical_calls SET last_event_at = now() WHERE app_id = $1 AND logical_call_id = \
+             (SELECT max(logical_call_id) FROM logical_calls WHERE app_id = $1)",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(app_id)
+        .execute(&mut conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// An in-process api on `db` with the response cache of `response_cache_mb`; its base URL.
+async fn start_api(
+    db: &TestDatabase,
+    response_cache_mb: u64,
+    stop: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<String> {
+    let mut settings = e2e::api_settings(db.url());
+    // A connection per concurrent client: waiting for a pooled connection tripled p99 at 16
+    // (4 and 8 were worse still).
+    settings.database.database_pool_size = u32::try_from(CLIENTS)?;
+    // As deployed (the test settings count every total and cache no answer).
+    settings.total_cache_ttl_ms = api::settings::DEFAULT_TOTAL_CACHE_TTL_MS;
+    settings.response_cache_mb = response_cache_mb;
+    // Measure queueing as latency rather than failing requests with 503.
+    settings.database.database_connect_timeout_ms = 30_000;
+    let server = api::build(settings).await?;
+    let base = format!("http://127.0.0.1:{}", server.port());
+    tokio::spawn(server.run_until_stopped(stop.clone().cancelled_owned()));
+    Ok(base)
+}
+
+async fn bench_api(
+    calls: usize,
+    apps: usize,
+    requests: usize,
+    changes_per_second: usize,
+) -> anyhow::Result<()> {
+    let db = Arc::new(TestDatabase::migrated().await);
     let seeding = Instant::now();
     let tenants = Arc::new(seed_calls(&db, calls, apps).await?);
     println!(
         "api: seeded {calls} calls over {apps} apps in {:.1?}",
         seeding.elapsed()
     );
-    let mut settings = e2e::api_settings(db.url());
-    // A connection per concurrent client: waiting for a pooled connection tripled p99 at 16
-    // (4 and 8 were worse still).
-    settings.database.database_pool_size = u32::try_from(CLIENTS)?;
-    // As deployed (the test settings count every total).
-    settings.total_cache_ttl_ms = api::settings::DEFAULT_TOTAL_CACHE_TTL_MS;
-    // Measure queueing as latency rather than failing requests with 503.
-    settings.database.database_connect_timeout_ms = 30_000;
-    let server = api::build(settings).await?;
-    let base = format!("http://127.0.0.1:{}", server.port());
     let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(server.run_until_stopped(stop.clone().cancelled_owned()));
+    let uncached = start_api(&db, 0, &stop).await?;
+    let cached = start_api(&db, api::settings::DEFAULT_RESPONSE_CACHE_MB, &stop).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(CLIENTS)
         .build()?;
+    // Warm-up: each key verified once (bcrypt) by each server, as on a running server.
+    for base in [&uncached, &cached] {
+        for tenant in tenants.iter() {
+            http.get(format!("{base}/api/calls?limit=1"))
+                .header("x-app-api-key", &tenant.key)
+                .send()
+                .await?;
+        }
+    }
+    // Tenants' data keeps changing throughout, so cached answers keep going stale.
+    let per_second = u32::try_from(changes_per_second.max(1))?;
+    let changes = tokio::spawn({
+        let (db, stop) = (Arc::clone(&db), stop.clone());
+        let app_ids = tenants.iter().map(|tenant| tenant.app_id).collect();
+        async move { change_tenants(&db, app_ids, per_second, stop).await }
+    });
+    println!(
+        "api: {per_second} tenant data changes/s throughout (each tenant's every {:.0} ms)",
+        1e3 * apps as f64 / f64::from(per_second)
+    );
 
     type Scenario = (&'static str, fn(&str) -> String);
     let scenarios: [Scenario; 4] = [
@@ -534,32 +628,36 @@ async fn bench_api(calls: usize, apps: usize, requests: usize) -> anyhow::Result
         }),
         ("active calls", |_| "/api/calls/active".to_owned()),
     ];
-    // Warm-up: each key verified once (bcrypt), as on a running server.
-    for (key, _) in tenants.iter() {
-        http.get(format!("{base}/api/calls?limit=1"))
-            .header("x-app-api-key", key)
-            .send()
-            .await?;
-    }
-    let load = Load {
-        http,
-        base,
-        tenants,
-        requests,
-    };
+    let load = Load { http, tenants };
     for (name, path) in scenarios {
-        let (rate, p50, p99) = load.measure(path, None).await?;
+        let Measured { rate, p50, p99, .. } = load.measure(&uncached, path, requests, None).await?;
         println!(
-            "api {name}: median of {RUNS}: {rate:.0} requests/s, p50 {p50:.2} ms, p99 {p99:.2} ms ({CLIENTS} clients)"
+            "api {name}, cache off: median of {RUNS}: {rate:.0} requests/s, p50 {p50:.2} ms, p99 {p99:.2} ms ({CLIENTS} clients)"
         );
     }
     // The same first page below saturation: latency is what one request costs, not the queue.
     let pace = 1_000.0;
-    let (_, p50, p99) = load.measure(scenarios[0].1, Some(pace)).await?;
+    let Measured { p50, p99, .. } = load
+        .measure(&uncached, scenarios[0].1, requests, Some(pace))
+        .await?;
     println!(
-        "api first page at a steady {pace:.0} requests/s: median of {RUNS}: p50 {p50:.2} ms, p99 {p99:.2} ms"
+        "api first page, cache off, at a steady {pace:.0} requests/s: median of {RUNS}: p50 {p50:.2} ms, p99 {p99:.2} ms"
     );
+    // Cached answers: runs long enough (4x the requests) for every tenant's to go stale often.
+    for (name, path) in scenarios {
+        let Measured {
+            rate,
+            p50,
+            p99,
+            hit_share,
+        } = load.measure(&cached, path, requests * 4, None).await?;
+        println!(
+            "api {name}, cache on: median of {RUNS}: {rate:.0} requests/s, p50 {p50:.2} ms, p99 {p99:.2} ms ({CLIENTS} clients; {:.1}% hits)",
+            hit_share * 100.0
+        );
+    }
     stop.cancel();
+    changes.await??;
     Ok(())
 }
 
@@ -577,9 +675,18 @@ async fn main() -> anyhow::Result<()> {
         Some("ingest") => bench_ingest(number(1, 20_000)?, number(2, 32)?).await,
         Some("worker") => bench_worker(number(1, 100_000)?, number(2, 50)?).await,
         Some("latency") => bench_latency(number(1, 500)?, number(2, 20)?).await,
-        Some("api") => bench_api(number(1, 1_000_000)?, number(2, 100)?, number(3, 5_000)?).await,
+        Some("api") => {
+            let apps = number(2, 100)?;
+            bench_api(
+                number(1, 1_000_000)?,
+                apps,
+                number(3, 5_000)?,
+                number(4, apps)?,
+            )
+            .await
+        }
         _ => anyhow::bail!(
-            "usage: bench ingest [EVENTS] [CONCURRENCY] | bench worker [EVENTS] [APPS] | bench latency [RATE] [SECONDS] | bench api [CALLS] [APPS] [REQUESTS]"
+            "usage: bench ingest [EVENTS] [CONCURRENCY] | bench worker [EVENTS] [APPS] | bench latency [RATE] [SECONDS] | bench api [CALLS] [APPS] [REQUESTS] [CHANGES_PER_S]"
         ),
     }
 }
