@@ -60,9 +60,10 @@ pub(crate) const CACHED_LISTS: [&str; 4] = [
     "/api/voicemails",
 ];
 
-/// When an answer was built, as far as freshness goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+/// When an answer (or a list total) was built, as far as freshness goes: equal stamps, same
+/// tenant data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Stamp {
     epoch: u64,
     generation: u64,
 }
@@ -163,6 +164,12 @@ impl ResponseCache {
         }
     }
 
+    /// The tenant's stamp now: read it before querying; `None` while changes are not followed
+    /// (cache off, or the listener not connected).
+    pub(crate) fn stamp(&self, app_id: Uuid) -> Option<Stamp> {
+        self.pages.as_ref().and(self.freshness.stamp(app_id))
+    }
+
     /// The tenant's answer to `request` (200, JSON): the cached one while the tenant's data is
     /// unchanged, else `build`'s, serialized and cached. Run validation before, so that only
     /// answers are cached.
@@ -181,7 +188,7 @@ impl ResponseCache {
                 path: request.path().to_owned(),
                 query: request.query_string().to_owned(),
             };
-            (pages, key, self.freshness.stamp(app_id))
+            (pages, key, self.stamp(app_id))
         });
         if let Some((pages, key, Some(stamp))) = &cache
             && let Some(cached) = pages.get(key)

@@ -7,6 +7,11 @@
 //! cached share one count, and each entry lives 75–125% of the TTL, so totals filled together
 //! are not all recounted in the same instant. A page that ends the list tells its total exactly
 //! without any count, so small lists are always exact.
+//!
+//! While the response cache follows the tenants' changes (`response_cache`), a total is also
+//! keyed by its tenant's [`Stamp`]: any change of the tenant's data makes it recount, so totals
+//! are as fresh as the rows. This matters because a cached answer lives until the tenant's
+//! next change, which may be hours away: a total lagging a second would lag that long.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -19,6 +24,7 @@ use db::DbError;
 use db::listing::{CallFilter, MessageFilter, Window};
 
 use crate::error::ApiError;
+use crate::response_cache::Stamp;
 
 /// Which list, for whom, filtered how.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -32,15 +38,18 @@ pub(crate) enum TotalKey {
 /// Each entry's lifetime: the TTL, jittered.
 struct Jittered(Duration);
 
-impl Expiry<TotalKey, i64> for Jittered {
-    fn expire_after_create(&self, _: &TotalKey, _: &i64, _: Instant) -> Option<Duration> {
+/// A total's cache key: the list and, while changes are followed, the tenant's stamp.
+type StampedKey = (TotalKey, Option<Stamp>);
+
+impl Expiry<StampedKey, i64> for Jittered {
+    fn expire_after_create(&self, _: &StampedKey, _: &i64, _: Instant) -> Option<Duration> {
         Some(self.0.mul_f64(rand::random_range(0.75..1.25)))
     }
 }
 
 /// The cache (`None`: disabled).
 #[derive(Debug)]
-pub(crate) struct Totals(Option<Cache<TotalKey, i64>>);
+pub(crate) struct Totals(Option<Cache<StampedKey, i64>>);
 
 impl Totals {
     pub(crate) fn new(ttl: Duration) -> Self {
@@ -54,13 +63,15 @@ impl Totals {
 
     /// The `total` of a page of `window`: `None` on keyset pages; the page's own total when it
     /// tells one (it refreshes the cache); else the cached count, or `count` run once for all
-    /// concurrent callers.
+    /// concurrent callers. `stamp` is the tenant's, read before the page's query
+    /// ([`crate::response_cache::ResponseCache::stamp`]).
     ///
     /// # Errors
     /// What `count` fails with, as [`ApiError`].
     pub(crate) async fn total(
         &self,
         key: TotalKey,
+        stamp: Option<Stamp>,
         window: &Window,
         page_total: Option<i64>,
         count: impl Future<Output = Result<i64, DbError>>,
@@ -68,6 +79,7 @@ impl Totals {
         if window.after.is_some() {
             return Ok(None);
         }
+        let key = (key, stamp);
         match (page_total, &self.0) {
             (Some(total), Some(cache)) => {
                 cache.insert(key, total).await;

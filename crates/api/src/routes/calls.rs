@@ -360,12 +360,16 @@ async fn list(
     let window = page.window()?;
     let app_id = tenant.app_id;
     let build = async {
+        let stamp = state.pages.stamp(app_id);
         let mut conn = state.pool.get().await.map_err(DbError::from)?;
         let (rows, total, next) = if legs {
             let page = listing::legs(&mut conn, app_id, &filter, window).await?;
             let count = listing::count_legs(&mut conn, app_id, &filter);
             let key = TotalKey::Legs(app_id, filter.clone());
-            let total = state.totals.total(key, &window, page.total, count).await?;
+            let total = state
+                .totals
+                .total(key, stamp, &window, page.total, count)
+                .await?;
             let next = next_cursor(&page.rows, window.limit, |c| (c.started_at, c.call_id));
             let rows = page.rows.into_iter().map(CallResponse::from).collect();
             (CallRows::Legs(rows), total, next)
@@ -373,7 +377,10 @@ async fn list(
             let page = listing::logical_calls(&mut conn, app_id, &filter, window).await?;
             let count = listing::count_logical_calls(&mut conn, app_id, &filter);
             let key = TotalKey::Calls(app_id, filter.clone());
-            let total = state.totals.total(key, &window, page.total, count).await?;
+            let total = state
+                .totals
+                .total(key, stamp, &window, page.total, count)
+                .await?;
             let next = next_cursor(&page.rows, window.limit, |c| {
                 (c.started_at, c.logical_call_id)
             });

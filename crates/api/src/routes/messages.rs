@@ -180,11 +180,15 @@ pub(crate) async fn list_messages(
         number: range.number()?,
     };
     let build = async {
+        let stamp = state.pages.stamp(tenant.app_id);
         let mut conn = state.pool.get().await.map_err(DbError::from)?;
         let page = listing::messages(&mut conn, tenant.app_id, &filter, window).await?;
         let count = listing::count_messages(&mut conn, tenant.app_id, &filter);
         let key = TotalKey::Messages(tenant.app_id, filter.clone());
-        let total = state.totals.total(key, &window, page.total, count).await?;
+        let total = state
+            .totals
+            .total(key, stamp, &window, page.total, count)
+            .await?;
         let next = next_cursor(&page.rows, window.limit, |m| (m.sent_at, m.message_id));
         Ok(MessageList {
             messages: page.rows.into_iter().map(Message::from).collect(),
@@ -234,11 +238,15 @@ pub(crate) async fn list_voicemails(
         ..MessageFilter::default()
     };
     let build = async {
+        let stamp = state.pages.stamp(tenant.app_id);
         let mut conn = state.pool.get().await.map_err(DbError::from)?;
         let page = listing::voicemails(&mut conn, tenant.app_id, &filter, window).await?;
         let count = listing::count_voicemails(&mut conn, tenant.app_id, &filter);
         let key = TotalKey::Voicemails(tenant.app_id, filter.clone());
-        let total = state.totals.total(key, &window, page.total, count).await?;
+        let total = state
+            .totals
+            .total(key, stamp, &window, page.total, count)
+            .await?;
         let next = next_cursor(&page.rows, window.limit, |v| (v.left_at, v.call_id));
         Ok(VoicemailList {
             voicemails: page.rows.into_iter().map(Voicemail::from).collect(),
