@@ -52,5 +52,5 @@ bench-worker events="100000" apps="50" rate="500" seconds="20":
 
 # Api throughput and latency: 1M calls over 100 apps, 32 clients, first/filtered/deep-keyset pages
 # and active calls, then the first page at a steady 1,000 requests/s (release build).
-bench-api calls="1000000" apps="100" requests="5000":
-    cargo run --release --quiet -p e2e --bin bench -- api {{calls}} {{apps}} {{requests}}
+bench-api calls="1000000" apps="100" requests="5000" changes="100":
+    cargo run --release --quiet -p e2e --bin bench -- api {{calls}} {{apps}} {{requests}} {{changes}}

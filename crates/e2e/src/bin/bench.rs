@@ -12,12 +12,16 @@
 //!   the moment another connection sees the event applied (its domain row is committed in the
 //!   same transaction), observed by polling every millisecond; p50/p99.
 //!
-//! - `bench api [CALLS] [APPS] [REQUESTS]`: CALLS phone calls (1% live) seeded over APPS tenants,
-//!   then REQUESTS requests per scenario from 32 concurrent clients against an in-process api,
-//!   each request with a random tenant's key: `GET /api/calls` first page, a filtered page
-//!   (`direction=inbound&status=completed`), a deep keyset page (a cursor 5,000 calls down, or half a tenant's calls if fewer) and
-//!   `GET /api/calls/active`; requests/s and latency p50/p99. Then the first page at a steady
-//!   1,000 requests/s (below saturation), latency counted from each request's due time.
+//! - `bench api [CALLS] [APPS] [REQUESTS] [CHANGES_PER_S]`: CALLS phone calls (1% live) seeded
+//!   over APPS tenants, whose data then changes CHANGES_PER_S times a second throughout (default:
+//!   each tenant's once a second), each change making that tenant's cached answers stale. Then
+//!   REQUESTS requests per scenario from 32 concurrent clients against an in-process api with
+//!   its response cache off, each request with a random tenant's key: `GET /api/calls` first
+//!   page, a filtered page (`direction=inbound&status=completed`), a deep keyset page (a cursor
+//!   5,000 calls down, or half a tenant's calls if fewer) and `GET /api/calls/active`; requests/s
+//!   and latency p50/p99. Then the first page at a steady 1,000 requests/s (below saturation),
+//!   latency counted from each request's due time. Then the four scenarios again, 4x REQUESTS
+//!   each, against an api with the response cache on (as deployed), with the share of hits.
 //!
 //! Run with `just bench-ingest` / `just bench-worker` / `just bench-api` (release build).
 
