@@ -13,7 +13,7 @@
 //!   same transaction), observed by polling every millisecond; p50/p99.
 //!
 //! - `bench api [CALLS] [APPS] [REQUESTS] [CHANGES_PER_S]`: CALLS phone calls (1% live) seeded
-//!   over APPS tenants, whose data then changes CHANGES_PER_S times a second throughout (default:
+//!   over APPS tenants, whose data then changes `CHANGES_PER_S` times a second throughout (default:
 //!   each tenant's once a second), each change making that tenant's cached answers stale. Then
 //!   REQUESTS requests per scenario from 32 concurrent clients against an in-process api with
 //!   its response cache off, each request with a random tenant's key: `GET /api/calls` first
