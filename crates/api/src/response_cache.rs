@@ -43,10 +43,10 @@ use db::changes::{self, TENANT_CHANGES_CHANNEL};
 use crate::error::ApiError;
 
 /// How often each replica sends a heartbeat notification.
-pub(crate) const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long a listener may hear nothing before it counts its connection as lost.
-pub(crate) const SILENCE_LIMIT: Duration = Duration::from_secs(3);
+const SILENCE_LIMIT: Duration = Duration::from_secs(3);
 
 /// The header telling whether an answer came from the cache: `hit`, `miss` (built and
 /// cached) or `bypass` (cache off, or the listener not connected).
@@ -250,7 +250,11 @@ async fn listen(freshness: Arc<Freshness>, database_url: SecretString, stop: Can
                             }
                         }
                         Ok(Some(Err(error))) => {
-                            tracing::warn!(error = %error, "Change listener lost its connection; list answers are not cached meanwhile.");
+                            tracing::warn!(
+                                error = %error,
+                                "Change listener lost its connection; list answers are not \
+                                 cached meanwhile."
+                            );
                             break;
                         }
                         Ok(None) => break,
