@@ -187,15 +187,21 @@ impl TestStack {
         self.worker.drain().await.expect("worker drains the queue")
     }
 
-    /// `GET /api/calls` with a key and query string; returns status and JSON body.
-    pub async fn get_calls(&self, api_key: &str, query: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(format!("{}/api/calls{query}", self.api_url))
+    /// `GET path` (with its query string) from the api as the tenant whose key is `api_key`.
+    pub async fn tenant_get(&self, api_key: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.api_url))
             .header("x-app-api-key", api_key)
             .send()
             .await
-            .expect("api answers");
+            .expect("api answers")
+    }
+
+    /// `GET /api/calls` with a key and query string; returns status and JSON body.
+    pub async fn get_calls(&self, api_key: &str, query: &str) -> (u16, Value) {
+        let response = self
+            .tenant_get(api_key, &format!("/api/calls{query}"))
+            .await;
         let status = response.status().as_u16();
         (status, response.json().await.expect("JSON body"))
     }

@@ -9,13 +9,7 @@ use serde_json::Value;
 
 /// `GET path` as `app`: status, `x-cache` and the JSON body.
 async fn get(stack: &TestStack, app: &TestApp, path: &str) -> (u16, String, Value) {
-    let response = stack
-        .http
-        .get(format!("{}{path}", stack.api_url))
-        .header("x-app-api-key", &app.api_key)
-        .send()
-        .await
-        .expect("api answers");
+    let response = stack.tenant_get(&app.api_key, path).await;
     let status = response.status().as_u16();
     let cache = response
         .headers()

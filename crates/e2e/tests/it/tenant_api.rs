@@ -38,13 +38,7 @@ const ALL_FIXTURES: [&str; 29] = [
 ];
 
 async fn get(stack: &TestStack, app: &TestApp, path: &str) -> (u16, Value) {
-    let response = stack
-        .http
-        .get(format!("{}{path}", stack.api_url))
-        .header("x-app-api-key", &app.api_key)
-        .send()
-        .await
-        .expect("api answers");
+    let response = stack.tenant_get(&app.api_key, path).await;
     let status = response.status().as_u16();
     (status, response.json().await.expect("JSON body"))
 }
