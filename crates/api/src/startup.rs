@@ -14,7 +14,7 @@ use crate::auth::{API_KEY_HEADER, KeyVerifier};
 use crate::dialpad::{DialpadClient, Environment, OAuthApp};
 use crate::error::ApiError;
 use crate::rate_limit::{self, Limits, RateLimits};
-use crate::response_cache::ResponseCache;
+use crate::response_cache::{CACHE_STATUS_HEADER, ResponseCache};
 use crate::routes;
 use crate::settings::DialpadSettings;
 use crate::totals::Totals;
@@ -80,7 +80,10 @@ fn cors(origins: &[String]) -> Cors {
             actix_web::http::header::CONTENT_TYPE,
             actix_web::http::header::HeaderName::from_static(API_KEY_HEADER),
         ])
-        .expose_headers([actix_web::http::header::RETRY_AFTER])
+        .expose_headers([
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::HeaderName::from_static(CACHE_STATUS_HEADER),
+        ])
         .max_age(3600);
     for origin in origins {
         cors = cors.allowed_origin(origin);

@@ -330,4 +330,13 @@ async fn cors_allows_only_the_configured_origins() {
         response.headers()["access-control-allow-origin"],
         "https://desk.example.test"
     );
+    // Scripts may read when to retry and whether an answer came from the response cache.
+    let exposed = response.headers()["access-control-expose-headers"]
+        .to_str()
+        .expect("ASCII")
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("retry-after") && exposed.contains("x-cache"),
+        "{exposed}"
+    );
 }
