@@ -164,44 +164,46 @@ impl ResponseCache {
         }
     }
 
-    /// The tenant's stamp now: read it before querying; `None` while changes are not followed
-    /// (cache off, or the listener not connected).
-    pub(crate) fn stamp(&self, app_id: Uuid) -> Option<Stamp> {
+    /// The tenant's stamp now; `None` while changes are not followed (cache off, or the
+    /// listener not connected).
+    fn stamp(&self, app_id: Uuid) -> Option<Stamp> {
         self.pages.as_ref().and(self.freshness.stamp(app_id))
     }
 
     /// The tenant's answer to `request` (200, JSON): the cached one while the tenant's data is
-    /// unchanged, else `build`'s, serialized and cached. Run validation before, so that only
-    /// answers are cached.
+    /// unchanged, else `build`'s, serialized and cached. `build` gets the stamp its answer is
+    /// cached with, read before it runs (for list totals, `api::totals`). Run validation
+    /// before, so that only answers are cached.
     ///
     /// # Errors
     /// What `build` fails with; [`ApiError::Internal`] if the answer cannot be serialized.
-    pub(crate) async fn json<T: Serialize>(
+    pub(crate) async fn json<T: Serialize, F: Future<Output = Result<T, ApiError>>>(
         &self,
         request: &HttpRequest,
         app_id: Uuid,
-        build: impl Future<Output = Result<T, ApiError>>,
+        build: impl FnOnce(Option<Stamp>) -> F,
     ) -> Result<HttpResponse, ApiError> {
+        let stamp = self.stamp(app_id);
         let cache = self.pages.as_ref().map(|pages| {
             let key = PageKey {
                 app_id,
                 path: request.path().to_owned(),
                 query: request.query_string().to_owned(),
             };
-            (pages, key, self.stamp(app_id))
+            (pages, key)
         });
-        if let Some((pages, key, Some(stamp))) = &cache
+        if let (Some((pages, key)), Some(stamp)) = (&cache, stamp)
             && let Some(cached) = pages.get(key)
-            && cached.stamp == *stamp
+            && cached.stamp == stamp
         {
             return Ok(answer(cached.body, "hit"));
         }
         let body = Bytes::from(
-            serde_json::to_vec(&build.await?)
+            serde_json::to_vec(&build(stamp).await?)
                 .map_err(|e| ApiError::Internal(anyhow::anyhow!("serializing an answer: {e}")))?,
         );
-        match cache {
-            Some((pages, key, Some(stamp))) => {
+        match (cache, stamp) {
+            (Some((pages, key)), Some(stamp)) => {
                 pages.insert(
                     key,
                     Cached {

@@ -63,8 +63,8 @@ impl Totals {
 
     /// The `total` of a page of `window`: `None` on keyset pages; the page's own total when it
     /// tells one (it refreshes the cache); else the cached count, or `count` run once for all
-    /// concurrent callers. `stamp` is the tenant's, read before the page's query
-    /// ([`crate::response_cache::ResponseCache::stamp`]).
+    /// concurrent callers. `stamp` is the tenant's, read before the page's query (the one
+    /// [`crate::response_cache::ResponseCache::json`] gives its `build`).
     ///
     /// # Errors
     /// What `count` fails with, as [`ApiError`].

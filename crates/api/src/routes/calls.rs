@@ -359,8 +359,7 @@ async fn list(
     let legs = one_of("view", calls.view.as_deref(), VIEWS)?.as_deref() == Some("legs");
     let window = page.window()?;
     let app_id = tenant.app_id;
-    let build = async {
-        let stamp = state.pages.stamp(app_id);
+    let build = |stamp| async move {
         let mut conn = state.pool.get().await.map_err(DbError::from)?;
         let (rows, total, next) = if legs {
             let page = listing::legs(&mut conn, app_id, &filter, window).await?;

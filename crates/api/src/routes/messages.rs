@@ -179,8 +179,8 @@ pub(crate) async fn list_messages(
         to,
         number: range.number()?,
     };
-    let build = async {
-        let stamp = state.pages.stamp(tenant.app_id);
+    let state = state.get_ref();
+    let build = |stamp| async move {
         let mut conn = state.pool.get().await.map_err(DbError::from)?;
         let page = listing::messages(&mut conn, tenant.app_id, &filter, window).await?;
         let count = listing::count_messages(&mut conn, tenant.app_id, &filter);
@@ -237,8 +237,8 @@ pub(crate) async fn list_voicemails(
         number: range.number()?,
         ..MessageFilter::default()
     };
-    let build = async {
-        let stamp = state.pages.stamp(tenant.app_id);
+    let state = state.get_ref();
+    let build = |stamp| async move {
         let mut conn = state.pool.get().await.map_err(DbError::from)?;
         let page = listing::voicemails(&mut conn, tenant.app_id, &filter, window).await?;
         let count = listing::count_voicemails(&mut conn, tenant.app_id, &filter);
