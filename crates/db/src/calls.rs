@@ -73,6 +73,18 @@ pub struct Call {
 }
 
 impl Call {
+    /// The other legs' ids this leg names (master, entry point, operator): its edges in the
+    /// call graph (`crate::logical_calls`).
+    pub fn linked_ids(&self) -> impl Iterator<Item = i64> + use<> {
+        [
+            self.master_call_id,
+            self.entry_point_call_id,
+            self.operator_call_id,
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     /// The leg this row was written from, as the logical-call aggregation reads it. (Rows hold
     /// everything the aggregation uses; parties come back from their JSON form.)
     pub fn to_leg(&self) -> CallLeg {

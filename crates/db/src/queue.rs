@@ -14,8 +14,17 @@
 //!   unique (NULLs not distinct), so a redelivered event is stored once and reported as a
 //!   duplicate. Ingest batches concurrent webhooks into one insert (one commit). An
 //!   `AFTER INSERT` statement trigger sends `NOTIFY webhook_events` ([`NOTIFY_CHANNEL`]).
-//! - **Claim** ([`claim_batch`]) selects due pending events, oldest first, `FOR UPDATE SKIP
-//!   LOCKED`: concurrent workers take disjoint batches and never wait on each other.
+//! - **The hot queue.** Every pending event also has a row in `event_queue` (`event_id`,
+//!   `app_id`, `run_at`), inserted and deleted by statement triggers on `webhook_events` as its
+//!   status enters or leaves `pending`, so every writer keeps the two in step (ingest, the
+//!   worker, operators, retention, a manual fix). Claims read only this table: it holds the
+//!   backlog, not the history, so a claim after millions of processed events costs what it
+//!   costs on an empty database. Its rows are deleted on completion; aggressive per-table
+//!   autovacuum settings keep it small, and until a vacuum runs the claim's index scans mark
+//!   the entries of deleted rows dead on first visit and skip them after. (The event log's own
+//!   `status` changes no longer touch any index the claim reads.)
+//! - **Claim** ([`claim_batch`]) locks due entries `FOR UPDATE SKIP LOCKED`: concurrent
+//!   workers take disjoint batches and never wait on each other.
 //! - **Apply and complete** happen in the claiming transaction ([`complete`], [`ignore`],
 //!   [`fail`]): the domain rows and the event's new status commit together or not at all. A
 //!   worker that dies mid-batch holds no lease to expire: its transaction is rolled back by
@@ -25,6 +34,23 @@
 //! - **Operators** move `dead` and `unroutable` events back to `pending`, or replay an app's log
 //!   ([`crate::operations`]); **retention** prunes old processed events, keeping a snapshot of
 //!   each leg's and message's log ([`crate::retention`]).
+//!
+//! # Fairness
+//! A batch is shared between the tenants with due events, not taken oldest-first from the whole
+//! queue, so one tenant's backlog (an outage replay of 200k events) delays another tenant's new
+//! events by about one batch, not by the backlog:
+//! 1. The tenants with a due event are found by a loose index scan (one probe per tenant),
+//!    ordered by their oldest due event; if there are more of them than places in the batch,
+//!    the longest-waiting ones take part (the others' heads only grow older, so they come next).
+//! 2. The places are split evenly between them (shares differ by at most one); each tenant
+//!    gets its share of its own due events, oldest first (`run_at`, then id).
+//! 3. Places left by tenants with fewer events than their share are split again among the
+//!    tenants that filled theirs, continuing after what they already got; up to
+//!    [`MAX_CLAIM_ROUNDS`] rounds. So a lone tenant still gets a full batch.
+//!
+//! Within a tenant, events are taken by `run_at` then id (a retried event waits for its
+//! backoff); across tenants, order is not kept, which is safe because every row is a fold of
+//! its whole event log (the result does not depend on the order events are applied in).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -222,26 +248,181 @@ pub struct ClaimedEvent {
     pub attempts: i32,
 }
 
-/// Claims up to `limit` due pending events, oldest first, skipping rows other workers hold.
-/// Must run inside a transaction; the rows stay locked until it ends.
+/// Claims up to `limit` due pending events, shared fairly between tenants (see *Fairness* in
+/// the module docs), skipping rows other workers hold. Must run inside a transaction; the
+/// rows stay locked until it ends. Returns the events in id order.
+///
+/// Reads only `event_queue` (plus the claimed events by primary key), never the event log's
+/// history: one index probe per tenant with due events, then one index range per tenant and
+/// round (at most [`MAX_CLAIM_ROUNDS`]).
 ///
 /// # Errors
-/// [`DbError`] from the query.
+/// [`DbError`] from the queries.
 pub async fn claim_batch(
     conn: &mut AsyncPgConnection,
     limit: i64,
 ) -> Result<Vec<ClaimedEvent>, DbError> {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let tenants = tenants_waiting(conn, limit).await?;
+    let mut claimed: Vec<QueueEntry> = Vec::with_capacity(limit);
+    // Each tenant's place in its own queue: rounds after the first continue after it.
+    let mut cursors: Vec<TenantCursor> = tenants
+        .into_iter()
+        .map(|app_id| TenantCursor {
+            app_id,
+            after: None,
+        })
+        .collect();
+    for _ in 0..MAX_CLAIM_ROUNDS {
+        let remaining = limit - claimed.len();
+        if remaining == 0 || cursors.is_empty() {
+            break;
+        }
+        // Oldest-waiting tenants first when there are more tenants than places.
+        cursors.truncate(remaining);
+        let quotas = share(remaining, cursors.len());
+        let round = claim_round(conn, &cursors, &quotas).await?;
+        // A tenant that filled its quota may have more; the others are empty (or locked).
+        let mut next = Vec::new();
+        for (cursor, quota) in cursors.iter().zip(&quotas) {
+            let mine: Vec<&QueueEntry> =
+                round.iter().filter(|e| e.app_id == cursor.app_id).collect();
+            if mine.len() == *quota {
+                next.push(TenantCursor {
+                    app_id: cursor.app_id,
+                    after: mine.last().map(|e| (e.run_at, e.event_id)),
+                });
+            }
+        }
+        claimed.extend(round);
+        cursors = next;
+    }
+    if claimed.is_empty() {
+        return Ok(Vec::new());
+    }
+    load_claimed(conn, claimed.iter().map(|e| e.event_id).collect()).await
+}
+
+/// How many rounds a claim makes at most (each fills the places the tenants that ran out left).
+pub const MAX_CLAIM_ROUNDS: usize = 4;
+
+/// `places` split into `tenants` shares that differ by at most one, larger first.
+fn share(places: usize, tenants: usize) -> Vec<usize> {
+    let (each, extra) = (places / tenants, places % tenants);
+    (0..tenants)
+        .map(|i| each + usize::from(i < extra))
+        .collect()
+}
+
+/// A tenant taking part in a claim, and the last `(run_at, event_id)` it got so far.
+#[derive(Debug, Clone, Copy)]
+struct TenantCursor {
+    app_id: Uuid,
+    after: Option<(DateTime<Utc>, i64)>,
+}
+
+#[derive(Debug, Clone, Copy, QueryableByName)]
+struct QueueEntry {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    event_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    app_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    run_at: DateTime<Utc>,
+}
+
+#[derive(Debug, QueryableByName)]
+struct Waiting {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    app_id: Uuid,
+}
+
+/// The tenants with a due event, the longest-waiting first (by their oldest due event), at
+/// most `limit`. A loose index scan: one probe of `event_queue_due_idx` per tenant with queued
+/// events, whatever the backlog.
+async fn tenants_waiting(conn: &mut AsyncPgConnection, limit: usize) -> Result<Vec<Uuid>, DbError> {
+    let waiting: Vec<Waiting> = diesel::sql_query(
+        "WITH RECURSIVE tenants (app_id) AS ( \
+             (SELECT app_id FROM event_queue ORDER BY app_id LIMIT 1) \
+           UNION ALL \
+             SELECT (SELECT q.app_id FROM event_queue q WHERE q.app_id > t.app_id \
+                     ORDER BY q.app_id LIMIT 1) \
+             FROM tenants t WHERE t.app_id IS NOT NULL \
+         ) \
+         SELECT t.app_id FROM tenants t \
+         CROSS JOIN LATERAL (SELECT q.run_at, q.event_id FROM event_queue q \
+             WHERE q.app_id = t.app_id AND q.run_at <= now() \
+             ORDER BY q.run_at, q.event_id LIMIT 1) AS head \
+         ORDER BY head.run_at, head.event_id LIMIT $1",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+    .load(conn)
+    .await?;
+    Ok(waiting.into_iter().map(|w| w.app_id).collect())
+}
+
+/// One round of a claim: for each tenant, up to its quota of due events after its cursor,
+/// oldest first, locked, skipping rows other workers hold.
+async fn claim_round(
+    conn: &mut AsyncPgConnection,
+    cursors: &[TenantCursor],
+    quotas: &[usize],
+) -> Result<Vec<QueueEntry>, DbError> {
+    use diesel::sql_types::{Array, BigInt, Nullable, Timestamptz};
+    let app_ids: Vec<Uuid> = cursors.iter().map(|c| c.app_id).collect();
+    let quotas: Vec<i64> = quotas
+        .iter()
+        .map(|q| i64::try_from(*q).unwrap_or(i64::MAX))
+        .collect();
+    let after_run_at: Vec<Option<DateTime<Utc>>> =
+        cursors.iter().map(|c| c.after.map(|(at, _)| at)).collect();
+    let after_id: Vec<Option<i64>> = cursors.iter().map(|c| c.after.map(|(_, id)| id)).collect();
+    Ok(diesel::sql_query(
+        "SELECT q.event_id, q.app_id, q.run_at \
+         FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::bigint[]) \
+             AS t (app_id, quota, after_run_at, after_id) \
+         CROSS JOIN LATERAL (SELECT event_id, app_id, run_at FROM event_queue q \
+             WHERE q.app_id = t.app_id AND q.run_at <= now() \
+               AND (q.run_at, q.event_id) > (coalesce(t.after_run_at, '-infinity'), coalesce(t.after_id, 0)) \
+             ORDER BY q.run_at, q.event_id LIMIT t.quota \
+             FOR UPDATE SKIP LOCKED) AS q",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
+    .bind::<Array<BigInt>, _>(quotas)
+    .bind::<Array<Nullable<Timestamptz>>, _>(after_run_at)
+    .bind::<Array<Nullable<BigInt>>, _>(after_id)
+    .load(conn)
+    .await?)
+}
+
+/// The claimed events themselves, by primary key. A queue entry whose event is gone or no
+/// longer pending (only a manual change could do that: the triggers keep both in step) is
+/// dropped, so it cannot take a place in every claim.
+async fn load_claimed(
+    conn: &mut AsyncPgConnection,
+    ids: Vec<i64>,
+) -> Result<Vec<ClaimedEvent>, DbError> {
+    use crate::schema::event_queue;
     use webhook_events::dsl as e;
-    Ok(webhook_events::table
+    let events: Vec<ClaimedEvent> = webhook_events::table
+        .filter(e::id.eq_any(&ids))
         .filter(e::status.eq(EventStatus::Pending.as_str()))
-        .filter(e::run_at.le(diesel::dsl::now))
         .order(e::id)
-        .limit(limit)
-        .for_update()
-        .skip_locked()
         .select(ClaimedEvent::as_select())
         .load(conn)
-        .await?)
+        .await?;
+    if events.len() < ids.len() {
+        let found: std::collections::HashSet<i64> = events.iter().map(|e| e.id).collect();
+        let orphans: Vec<i64> = ids.into_iter().filter(|id| !found.contains(id)).collect();
+        tracing::warn!(
+            events.orphaned = orphans.len(),
+            "Queue entries without a pending event; removed."
+        );
+        diesel::delete(event_queue::table.filter(event_queue::event_id.eq_any(orphans)))
+            .execute(conn)
+            .await?;
+    }
+    Ok(events)
 }
 
 /// Marks claimed events as applied.

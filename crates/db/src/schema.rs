@@ -63,6 +63,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// The pending events of `webhook_events`: what workers claim (kept in step by triggers).
+    event_queue (event_id) {
+        event_id -> Int8,
+        app_id -> Uuid,
+        run_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     /// One row per Dialpad call leg per app.
     calls (id) {
         id -> Int8,
@@ -140,6 +149,7 @@ diesel::table! {
         last_event_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        graph_truncated -> Bool,
     }
 }
 
@@ -273,6 +283,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     dialpad_connections,
     dialpad_subscriptions,
     dialpad_webhooks,
+    event_queue,
     logical_calls,
     messages,
     oauth_states,

@@ -174,6 +174,20 @@ impl TestStack {
         self.post_raw(Some(&app.app_id.to_string()), token).await
     }
 
+    /// Signs and posts many events to the app's route, 32 at a time (as Dialpad's concurrent
+    /// deliveries arrive), asserting each is accepted.
+    pub async fn post_events(&self, app: &TestApp, events: &[Value]) {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(events)
+            .map(|event| async move {
+                let response = self.post_event(app, event).await;
+                assert_eq!(response.status(), 200, "event accepted: {event}");
+            })
+            .buffer_unordered(32)
+            .collect::<Vec<()>>()
+            .await;
+    }
+
     /// Posts every fixture to the app's route, asserting each is accepted.
     pub async fn post_fixtures(&self, app: &TestApp, names: &[&str]) {
         for name in names {

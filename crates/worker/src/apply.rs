@@ -122,18 +122,23 @@ impl Plan {
     }
 
     /// Applies the plan on `conn` (inside the claiming transaction) and says what happened to
-    /// each event.
+    /// each event. `max_graph_legs` bounds the call graph read per logical call
+    /// (`db::logical_calls::relink`).
     ///
     /// # Errors
     /// Only [`DbError::Unavailable`]: the whole batch must be retried. Any other failure is
     /// confined to the legs it concerns and reported in the outcome.
-    pub(crate) async fn apply(self, conn: &mut AsyncPgConnection) -> Result<Outcome, DbError> {
+    pub(crate) async fn apply(
+        self,
+        conn: &mut AsyncPgConnection,
+        max_graph_legs: usize,
+    ) -> Result<Outcome, DbError> {
         let Plan { units, mut outcome } = self;
         if units.is_empty() {
             return Ok(outcome);
         }
         let all = conn
-            .transaction(async |conn| write_units(conn, &units).await)
+            .transaction(async |conn| write_units(conn, &units, max_graph_legs).await)
             .await;
         match all {
             Ok(failed_units) => record(&units, failed_units, &mut outcome),
@@ -143,7 +148,7 @@ impl Plan {
                 for (key, events) in &units {
                     let one = BTreeMap::from([(*key, events.clone())]);
                     match conn
-                        .transaction(async |conn| write_units(conn, &one).await)
+                        .transaction(async |conn| write_units(conn, &one, max_graph_legs).await)
                         .await
                     {
                         Ok(failed) => record(&one, failed, &mut outcome),
@@ -179,6 +184,7 @@ fn record(units: &Units, failed_units: BTreeMap<UnitKey, String>, outcome: &mut 
 async fn write_units(
     conn: &mut AsyncPgConnection,
     units: &Units,
+    max_graph_legs: usize,
 ) -> Result<BTreeMap<UnitKey, String>, DbError> {
     let ids: Vec<i64> = units.keys().map(|(_, _, id)| *id).collect();
     calls::lock_legs(conn, &ids).await?;
@@ -255,7 +261,7 @@ async fn write_units(
     calls::upsert_legs(conn, &legs).await?;
     messages::upsert(conn, &messages).await?;
     let written: Vec<(Uuid, i64)> = legs.iter().map(|leg| (leg.app_id, leg.call_id)).collect();
-    db::logical_calls::relink(conn, &written).await?;
+    db::logical_calls::relink(conn, &written, max_graph_legs).await?;
     Ok(failed)
 }
 

@@ -3,7 +3,7 @@
 //! Env vars: `WORKER_POLL_INTERVAL_MS` (default 5000), `WORKER_BATCH_SIZE` (500),
 //! `WORKER_MAX_ATTEMPTS` (10), `WORKER_BACKOFF_BASE_MS` (1000), `WORKER_BACKOFF_MAX_MS`
 //! (3600000), `WORKER_ID` (default `<hostname>-<pid>`), `RETENTION_DAYS` (90),
-//! `RETENTION_INTERVAL_MS` (3600000), plus the shared `DATABASE_*` and `LOG_FORMAT`.
+//! `RETENTION_INTERVAL_MS` (3600000), `WORKER_MAX_CALL_GRAPH_LEGS` (1000), plus the shared `DATABASE_*` and `LOG_FORMAT`.
 
 use std::time::Duration;
 
@@ -32,6 +32,10 @@ pub struct Settings {
     pub worker_backoff_max_ms: u64,
     /// `WORKER_ID`: name in logs; defaults to `<hostname>-<pid>`.
     pub worker_id: Option<String>,
+    /// `WORKER_MAX_CALL_GRAPH_LEGS`: most legs of one call graph read when linking a leg
+    /// into its logical call; a larger graph is not followed further (`db::logical_calls`).
+    #[serde(default = "default_max_call_graph_legs")]
+    pub worker_max_call_graph_legs: u32,
     /// `RETENTION_DAYS`: processed events older than this many days are pruned (`0`: never).
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
@@ -51,6 +55,7 @@ impl Settings {
             worker_backoff_base_ms: default_backoff_base_ms(),
             worker_backoff_max_ms: default_backoff_max_ms(),
             worker_id: None,
+            worker_max_call_graph_legs: default_max_call_graph_legs(),
             retention_days: default_retention_days(),
             retention_interval_ms: default_retention_interval_ms(),
         }
@@ -66,6 +71,10 @@ impl Settings {
             format!("{host}-{}", std::process::id())
         })
     }
+}
+
+fn default_max_call_graph_legs() -> u32 {
+    1_000
 }
 
 fn default_retention_days() -> u32 {

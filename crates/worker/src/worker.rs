@@ -71,24 +71,35 @@ impl Worker {
     /// pending and are claimed again).
     pub async fn process_batch(&self) -> Result<BatchReport, DbError> {
         let mut conn = self.pool.get().await?;
+        conn.transaction(async |conn| self.process_batch_in(conn).await)
+            .await
+    }
+
+    /// [`Worker::process_batch`] inside the caller's transaction on `conn`: the events stay
+    /// locked, and the changes uncommitted, until the caller commits or rolls back.
+    ///
+    /// # Errors
+    /// [`DbError`] from the queries; the caller must roll back.
+    pub async fn process_batch_in(
+        &self,
+        conn: &mut db::AsyncPgConnection,
+    ) -> Result<BatchReport, DbError> {
         let settings = &self.settings;
-        conn.transaction(async |conn| {
-            let claimed = queue::claim_batch(conn, i64::from(settings.worker_batch_size)).await?;
-            if claimed.is_empty() {
-                return Ok(BatchReport::default());
-            }
-            let claimed_count = claimed.len();
-            let outcome = Plan::new(claimed).apply(conn).await?;
-            let report = BatchReport {
-                claimed: claimed_count,
-                done: outcome.done.len(),
-                ignored: outcome.ignored.values().map(Vec::len).sum(),
-                failed: outcome.failed.len(),
-            };
-            record_outcome(conn, settings, outcome).await?;
-            Ok::<_, DbError>(report)
-        })
-        .await
+        let claimed = queue::claim_batch(conn, i64::from(settings.worker_batch_size)).await?;
+        if claimed.is_empty() {
+            return Ok(BatchReport::default());
+        }
+        let claimed_count = claimed.len();
+        let max_graph_legs = usize::try_from(settings.worker_max_call_graph_legs).unwrap_or(1);
+        let outcome = Plan::new(claimed).apply(conn, max_graph_legs).await?;
+        let report = BatchReport {
+            claimed: claimed_count,
+            done: outcome.done.len(),
+            ignored: outcome.ignored.values().map(Vec::len).sum(),
+            failed: outcome.failed.len(),
+        };
+        record_outcome(conn, settings, outcome).await?;
+        Ok(report)
     }
 
     /// Runs one retention pass (see `db::retention`): prunes processed events older than

@@ -13,6 +13,7 @@ mod response_cache;
 mod schema;
 mod tenant_api;
 mod worker;
+mod worker_scale;
 
 /// The outbound call lifecycle fixtures, in Dialpad's order.
 pub const OUTBOUND: [&str; 5] = [

@@ -8,7 +8,7 @@ use e2e::TestDatabase;
 
 use db::schema::{
     api_keys, apps, audit_log, calls, dialpad_connections, dialpad_subscriptions, dialpad_webhooks,
-    logical_calls, messages, oauth_states, voicemails, webhook_events,
+    event_queue, logical_calls, messages, oauth_states, voicemails, webhook_events,
 };
 
 /// Column names as diesel renders `SELECT table.*`.
@@ -87,6 +87,11 @@ async fn schema_rs_matches_the_migrations() {
         (
             "audit_log",
             diesel::debug_query::<Pg, _>(&audit_log::table.select(audit_log::all_columns))
+                .to_string(),
+        ),
+        (
+            "event_queue",
+            diesel::debug_query::<Pg, _>(&event_queue::table.select(event_queue::all_columns))
                 .to_string(),
         ),
         (
