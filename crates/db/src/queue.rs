@@ -19,10 +19,14 @@
 //!   status enters or leaves `pending`, so every writer keeps the two in step (ingest, the
 //!   worker, operators, retention, a manual fix). Claims read only this table: it holds the
 //!   backlog, not the history, so a claim after millions of processed events costs what it
-//!   costs on an empty database. Its rows are deleted on completion; aggressive per-table
-//!   autovacuum settings keep it small, and until a vacuum runs the claim's index scans mark
-//!   the entries of deleted rows dead on first visit and skip them after. (The event log's own
-//!   `status` changes no longer touch any index the claim reads.)
+//!   costs on an empty database. Its rows are deleted on completion, which leaves dead index
+//!   entries at the head of each tenant's range until a vacuum: workers [`vacuum`] it every
+//!   [`VACUUM_AFTER_EVENTS`] completed events (milliseconds on a table this small; per-table
+//!   autovacuum settings are the fallback), and claims use plain index scans, which mark the
+//!   entries they step over dead so the next claim skips them. Measured on a 1M-call tenant:
+//!   right after a 400k-event drain with no vacuum, a one-row claim read 3,671 pages (11 ms);
+//!   after the vacuum (143 ms), 0.24 ms. (The event log's own `status` changes touch no index
+//!   the claim reads.)
 //! - **Claim** ([`claim_batch`]) locks due entries `FOR UPDATE SKIP LOCKED`: concurrent
 //!   workers take disjoint batches and never wait on each other.
 //! - **Apply and complete** happen in the claiming transaction ([`complete`], [`ignore`],
@@ -55,7 +59,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::upsert::on_constraint;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -263,6 +267,29 @@ pub async fn claim_batch(
     limit: i64,
 ) -> Result<Vec<ClaimedEvent>, DbError> {
     let limit = usize::try_from(limit).unwrap_or(0);
+    // Plain index scans only: they walk `event_queue_due_idx` in order and stop at the quota,
+    // and they mark the entries of deleted rows dead as they pass them. A bitmap scan (which
+    // the planner prefers while the table's statistics say it is nearly empty, as they do
+    // right after a drain) would visit every deleted row's heap tuple instead, until vacuum.
+    conn.batch_execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+        .await?;
+    // On an error the transaction is aborted, and the settings go with it.
+    let claimed = claim_entries(conn, limit).await?;
+    conn.batch_execute(
+        "SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_bitmapscan TO DEFAULT",
+    )
+    .await?;
+    if claimed.is_empty() {
+        return Ok(Vec::new());
+    }
+    load_claimed(conn, claimed.iter().map(|e| e.event_id).collect()).await
+}
+
+/// The queue entries of a claim (see [`claim_batch`]), locked.
+async fn claim_entries(
+    conn: &mut AsyncPgConnection,
+    limit: usize,
+) -> Result<Vec<QueueEntry>, DbError> {
     let tenants = tenants_waiting(conn, limit).await?;
     let mut claimed: Vec<QueueEntry> = Vec::with_capacity(limit);
     // Each tenant's place in its own queue: rounds after the first continue after it.
@@ -297,10 +324,7 @@ pub async fn claim_batch(
         claimed.extend(round);
         cursors = next;
     }
-    if claimed.is_empty() {
-        return Ok(Vec::new());
-    }
-    load_claimed(conn, claimed.iter().map(|e| e.event_id).collect()).await
+    Ok(claimed)
 }
 
 /// How many rounds a claim makes at most (each fills the places the tenants that ran out left).
@@ -424,6 +448,24 @@ async fn load_claimed(
     }
     Ok(events)
 }
+
+/// Vacuums `event_queue`, so the entries of completed events stop costing claims anything
+/// (`SKIP_LOCKED`: returns at once if another vacuum of it is running). Workers call it after
+/// every [`VACUUM_AFTER_EVENTS`] events they complete: a large drain would otherwise leave
+/// hundreds of thousands of dead entries at the head of the index until autovacuum's next
+/// round (up to a minute), and every claim would step over them. On a table that holds only
+/// the backlog it takes milliseconds. Must not run inside a transaction.
+///
+/// # Errors
+/// [`DbError`] from the statement.
+pub async fn vacuum(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
+    conn.batch_execute("VACUUM (SKIP_LOCKED) event_queue")
+        .await?;
+    Ok(())
+}
+
+/// Events a worker completes between two [`vacuum`]s of the queue.
+pub const VACUUM_AFTER_EVENTS: usize = 10_000;
 
 /// Marks claimed events as applied.
 ///

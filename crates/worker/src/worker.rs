@@ -2,6 +2,7 @@
 //! notified or the poll interval passes; stop between batches on shutdown.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,13 +37,23 @@ pub struct BatchReport {
     pub failed: usize,
 }
 
-/// A queue worker. Cheap to clone; clones share the pool.
+/// A queue worker. Cheap to clone; clones share the pool and the queue upkeep.
 #[derive(Debug, Clone)]
 pub struct Worker {
     pool: Pool,
     database_url: SecretString,
     settings: Settings,
     id: String,
+    upkeep: Arc<QueueUpkeep>,
+}
+
+/// When this worker last vacuumed the queue (see `db::queue::vacuum`).
+#[derive(Debug, Default)]
+struct QueueUpkeep {
+    /// Events completed since the last vacuum was started.
+    completed: AtomicUsize,
+    /// A vacuum is running.
+    running: AtomicBool,
 }
 
 impl Worker {
@@ -60,6 +71,7 @@ impl Worker {
             database_url,
             id: settings.id(),
             settings,
+            upkeep: Arc::default(),
         })
     }
 
@@ -71,8 +83,37 @@ impl Worker {
     /// pending and are claimed again).
     pub async fn process_batch(&self) -> Result<BatchReport, DbError> {
         let mut conn = self.pool.get().await?;
-        conn.transaction(async |conn| self.process_batch_in(conn).await)
-            .await
+        let report = conn
+            .transaction(async |conn| self.process_batch_in(conn).await)
+            .await?;
+        self.vacuum_queue_when_due(report.claimed);
+        Ok(report)
+    }
+
+    /// Counts `completed` events, and every `db::queue::VACUUM_AFTER_EVENTS` starts a vacuum
+    /// of the queue in the background (one at a time; its failure is only logged: autovacuum
+    /// remains the fallback).
+    fn vacuum_queue_when_due(&self, completed: usize) {
+        let since = self
+            .upkeep
+            .completed
+            .fetch_add(completed, Ordering::Relaxed)
+            + completed;
+        if since < queue::VACUUM_AFTER_EVENTS || self.upkeep.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.upkeep.completed.store(0, Ordering::Relaxed);
+        let (pool, upkeep, id) = (self.pool.clone(), Arc::clone(&self.upkeep), self.id.clone());
+        tokio::spawn(async move {
+            let result = match pool.get().await {
+                Ok(mut conn) => queue::vacuum(&mut conn).await,
+                Err(error) => Err(error.into()),
+            };
+            if let Err(error) = result {
+                tracing::warn!(worker.id = %id, error = %error, "Queue vacuum failed; autovacuum will do it.");
+            }
+            upkeep.running.store(false, Ordering::Release);
+        });
     }
 
     /// [`Worker::process_batch`] inside the caller's transaction on `conn`: the events stay
