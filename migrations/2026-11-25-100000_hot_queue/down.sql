@@ -1,3 +1,6 @@
+ALTER TABLE calls RESET (fillfactor);
+ALTER TABLE logical_calls RESET (fillfactor);
+
 ALTER TABLE logical_calls DROP COLUMN graph_truncated;
 
 DROP INDEX calls_master_idx;

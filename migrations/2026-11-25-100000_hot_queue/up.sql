@@ -17,7 +17,10 @@ CREATE TABLE event_queue (
     autovacuum_vacuum_insert_threshold = 1000,
     autovacuum_analyze_scale_factor = 0,
     autovacuum_analyze_threshold = 1000,
-    autovacuum_vacuum_cost_delay = 0
+    autovacuum_vacuum_cost_delay = 0,
+    -- Truncating needs an exclusive lock, which busy workers never leave free: a vacuum would
+    -- retry for seconds (and, when it got the lock, stall claims). The freed pages are reused.
+    vacuum_truncate = false
 );
 COMMENT ON TABLE event_queue IS 'The pending events of webhook_events (status = pending): what workers claim. Kept in step by triggers on webhook_events, so every writer (ingest, worker, operators, a manual fix) is covered.';
 COMMENT ON COLUMN event_queue.event_id IS 'webhook_events.id (no foreign key: the triggers maintain it, and a key check would lock the event row on every insert).';
@@ -79,3 +82,10 @@ CREATE INDEX calls_operator_idx ON calls (app_id, operator_call_id, call_id) WHE
 
 ALTER TABLE logical_calls ADD COLUMN graph_truncated boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN logical_calls.graph_truncated IS 'Its call graph grew past WORKER_MAX_CALL_GRAPH_LEGS: it is linked and aggregated from the legs found within the bound, not all of them.';
+
+-- A leg is rewritten by each of its events (ringing, connected, hangup, recording, recap: over
+-- minutes) and its phone call with it. Room left in each page lets those rewrites be HOT
+-- updates (no new index entries) while the page still holds the row; the space is reclaimed
+-- as old versions are pruned. Applies to pages written from now on.
+ALTER TABLE calls SET (fillfactor = 80);
+ALTER TABLE logical_calls SET (fillfactor = 80);

@@ -8,7 +8,6 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt};
-use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::call::{CallLeg, CallStatus, Party};
 use serde_json::{Value, json};
@@ -132,8 +131,7 @@ impl Call {
 }
 
 /// A folded leg ready to upsert.
-#[derive(Debug, Insertable)]
-#[diesel(table_name = calls)]
+#[derive(Debug)]
 pub struct NewCall {
     pub app_id: Uuid,
     pub call_id: i64,
@@ -317,63 +315,66 @@ pub async fn applied_events(
         .await?)
 }
 
-/// Inserts or replaces folded legs (one statement for the whole batch). Callers hold the legs'
-/// locks ([`lock_legs`]), and each row is the fold of every event, so replacing is correct.
+/// Inserts or replaces folded legs (one statement for the whole batch, `crate::unnest`).
+/// Callers hold the legs' locks ([`lock_legs`]), and each row is the fold of every event, so
+/// replacing is correct. `logical_call_id` is written on insert only: `logical_calls::relink`
+/// owns it after that.
 ///
 /// # Errors
 /// [`DbError`] from the query.
 pub async fn upsert_legs(conn: &mut AsyncPgConnection, rows: &[NewCall]) -> Result<(), DbError> {
-    use calls::dsl as c;
+    use diesel::sql_types::{Bool, Double, Integer, Jsonb, Nullable, Text, Timestamptz};
     if rows.is_empty() {
         return Ok(());
     }
-    diesel::insert_into(calls::table)
-        .values(rows)
-        .on_conflict((c::app_id, c::call_id))
-        .do_update()
-        .set((
-            c::master_call_id.eq(excluded(c::master_call_id)),
-            c::entry_point_call_id.eq(excluded(c::entry_point_call_id)),
-            c::operator_call_id.eq(excluded(c::operator_call_id)),
-            c::direction.eq(excluded(c::direction)),
-            c::from_number.eq(excluded(c::from_number)),
-            c::to_number.eq(excluded(c::to_number)),
-            c::external_number.eq(excluded(c::external_number)),
-            c::internal_number.eq(excluded(c::internal_number)),
-            c::state.eq(excluded(c::state)),
-            c::status.eq(excluded(c::status)),
-            c::started_at.eq(excluded(c::started_at)),
-            c::rang_at.eq(excluded(c::rang_at)),
-            c::queued_at.eq(excluded(c::queued_at)),
-            c::connected_at.eq(excluded(c::connected_at)),
-            c::ended_at.eq(excluded(c::ended_at)),
-            c::duration_ms.eq(excluded(c::duration_ms)),
-            c::total_duration_ms.eq(excluded(c::total_duration_ms)),
-            c::talk_time_ms.eq(excluded(c::talk_time_ms)),
-            c::hold_time_ms.eq(excluded(c::hold_time_ms)),
-            c::was_recorded.eq(excluded(c::was_recorded)),
-            c::is_transferred.eq(excluded(c::is_transferred)),
-            c::mos_score.eq(excluded(c::mos_score)),
-            c::recording_url.eq(excluded(c::recording_url)),
-            c::voicemail_link.eq(excluded(c::voicemail_link)),
-            c::transcription_text.eq(excluded(c::transcription_text)),
-            c::target_id.eq(excluded(c::target_id)),
-            c::target.eq(excluded(c::target)),
-            c::contact.eq(excluded(c::contact)),
-            c::custom_data.eq(excluded(c::custom_data)),
-            c::event_count.eq(excluded(c::event_count)),
-            c::last_event_at.eq(excluded(c::last_event_at)),
-            c::voicemail_recording_id.eq(excluded(c::voicemail_recording_id)),
-            c::voicemail_duration_ms.eq(excluded(c::voicemail_duration_ms)),
-            c::recording_id.eq(excluded(c::recording_id)),
-            c::recap_summary.eq(excluded(c::recap_summary)),
-            c::recap_outcome.eq(excluded(c::recap_outcome)),
-            c::recap_action_items.eq(excluded(c::recap_action_items)),
-            c::recap_purposes.eq(excluded(c::recap_purposes)),
-            c::transferred_from.eq(excluded(c::transferred_from)),
-            c::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
+    crate::unnest::unnest_upsert!(conn, rows,
+        table: "calls",
+        conflict: ["app_id", "call_id"],
+        keep: ["logical_call_id"],
+        columns: [
+            app_id: diesel::sql_types::Uuid = "uuid",
+            call_id: BigInt = "bigint",
+            master_call_id: Nullable<BigInt> = "bigint",
+            entry_point_call_id: Nullable<BigInt> = "bigint",
+            operator_call_id: Nullable<BigInt> = "bigint",
+            direction: Nullable<Text> = "text",
+            from_number: Nullable<Text> = "text",
+            to_number: Nullable<Text> = "text",
+            external_number: Nullable<Text> = "text",
+            internal_number: Nullable<Text> = "text",
+            state: Text = "text",
+            status: Text = "text",
+            started_at: Nullable<Timestamptz> = "timestamptz",
+            rang_at: Nullable<Timestamptz> = "timestamptz",
+            queued_at: Nullable<Timestamptz> = "timestamptz",
+            connected_at: Nullable<Timestamptz> = "timestamptz",
+            ended_at: Nullable<Timestamptz> = "timestamptz",
+            duration_ms: Nullable<Double> = "double precision",
+            total_duration_ms: Nullable<Double> = "double precision",
+            talk_time_ms: Nullable<BigInt> = "bigint",
+            hold_time_ms: Nullable<BigInt> = "bigint",
+            was_recorded: Bool = "boolean",
+            is_transferred: Bool = "boolean",
+            mos_score: Nullable<Double> = "double precision",
+            recording_url: Nullable<Text> = "text",
+            voicemail_link: Nullable<Text> = "text",
+            transcription_text: Nullable<Text> = "text",
+            target_id: Nullable<BigInt> = "bigint",
+            target: Nullable<Jsonb> = "jsonb",
+            contact: Nullable<Jsonb> = "jsonb",
+            custom_data: Nullable<Text> = "text",
+            event_count: Integer = "integer",
+            last_event_at: Nullable<Timestamptz> = "timestamptz",
+            voicemail_recording_id: Nullable<Text> = "text",
+            voicemail_duration_ms: Nullable<BigInt> = "bigint",
+            recording_id: Nullable<Text> = "text",
+            recap_summary: Nullable<Text> = "text",
+            recap_outcome: Nullable<Text> = "text",
+            recap_action_items: Nullable<Jsonb> = "jsonb",
+            recap_purposes: Nullable<Jsonb> = "jsonb",
+            transferred_from: Nullable<Jsonb> = "jsonb",
+            logical_call_id: Nullable<BigInt> = "bigint",
+        ]
+    )?;
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod retention;
 pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod unnest;
 
 pub use diesel_async::AsyncPgConnection;
 pub use error::DbError;

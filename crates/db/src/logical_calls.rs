@@ -46,7 +46,7 @@ use crate::schema::{logical_calls, voicemails};
 const RELINK_LOCK_CLASS: i32 = 0x4c43;
 
 /// A `logical_calls` row.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = logical_calls)]
 pub struct LogicalCallRow {
     pub app_id: Uuid,
@@ -455,43 +455,44 @@ async fn delete_logical_calls(
     Ok(())
 }
 
+/// One statement for the whole batch (`crate::unnest`).
 async fn upsert_logical_calls(
     conn: &mut AsyncPgConnection,
     rows: &[LogicalCallRow],
 ) -> Result<(), DbError> {
-    use logical_calls::dsl as l;
+    use diesel::sql_types::{Bool, Integer, Jsonb, Nullable, Text, Timestamptz};
     if rows.is_empty() {
         return Ok(());
     }
-    diesel::insert_into(logical_calls::table)
-        .values(rows)
-        .on_conflict((l::app_id, l::logical_call_id))
-        .do_update()
-        .set((
-            l::status.eq(excluded(l::status)),
-            l::direction.eq(excluded(l::direction)),
-            l::from_number.eq(excluded(l::from_number)),
-            l::to_number.eq(excluded(l::to_number)),
-            l::started_at.eq(excluded(l::started_at)),
-            l::answered_at.eq(excluded(l::answered_at)),
-            l::ended_at.eq(excluded(l::ended_at)),
-            l::talk_time_ms.eq(excluded(l::talk_time_ms)),
-            l::hold_time_ms.eq(excluded(l::hold_time_ms)),
-            l::duration_ms.eq(excluded(l::duration_ms)),
-            l::total_duration_ms.eq(excluded(l::total_duration_ms)),
-            l::transferred.eq(excluded(l::transferred)),
-            l::first_answered_by.eq(excluded(l::first_answered_by)),
-            l::final_handler.eq(excluded(l::final_handler)),
-            l::voicemail.eq(excluded(l::voicemail)),
-            l::was_recorded.eq(excluded(l::was_recorded)),
-            l::contact.eq(excluded(l::contact)),
-            l::target.eq(excluded(l::target)),
-            l::leg_count.eq(excluded(l::leg_count)),
-            l::last_event_at.eq(excluded(l::last_event_at)),
-            l::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
+    crate::unnest::unnest_upsert!(conn, rows,
+        table: "logical_calls",
+        conflict: ["app_id", "logical_call_id"],
+        keep: [],
+        columns: [
+            app_id: diesel::sql_types::Uuid = "uuid",
+            logical_call_id: BigInt = "bigint",
+            status: Text = "text",
+            direction: Nullable<Text> = "text",
+            from_number: Nullable<Text> = "text",
+            to_number: Nullable<Text> = "text",
+            started_at: Nullable<Timestamptz> = "timestamptz",
+            answered_at: Nullable<Timestamptz> = "timestamptz",
+            ended_at: Nullable<Timestamptz> = "timestamptz",
+            talk_time_ms: BigInt = "bigint",
+            hold_time_ms: BigInt = "bigint",
+            duration_ms: Nullable<BigInt> = "bigint",
+            total_duration_ms: Nullable<BigInt> = "bigint",
+            transferred: Bool = "boolean",
+            first_answered_by: Nullable<Jsonb> = "jsonb",
+            final_handler: Nullable<Jsonb> = "jsonb",
+            voicemail: Bool = "boolean",
+            was_recorded: Bool = "boolean",
+            contact: Nullable<Jsonb> = "jsonb",
+            target: Nullable<Jsonb> = "jsonb",
+            leg_count: Integer = "integer",
+            last_event_at: Nullable<Timestamptz> = "timestamptz",
+        ]
+    )?;
     Ok(())
 }
 

@@ -1,0 +1,93 @@
+//! Batch upserts as one fixed statement: `INSERT ... SELECT * FROM unnest($1::type[], ...)`
+//! with one array parameter per column.
+//!
+//! The worker writes ~500 legs per batch. As a multi-row `VALUES` insert that is a statement
+//! of 20,000 parameters whose text changes with the row count, so Postgres parses and plans it
+//! anew every time: measured on a 1M-call tenant, parsing and binding took longer (11 ms per
+//! batch) than executing it (10 ms). With one array per column the statement has a constant
+//! shape and ~40 parameters.
+
+/// The SQL of an unnest upsert into `table`: `columns` as `(name, Postgres type)` in bind
+/// order; on a conflict over `conflict`, every column but the conflict's and `keep` is set
+/// from the new row, and `updated_at` to `now()`.
+pub(crate) fn upsert_sql(
+    table: &str,
+    columns: &[(&str, &str)],
+    conflict: &[&str],
+    keep: &[&str],
+) -> String {
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let arrays: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, pg_type))| format!("${}::{pg_type}[]", i + 1))
+        .collect();
+    let updates: Vec<String> = names
+        .iter()
+        .filter(|name| !conflict.contains(name) && !keep.contains(name))
+        .map(|name| format!("{name} = excluded.{name}"))
+        .chain(std::iter::once("updated_at = now()".to_owned()))
+        .collect();
+    format!(
+        "INSERT INTO {table} ({}) SELECT * FROM unnest({}) ON CONFLICT ({}) DO UPDATE SET {}",
+        names.join(", "),
+        arrays.join(", "),
+        conflict.join(", "),
+        updates.join(", ")
+    )
+}
+
+/// Upserts `$rows` (a slice of structs) into `$table` with [`upsert_sql`]: each column is
+/// named once, with its struct field, its diesel SQL type and its Postgres type, so the
+/// statement's columns and its bound arrays cannot drift apart.
+macro_rules! unnest_upsert {
+    (
+        $conn:expr, $rows:expr,
+        table: $table:literal,
+        conflict: [$($conflict:literal),+],
+        keep: [$($keep:literal),*],
+        columns: [$($field:ident: $sql_type:ty = $pg_type:literal),+ $(,)?]
+    ) => {{
+        let rows = $rows;
+        let sql = $crate::unnest::upsert_sql(
+            $table,
+            &[$((stringify!($field), $pg_type)),+],
+            &[$($conflict),+],
+            &[$($keep),*],
+        );
+        diesel::sql_query(sql)
+            $(.bind::<diesel::sql_types::Array<$sql_type>, _>(
+                rows.iter().map(|row| row.$field.clone()).collect::<Vec<_>>(),
+            ))+
+            .execute($conn)
+            .await
+    }};
+}
+
+pub(crate) use unnest_upsert;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statement_names_each_column_once_and_updates_all_but_the_key_and_kept_ones() {
+        let sql = upsert_sql(
+            "t",
+            &[
+                ("a", "uuid"),
+                ("b", "bigint"),
+                ("c", "text"),
+                ("d", "jsonb"),
+            ],
+            &["a", "b"],
+            &["d"],
+        );
+        assert_eq!(
+            sql,
+            "INSERT INTO t (a, b, c, d) SELECT * FROM unnest($1::uuid[], $2::bigint[], \
+             $3::text[], $4::jsonb[]) ON CONFLICT (a, b) DO UPDATE SET c = excluded.c, \
+             updated_at = now()"
+        );
+    }
+}
