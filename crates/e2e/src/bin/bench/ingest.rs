@@ -4,9 +4,33 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use e2e::{TestDatabase, UNSCOPED_SECRET, sign};
+use serde_json::{Value, json};
 
-use crate::common::{RUNS, call_events, median, new_app, percentile};
+use e2e::{TestDatabase, UNSCOPED_SECRET, fixture, sign};
+
+use crate::common::{RUNS, median, new_app, percentile};
+
+const LIFECYCLE: [&str; 5] = [
+    "call_outbound_01_calling.json",
+    "call_outbound_02_connected.json",
+    "call_outbound_03_hangup.json",
+    "call_outbound_04_recording.json",
+    "call_outbound_05_recap_summary.json",
+];
+
+/// `events` distinct call events: the outbound lifecycle re-keyed per call.
+fn call_events(events: usize) -> Vec<Value> {
+    let lifecycle: Vec<Value> = LIFECYCLE.iter().map(|name| fixture(name)).collect();
+    (0..events)
+        .map(|i| {
+            let mut event = lifecycle[i % lifecycle.len()].clone();
+            let call = i64::try_from(i / lifecycle.len()).unwrap_or_default();
+            let call_id = event["call_id"].as_i64().unwrap_or_default() + call * 8192;
+            event["call_id"] = json!(call_id);
+            event
+        })
+        .collect()
+}
 
 pub async fn bench_ingest(events: usize, concurrency: usize) -> anyhow::Result<()> {
     let bodies: Arc<Vec<String>> = Arc::new(
@@ -18,7 +42,7 @@ pub async fn bench_ingest(events: usize, concurrency: usize) -> anyhow::Result<(
     let (mut rates, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=RUNS {
         let db = TestDatabase::migrated().await;
-        let app_id = new_app(&db, UNSCOPED_SECRET).await?;
+        let app_id = new_app(&mut db.connect().await, "bench", UNSCOPED_SECRET).await?;
         let mut settings = e2e::ingest_settings(db.url());
         settings.database.database_pool_size = 16;
         let server = ingest::build(settings).await?;
