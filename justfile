@@ -44,11 +44,15 @@ demo-compose:
 bench-ingest events="20000" concurrency="32":
     cargo run --release --quiet -p e2e --bin bench -- ingest {{events}} {{concurrency}}
 
-# Worker drain rate (100k realistic call events over 50 apps, one worker), then end-to-end
-# latency (ingest 200 -> row visible) at a steady 500 webhooks/s for 20 s (release build).
-bench-worker events="100000" apps="50" rate="500" seconds="20":
-    cargo run --release --quiet -p e2e --bin bench -- worker {{events}} {{apps}}
-    cargo run --release --quiet -p e2e --bin bench -- latency {{rate}} {{seconds}}
+# Traffic of the real shape: one large tenant with a long history, each call's events minutes
+# apart (a batch of 500 touches ~490 legs). Drain rate of 100k queued events against 0, 100k and
+# 1M calls of history; end-to-end latency (ingest 200 -> done) of 500 webhooks/s for 20 s right
+# after a 200k-event backlog drains; a quiet tenant's latency at 20 webhooks/s while another's
+# 200k-event backlog drains (at most 60 s). Latency and fairness run against `history` calls; a
+# drain is cut after `max_drain` s. Seeds up to ~12 GB of history, once per size.
+# Worker: drain rate vs history size, latency after a backlog, fairness (release build).
+bench-worker events="100000" histories="0,100000,1000000" history="1000000" backlog="200000" rate="500" seconds="20" quiet_rate="20" max_drain="600":
+    cargo run --release --quiet -p e2e --bin bench -- worker {{events}} {{histories}} {{max_drain}} latency {{backlog}} {{rate}} {{seconds}} {{history}} {{max_drain}} fairness {{backlog}} {{quiet_rate}} 60 {{history}}
 
 # Api throughput and latency: 1M calls over 100 apps, 32 clients, first/filtered/deep-keyset pages
 # and active calls, then the first page at a steady 1,000 requests/s (release build).
