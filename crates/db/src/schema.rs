@@ -150,6 +150,8 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         graph_truncated -> Bool,
+        recording_url -> Nullable<Text>,
+        mos_score -> Nullable<Float8>,
     }
 }
 

@@ -28,7 +28,10 @@
 //!   `ended_at - started_at`;
 //! - `transferred`: two or more person legs answered, or a leg names `transferred_from`
 //!   (Dialpad's `is_transferred` is not trusted alone: it was seen true on a plain call);
-//! - `first_answered_by` / `final_handler`: the target of the first / last answered person leg.
+//! - `first_answered_by` / `final_handler`: the target of the first / last answered person leg;
+//! - `recording_url`: the first recording link of a leg that recorded (root first, then by
+//!   start); `mos_score`: the call quality of the first answered person leg that reports one
+//!   (what the Node CTI server's call objects carried).
 
 use std::collections::BTreeMap;
 
@@ -177,6 +180,10 @@ pub struct LogicalCall {
     pub target: Option<Party>,
     pub leg_count: i32,
     pub last_event_at: Option<DateTime<Utc>>,
+    /// Dialpad's recording link, from the leg that recorded.
+    pub recording_url: Option<String>,
+    /// Dialpad's MOS call-quality score (1-5), from the answered person leg.
+    pub mos_score: Option<f64>,
 }
 
 impl LogicalCall {
@@ -253,6 +260,12 @@ impl LogicalCall {
             target: main.target.clone(),
             leg_count: i32::try_from(legs.len()).unwrap_or(i32::MAX),
             last_event_at: legs.iter().filter_map(|leg| leg.last_event_at).max(),
+            recording_url: legs
+                .iter()
+                .filter(|leg| leg.was_recorded)
+                .chain(legs.iter().filter(|leg| !leg.was_recorded))
+                .find_map(|leg| leg.recording_url.clone()),
+            mos_score: answered.iter().find_map(|leg| leg.mos_score),
         })
     }
 }

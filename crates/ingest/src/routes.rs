@@ -26,6 +26,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub(crate) struct IngestState {
     pub(crate) pool: Pool,
     pub(crate) unscoped_secret: SecretString,
+    /// `UNSCOPED_WEBHOOK_APP_ID`: the tenant of the unscoped route, if the deployment has one.
+    pub(crate) unscoped_app_id: Option<Uuid>,
     pub(crate) secrets: SecretCache,
     pub(crate) writer: EventWriter,
     pub(crate) retry_budget: Duration,
@@ -68,8 +70,9 @@ async fn receive_for_app(
     store(state, Some(app_id), event).await
 }
 
-/// `POST /webhooks/dialpad`: verify with `DIALPAD_WEBHOOK_SECRET`; no tenant is known, so the
-/// event is stored as `unroutable` for operators, never dropped.
+/// `POST /webhooks/dialpad`: verify with `DIALPAD_WEBHOOK_SECRET`. The event belongs to
+/// `UNSCOPED_WEBHOOK_APP_ID` when it is set; otherwise no tenant is known, so it is stored as
+/// `unroutable` for operators, never dropped.
 #[tracing::instrument(skip_all)]
 async fn receive_unscoped(
     state: Data<IngestState>,
@@ -78,7 +81,7 @@ async fn receive_unscoped(
 ) -> Result<HttpResponse, IngestError> {
     let body = read_body(&request, body).await?;
     let event = signature::verify(&body, state.unscoped_secret.expose_secret().as_bytes())?;
-    store(&state, None, event).await
+    store(&state, state.unscoped_app_id, event).await
 }
 
 fn verify(body: &[u8], secrets: &[SecretString]) -> Result<Map<String, Value>, VerifyError> {

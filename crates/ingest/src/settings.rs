@@ -3,7 +3,7 @@
 //! Env vars: `PORT` (default 8081), `HOST` (default `0.0.0.0`), `DIALPAD_WEBHOOK_SECRET`,
 //! `ENCRYPTION_KEY` (both required), `ENCRYPTION_PREVIOUS_KEYS`,
 //! `INGEST_DB_RETRY_BUDGET_MS` (default 3000), `APP_SECRET_CACHE_TTL_MS`
-//! (default 30000), plus the shared `DATABASE_*` and `LOG_FORMAT` (see `bootstrap::settings`).
+//! (default 30000), `UNSCOPED_WEBHOOK_APP_ID` (none), plus the shared `DATABASE_*` and `LOG_FORMAT` (see `bootstrap::settings`).
 
 use std::time::Duration;
 
@@ -38,6 +38,11 @@ pub struct Settings {
     /// against fresh ones, so a new secret works at once.
     #[serde(default = "default_secret_cache_ttl_ms")]
     pub app_secret_cache_ttl_ms: u64,
+    /// `UNSCOPED_WEBHOOK_APP_ID`: the app that events on the unscoped route belong to, for a
+    /// single-tenant deployment that registered the shared URL at Dialpad (as the Node CTI
+    /// server's setup guide told users to). Unset, they are stored `unroutable`. They are
+    /// still verified with `DIALPAD_WEBHOOK_SECRET`. The app must exist at start-up.
+    pub unscoped_webhook_app_id: Option<uuid::Uuid>,
 }
 
 impl Settings {
@@ -52,6 +57,7 @@ impl Settings {
             dialpad_webhook_secret: Some(dialpad_webhook_secret.into()),
             ingest_db_retry_budget_ms: default_retry_budget_ms(),
             app_secret_cache_ttl_ms: default_secret_cache_ttl_ms(),
+            unscoped_webhook_app_id: None,
         }
     }
 

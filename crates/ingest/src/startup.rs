@@ -26,7 +26,15 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let keyring = settings.encryption.keyring()?;
     db::migrations::ensure_schema_current(database_url.expose_secret()).await?;
     let pool = db::connect_pool(database_url.expose_secret(), &settings.database.pool()).await?;
+    if let Some(app_id) = settings.unscoped_webhook_app_id {
+        let mut conn = pool.get().await?;
+        anyhow::ensure!(
+            db::apps::App::find(&mut conn, app_id).await?.is_some(),
+            "UNSCOPED_WEBHOOK_APP_ID names no app ({app_id}): create the app first, or unset it"
+        );
+    }
     let state = Data::new(IngestState {
+        unscoped_app_id: settings.unscoped_webhook_app_id,
         writer: EventWriter::start(pool.clone()),
         unscoped_secret,
         secrets: SecretCache::new(

@@ -181,6 +181,10 @@ pub(crate) struct LogicalCallResponse {
     /// How many Dialpad legs (`call_id`s) the call has.
     leg_count: i32,
     last_event_at: Option<String>,
+    /// Dialpad's recording link, from the leg that recorded.
+    recording_url: Option<String>,
+    /// Dialpad's MOS call-quality score (1-5), from the answered person leg.
+    mos_score: Option<f64>,
 }
 
 impl From<LogicalCallRow> for LogicalCallResponse {
@@ -207,6 +211,8 @@ impl From<LogicalCallRow> for LogicalCallResponse {
             target: call.target,
             leg_count: call.leg_count,
             last_event_at: rfc3339(call.last_event_at),
+            recording_url: call.recording_url,
+            mos_score: call.mos_score,
         }
     }
 }

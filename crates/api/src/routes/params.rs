@@ -16,8 +16,8 @@ use crate::error::ApiError;
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 200;
 
-/// Values of `direction`.
-pub(crate) const DIRECTIONS: &[&str] = &["inbound", "outbound"];
+/// Values of `direction`. `all` means no filter: the Node CTI server's clients send it.
+pub(crate) const DIRECTIONS: &[&str] = &["inbound", "outbound", "all"];
 
 /// The OpenAPI schema of a string parameter taking one of `values` (the lists the handlers
 /// check against, so the document cannot drift from them). A parameter with its own schema
@@ -31,7 +31,10 @@ pub(crate) fn string_enum(values: &[&str], description: &str) -> Object {
 }
 
 fn direction_schema() -> Object {
-    string_enum(DIRECTIONS, "`inbound` or `outbound`.")
+    string_enum(
+        DIRECTIONS,
+        "`inbound` or `outbound`; `all` (or leaving it out) lists both.",
+    )
 }
 
 fn time_schema(description: &str) -> Object {
@@ -90,7 +93,7 @@ pub(crate) struct RangeQuery {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct DirectionQuery {
-    /// `inbound` or `outbound` (described in `direction_schema`).
+    /// `inbound`, `outbound` or `all` (described in `direction_schema`).
     #[param(schema_with = direction_schema)]
     pub(crate) direction: Option<String>,
 }
@@ -214,9 +217,10 @@ impl RangeQuery {
 }
 
 impl DirectionQuery {
-    /// `direction`: `inbound` or `outbound`.
+    /// `direction`: `inbound` or `outbound`; `None` for `all` or none.
     pub(crate) fn direction(&self) -> Result<Option<String>, ApiError> {
-        one_of("direction", self.direction.as_deref(), DIRECTIONS)
+        Ok(one_of("direction", self.direction.as_deref(), DIRECTIONS)?
+            .filter(|direction| direction != "all"))
     }
 }
 

@@ -78,6 +78,11 @@ async fn calls_are_phone_calls_with_filters_and_both_paging_modes() {
     assert_eq!(count("?view=legs").await, 10, "ten legs");
     assert_eq!(count("?direction=inbound").await, 5);
     assert_eq!(count("?direction=outbound").await, 2);
+    assert_eq!(
+        count("?direction=all").await,
+        7,
+        "all: no filter, as Node clients send"
+    );
     assert_eq!(count("?status=completed").await, 5);
     assert_eq!(count("?status=voicemail").await, 1);
     assert_eq!(count("?status=missed").await, 1);
@@ -113,6 +118,21 @@ async fn calls_are_phone_calls_with_filters_and_both_paging_modes() {
     assert_eq!(cc["talk_time"], 187_604);
     assert_eq!(cc["answered_at"], "2026-11-19T16:20:13.398Z");
     assert_eq!(cc["first_answered_by"]["name"], "Marcus Oyelaran");
+    assert_eq!(cc["mos_score"], 4.41, "the answering agent leg's");
+    assert_eq!(cc["recording_url"], serde_json::Value::Null, "not recorded");
+    // As the Node CTI server's call objects carried them: from the leg that recorded, and
+    // from the answered person leg.
+    let outbound = all["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .find(|c| c["call_id"] == "7189235590594560")
+        .expect("the outbound call");
+    assert_eq!(
+        outbound["recording_url"],
+        "https://dialpad.com/secureblob/callrecording/6458153277718528"
+    );
+    assert_eq!(outbound["mos_score"], 4.38);
 
     // Offset pages and cursor pages walk the same order.
     let newest_first = ids(&all, "calls", "call_id");
@@ -275,6 +295,10 @@ async fn messages_and_voicemails() {
     assert_eq!(
         get(&stack, &a, "/api/messages?direction=outbound").await.1["total"],
         1
+    );
+    assert_eq!(
+        get(&stack, &a, "/api/messages?direction=all").await.1["total"],
+        get(&stack, &a, "/api/messages").await.1["total"]
     );
     assert_eq!(
         get(&stack, &a, "/api/messages?status=success").await.1["total"],
