@@ -60,7 +60,8 @@ pub fn thousands(n: usize) -> String {
     out
 }
 
-/// Names of every database the benchmarks create themselves ([`ScratchDatabase`]).
+/// Names of every database the benchmarks create themselves ([`ScratchDatabase`]):
+/// `cti_bench_{pid}_…`, so that concurrent runs keep apart and a dead run's leftovers are known.
 const SCRATCH_PREFIX: &str = "cti_bench_";
 
 async fn admin() -> anyhow::Result<AsyncPgConnection> {
@@ -79,9 +80,9 @@ pub struct ScratchDatabase {
 }
 
 impl ScratchDatabase {
-    /// `CREATE DATABASE cti_bench_{suffix} {options}`.
+    /// `CREATE DATABASE cti_bench_{pid}_{suffix} {options}`.
     pub async fn create(suffix: &str, options: &str) -> anyhow::Result<ScratchDatabase> {
-        let name = format!("{SCRATCH_PREFIX}{suffix}");
+        let name = format!("{SCRATCH_PREFIX}{}_{suffix}", std::process::id());
         diesel::sql_query(format!("CREATE DATABASE {name} {options}"))
             .execute(&mut admin().await?)
             .await
@@ -128,7 +129,7 @@ impl ScratchDatabase {
         Ok(u64::try_from(size.bytes)?)
     }
 
-    /// Drops every database named like a scratch database: what an aborted earlier run left.
+    /// Drops the scratch databases of processes that no longer run: what aborted runs left.
     pub async fn sweep() -> anyhow::Result<Vec<String>> {
         #[derive(diesel::QueryableByName)]
         struct Name {
@@ -143,6 +144,13 @@ impl ScratchDatabase {
                 .await?;
         let mut dropped = Vec::with_capacity(names.len());
         for Name { datname } in names {
+            let owner = datname[SCRATCH_PREFIX.len()..]
+                .split_once('_')
+                .and_then(|(pid, _)| pid.parse::<u32>().ok());
+            let Some(owner) = owner else { continue };
+            if std::path::Path::new(&format!("/proc/{owner}")).exists() {
+                continue;
+            }
             diesel::sql_query(format!("DROP DATABASE IF EXISTS {datname} WITH (FORCE)"))
                 .execute(&mut conn)
                 .await?;
