@@ -246,7 +246,7 @@ pub const TIME_FIELDS: [&str; 7] = [
 /// [2^52, 2^53), multiples of 2^13), distinct per call and leg, and below every fixture's id
 /// while `call` < 7.9e9.
 pub const LEG_ID_BASE: i64 = 1 << 52;
-/// Room for each call's legs: more than the fixtures' 7 legs.
+/// Room for each call's legs (the fixtures have 7).
 pub const LEG_SLOTS: i64 = 8;
 /// Dialpad ids are multiples of 2^13.
 pub const DIALPAD_ID_STEP: i64 = 8192;
@@ -319,7 +319,7 @@ impl Lifecycles {
                 .context("fixture date_started")?;
             lifecycles.push(Lifecycle { events, started_ms });
         }
-        anyhow::ensure!(legs.len() < LEG_SLOTS as usize, "more legs than slots");
+        anyhow::ensure!(legs.len() <= LEG_SLOTS as usize, "more legs than slots");
         Ok(Lifecycles {
             lifecycles,
             legs,
