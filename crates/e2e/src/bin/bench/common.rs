@@ -60,7 +60,8 @@ pub fn thousands(n: usize) -> String {
     out
 }
 
-/// Names of every database the benchmarks create themselves ([`ScratchDatabase`]).
+/// Names of every database the benchmarks create themselves ([`ScratchDatabase`]):
+/// `cti_bench_{pid}_…`, so that concurrent runs keep apart and a dead run's leftovers are known.
 const SCRATCH_PREFIX: &str = "cti_bench_";
 
 async fn admin() -> anyhow::Result<AsyncPgConnection> {
@@ -79,9 +80,9 @@ pub struct ScratchDatabase {
 }
 
 impl ScratchDatabase {
-    /// `CREATE DATABASE cti_bench_{suffix} {options}`.
+    /// `CREATE DATABASE cti_bench_{pid}_{suffix} {options}`.
     pub async fn create(suffix: &str, options: &str) -> anyhow::Result<ScratchDatabase> {
-        let name = format!("{SCRATCH_PREFIX}{suffix}");
+        let name = format!("{SCRATCH_PREFIX}{}_{suffix}", std::process::id());
         diesel::sql_query(format!("CREATE DATABASE {name} {options}"))
             .execute(&mut admin().await?)
             .await
@@ -128,7 +129,7 @@ impl ScratchDatabase {
         Ok(u64::try_from(size.bytes)?)
     }
 
-    /// Drops every database named like a scratch database: what an aborted earlier run left.
+    /// Drops the scratch databases of processes that no longer run: what aborted runs left.
     pub async fn sweep() -> anyhow::Result<Vec<String>> {
         #[derive(diesel::QueryableByName)]
         struct Name {
@@ -143,6 +144,13 @@ impl ScratchDatabase {
                 .await?;
         let mut dropped = Vec::with_capacity(names.len());
         for Name { datname } in names {
+            let owner = datname[SCRATCH_PREFIX.len()..]
+                .split_once('_')
+                .and_then(|(pid, _)| pid.parse::<u32>().ok());
+            let Some(owner) = owner else { continue };
+            if std::path::Path::new(&format!("/proc/{owner}")).exists() {
+                continue;
+            }
             diesel::sql_query(format!("DROP DATABASE IF EXISTS {datname} WITH (FORCE)"))
                 .execute(&mut conn)
                 .await?;
@@ -238,7 +246,7 @@ pub const TIME_FIELDS: [&str; 7] = [
 /// [2^52, 2^53), multiples of 2^13), distinct per call and leg, and below every fixture's id
 /// while `call` < 7.9e9.
 pub const LEG_ID_BASE: i64 = 1 << 52;
-/// Room for each call's legs: more than the fixtures' 7 legs.
+/// Room for each call's legs (the fixtures have 7).
 pub const LEG_SLOTS: i64 = 8;
 /// Dialpad ids are multiples of 2^13.
 pub const DIALPAD_ID_STEP: i64 = 8192;
@@ -311,7 +319,7 @@ impl Lifecycles {
                 .context("fixture date_started")?;
             lifecycles.push(Lifecycle { events, started_ms });
         }
-        anyhow::ensure!(legs.len() < LEG_SLOTS as usize, "more legs than slots");
+        anyhow::ensure!(legs.len() <= LEG_SLOTS as usize, "more legs than slots");
         Ok(Lifecycles {
             lifecycles,
             legs,

@@ -28,9 +28,10 @@
 //! calls, linked as the worker links them), phone calls, voicemails and applied events (the
 //! last 3 of each leg, `done`), seeded by one `INSERT … SELECT … FROM generate_series` per table,
 //! then vacuumed, analysed and checkpointed. Each history size is seeded once per invocation
-//! (so chain the worker commands in one invocation, as `just bench-worker` does); databases
-//! are named `cti_bench_*`, dropped at the end, and any left by an aborted run are dropped at
-//! the start.
+//! (so chain the worker commands in one invocation, as `just bench-worker` does). Databases
+//! are named `cti_bench_{pid}_*` and dropped at the end (also on Ctrl-C); those of a process
+//! that no longer runs (killed) are dropped at the start. Concurrent invocations keep their
+//! databases apart, but share the machine: their figures are then meaningless.
 //!
 //! - `bench worker [EVENTS] [HISTORIES] [MAX_DRAIN_S]`: drain rate against history size. For
 //!   each HISTORY in the comma-separated HISTORIES (default `0,100000,1000000`), EVENTS (default
