@@ -42,7 +42,7 @@
 //! # Fairness
 //! A batch is shared between the tenants with due events, not taken oldest-first from the whole
 //! queue, so one tenant's backlog (an outage replay of 200k events) delays another tenant's new
-//! events by about one batch, not by the backlog:
+//! events by the batch in progress and the next one, not by the backlog:
 //! 1. The tenants with a due event are found by a loose index scan (one probe per tenant),
 //!    ordered by their oldest due event; if there are more of them than places in the batch,
 //!    the longest-waiting ones take part (the others' heads only grow older, so they come next).
