@@ -132,6 +132,7 @@ impl NewWebhookEvent {
             dialpad_id: summary.dialpad_id,
             event_timestamp: summary
                 .event_timestamp_ms
+                .filter(|ms| *ms >= POSTGRES_EARLIEST_MS)
                 .and_then(DateTime::from_timestamp_millis),
             dedupe_key: summary.dedupe_key,
             payload,
@@ -142,6 +143,13 @@ impl NewWebhookEvent {
         }
     }
 }
+
+/// The earliest `timestamptz` Postgres holds (4714-11-24 BC, Julian day 0), in epoch
+/// milliseconds (<https://www.postgresql.org/docs/15/datatype-datetime.html>). Its latest
+/// (294276 AD) is past anything `chrono` holds. An event whose `event_timestamp` Postgres cannot
+/// hold is still stored, with the derived column null: the payload keeps the value, and a
+/// verified event is never refused for it.
+const POSTGRES_EARLIEST_MS: i64 = -210_866_803_200_000;
 
 /// The outcome of storing one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

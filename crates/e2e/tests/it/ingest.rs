@@ -289,6 +289,42 @@ async fn unscoped_route_events_belong_to_unscoped_webhook_app_id_when_it_is_set(
 }
 
 #[tokio::test]
+async fn an_event_time_postgres_cannot_hold_is_stored_as_null_not_refused() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("time travel").await;
+    let mut conn = stack.db.connect().await;
+    for (n, at) in [
+        (1, json!(-300_000_000_000_000_i64)),
+        (2, json!(i64::MAX)),
+        (3, json!(1e308)),
+    ] {
+        let mut event = fixture("call_outbound_01_calling.json");
+        event["call_id"] = json!(event["call_id"].as_i64().expect("call_id") + n * 8192);
+        event["event_timestamp"] = at.clone();
+        let response = stack.post_event(&app, &event).await;
+        assert_eq!(response.status(), 200, "event_timestamp {at}");
+        let body: Value = response.json().await.expect("JSON");
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        let stored: (Option<chrono::DateTime<chrono::Utc>>, Value) =
+            db::schema::webhook_events::table
+                .find(body["id"].as_i64().expect("id"))
+                .select((
+                    db::schema::webhook_events::event_timestamp,
+                    db::schema::webhook_events::payload,
+                ))
+                .first(&mut conn)
+                .await
+                .expect("stored");
+        assert_eq!(stored.0, None, "derived column null for {at}");
+        assert_eq!(
+            stored.1["event_timestamp"], at,
+            "the payload keeps the value"
+        );
+    }
+}
+
+#[tokio::test]
 async fn health_and_readiness() {
     let stack = TestStack::spawn().await;
     for url in [&stack.ingest_url, &stack.api_url] {
