@@ -5,6 +5,10 @@
 //! `WORKER_POLL_INTERVAL_MS`, ...): each maps to the field of the same name in lower case, so a
 //! service's `Settings` is a flat struct.
 //!
+//! Variables of the Node CTI server this project replaces (`NODE_ENV`, `DIALPAD_SANDBOX_*`,
+//! `DIALPAD_PROD_*`, `DB_*`, `CTI_SERVER_URL`) are named in a start-up warning with what to set
+//! instead.
+//!
 //! Env vars read here: `CONFIG_FILE` (path of an optional TOML file), `DATABASE_URL`,
 //! `DATABASE_POOL_SIZE`, `DATABASE_CONNECT_TIMEOUT_MS`, `LOG_FORMAT`, and for the services that
 //! hold secrets (api, ingest) `ENCRYPTION_KEY` and `ENCRYPTION_PREVIOUS_KEYS`.
@@ -23,6 +27,13 @@ use serde::de::DeserializeOwned;
 /// # Errors
 /// When the file cannot be read or a value has the wrong type; the message names the setting.
 pub fn load<T: DeserializeOwned>() -> anyhow::Result<T> {
+    for (name, replacement) in legacy_variables(std::env::vars().map(|(name, _)| name)) {
+        tracing::warn!(
+            variable = %name,
+            "{name} is a setting of the Node CTI server and is ignored here; set {replacement} \
+             instead (docs: README, Configuration)."
+        );
+    }
     let mut builder = config::Config::builder();
     if let Ok(path) = std::env::var("CONFIG_FILE") {
         builder = builder.add_source(config::File::with_name(&path).required(true));
@@ -38,6 +49,46 @@ pub fn load<T: DeserializeOwned>() -> anyhow::Result<T> {
         .context("Failed to read settings")?
         .try_deserialize()
         .context("Invalid settings")
+}
+
+/// Settings of the Node CTI server this project replaces (a name, or a prefix ending in `_`),
+/// and what to set here instead. Teams moving over often keep their old environment; the
+/// services name each such variable at start-up rather than ignore it silently.
+const LEGACY_VARIABLES: &[(&str, &str)] = &[
+    (
+        "NODE_ENV",
+        "nothing for the environment (LOG_FORMAT=json for production logs; DIALPAD_ENV picks Dialpad's sandbox or production)",
+    ),
+    (
+        "DIALPAD_SANDBOX_",
+        "DIALPAD_ENV=sandbox with DIALPAD_CLIENT_ID, DIALPAD_CLIENT_SECRET, DIALPAD_REDIRECT_URI or DIALPAD_API_KEY",
+    ),
+    (
+        "DIALPAD_PROD_",
+        "DIALPAD_ENV=production with DIALPAD_CLIENT_ID, DIALPAD_CLIENT_SECRET, DIALPAD_REDIRECT_URI or DIALPAD_API_KEY",
+    ),
+    ("DB_", "DATABASE_URL (postgres://user:pass@host:port/db)"),
+    (
+        "CTI_SERVER_URL",
+        "PUBLIC_INGEST_URL (where Dialpad delivers webhooks)",
+    ),
+];
+
+/// The variables among `names` that belong to the Node CTI server, each with its replacement.
+pub fn legacy_variables(names: impl Iterator<Item = String>) -> Vec<(String, &'static str)> {
+    let mut found: Vec<(String, &'static str)> = names
+        .filter_map(|name| {
+            LEGACY_VARIABLES
+                .iter()
+                .find(|(old, _)| match old.strip_suffix('_') {
+                    Some(_) => name.starts_with(old),
+                    None => name == *old,
+                })
+                .map(|(_, replacement)| (name, *replacement))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// Unwraps a required setting, failing with a message that names its environment variable.

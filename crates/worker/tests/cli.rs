@@ -29,6 +29,25 @@ async fn run(mut command: Command) -> (bool, String) {
 }
 
 #[tokio::test]
+async fn a_node_cti_server_variable_is_named_at_start_up_with_its_replacement() {
+    let mut command = worker(None);
+    command
+        .env("NODE_ENV", "production")
+        .env("DB_HOST", "db.internal");
+    let (ok, output) = run(command).await;
+    assert!(!ok, "still refuses to start without DATABASE_URL");
+    assert!(
+        output.contains("DB_HOST is a setting of the Node CTI server")
+            && output.contains("set DATABASE_URL"),
+        "{output}"
+    );
+    assert!(
+        output.contains("NODE_ENV is a setting of the Node CTI server"),
+        "{output}"
+    );
+}
+
+#[tokio::test]
 async fn a_missing_setting_is_named() {
     let (ok, output) = run(worker(None)).await;
     assert!(!ok);
