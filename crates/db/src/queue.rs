@@ -52,6 +52,21 @@
 //!    tenants that filled theirs, continuing after what they already got; up to
 //!    [`MAX_CLAIM_ROUNDS`] rounds. So a lone tenant still gets a full batch.
 //!
+//! # Lanes: a tenant behind does not hold up the tenants that are up to date
+//! Splitting each batch evenly still makes a quiet tenant's new event wait for the batch in
+//! progress and its own, and a batch of a tenant's backlog takes ~100 ms. So a worker serves
+//! the queue in two [`Lane`]s at once, one transaction each: a tenant whose oldest due event
+//! has waited longer than the lag threshold (`WORKER_BACKLOG_AFTER_MS`) is *backlogged* and
+//! served by the backlog lane; every other tenant is *up to date* and served by the other lane,
+//! whose batches are then small and quick (a quiet tenant's event is claimed as it arrives, not
+//! after the backlog's batch). Which lane serves a tenant is decided at each claim from its
+//! oldest due event, so a tenant moves to the backlog lane when it falls behind and back when it
+//! has caught up; with no backlog anywhere every tenant is up to date, and the up-to-date lane
+//! alone takes full batches, as a single lane would. A claim of [`Lane::Any`] serves every
+//! tenant (tests, tools, the drain benchmark). Two lanes serving one tenant at the moment it
+//! changes lane is harmless: claims skip each other's rows, and the leg and relink locks order
+//! their writes.
+//!
 //! Within a tenant, events are taken by `run_at` then id (a retried event waits for its
 //! backoff); across tenants, order is not kept, which is safe because every row is a fold of
 //! its whole event log (the result does not depend on the order events are applied in).
@@ -260,9 +275,34 @@ pub struct ClaimedEvent {
     pub attempts: i32,
 }
 
-/// Claims up to `limit` due pending events, shared fairly between tenants (see *Fairness* in
-/// the module docs), skipping rows other workers hold. Must run inside a transaction; the
-/// rows stay locked until it ends. Returns the events in id order.
+/// Which tenants a claim serves (see *Lanes* in the module docs). A tenant's *lag* is how long
+/// ago its oldest due event became due (`run_at`: its arrival, or the end of its backoff).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Every tenant with a due event.
+    Any,
+    /// Tenants whose lag is at most this many milliseconds.
+    UpToDate { lag_ms: u64 },
+    /// Tenants whose lag is more than this many milliseconds.
+    Backlogged { lag_ms: u64 },
+}
+
+impl Lane {
+    /// The `(most, least)` lag in milliseconds of the tenants served; `None` for no bound.
+    fn lag_bounds(self) -> (Option<i64>, Option<i64>) {
+        let ms = |lag_ms: u64| Some(i64::try_from(lag_ms).unwrap_or(i64::MAX));
+        match self {
+            Lane::Any => (None, None),
+            Lane::UpToDate { lag_ms } => (ms(lag_ms), None),
+            Lane::Backlogged { lag_ms } => (None, ms(lag_ms)),
+        }
+    }
+}
+
+/// Claims up to `limit` due pending events of the tenants `lane` serves, shared fairly between
+/// them (see *Fairness* and *Lanes* in the module docs), skipping rows other workers hold. Must
+/// run inside a transaction; the rows stay locked until it ends. Returns the events in id
+/// order.
 ///
 /// Reads only `event_queue` (plus the claimed events by primary key), never the event log's
 /// history: one index probe per tenant with due events, then one index range per tenant and
@@ -273,6 +313,7 @@ pub struct ClaimedEvent {
 pub async fn claim_batch(
     conn: &mut AsyncPgConnection,
     limit: i64,
+    lane: Lane,
 ) -> Result<Vec<ClaimedEvent>, DbError> {
     let limit = usize::try_from(limit).unwrap_or(0);
     // Plain index scans only: they walk `event_queue_due_idx` in order and stop at the quota,
@@ -282,7 +323,7 @@ pub async fn claim_batch(
     conn.batch_execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
         .await?;
     // On an error the transaction is aborted, and the settings go with it.
-    let claimed = claim_entries(conn, limit).await?;
+    let claimed = claim_entries(conn, limit, lane).await?;
     conn.batch_execute(
         "SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_bitmapscan TO DEFAULT",
     )
@@ -297,8 +338,9 @@ pub async fn claim_batch(
 async fn claim_entries(
     conn: &mut AsyncPgConnection,
     limit: usize,
+    lane: Lane,
 ) -> Result<Vec<QueueEntry>, DbError> {
-    let tenants = tenants_waiting(conn, limit).await?;
+    let tenants = tenants_waiting(conn, limit, lane).await?;
     let mut claimed: Vec<QueueEntry> = Vec::with_capacity(limit);
     // Each tenant's place in its own queue: rounds after the first continue after it.
     let mut cursors: Vec<TenantCursor> = tenants
@@ -369,10 +411,16 @@ struct Waiting {
     app_id: Uuid,
 }
 
-/// The tenants with a due event, the longest-waiting first (by their oldest due event), at
-/// most `limit`. A loose index scan: one probe of `event_queue_due_idx` per tenant with queued
-/// events, whatever the backlog.
-async fn tenants_waiting(conn: &mut AsyncPgConnection, limit: usize) -> Result<Vec<Uuid>, DbError> {
+/// The tenants with a due event that `lane` serves, the longest-waiting first (by their oldest
+/// due event), at most `limit`. A loose index scan: one probe of `event_queue_due_idx` per
+/// tenant with queued events, whatever the backlog.
+async fn tenants_waiting(
+    conn: &mut AsyncPgConnection,
+    limit: usize,
+    lane: Lane,
+) -> Result<Vec<Uuid>, DbError> {
+    use diesel::sql_types::{BigInt, Nullable};
+    let (most_lag_ms, least_lag_ms) = lane.lag_bounds();
     let waiting: Vec<Waiting> = diesel::sql_query(
         "WITH RECURSIVE tenants (app_id) AS ( \
              (SELECT app_id FROM event_queue ORDER BY app_id LIMIT 1) \
@@ -385,9 +433,13 @@ async fn tenants_waiting(conn: &mut AsyncPgConnection, limit: usize) -> Result<V
          CROSS JOIN LATERAL (SELECT q.run_at, q.event_id FROM event_queue q \
              WHERE q.app_id = t.app_id AND q.run_at <= now() \
              ORDER BY q.run_at, q.event_id LIMIT 1) AS head \
+         WHERE ($2::bigint IS NULL OR head.run_at >= now() - $2 * interval '1 millisecond') \
+           AND ($3::bigint IS NULL OR head.run_at < now() - $3 * interval '1 millisecond') \
          ORDER BY head.run_at, head.event_id LIMIT $1",
     )
-    .bind::<diesel::sql_types::BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind::<Nullable<BigInt>, _>(most_lag_ms)
+    .bind::<Nullable<BigInt>, _>(least_lag_ms)
     .load(conn)
     .await?;
     Ok(waiting.into_iter().map(|w| w.app_id).collect())
@@ -457,17 +509,22 @@ async fn load_claimed(
     Ok(events)
 }
 
-/// Vacuums `event_queue`, so the entries of completed events stop costing claims anything
-/// (`SKIP_LOCKED`: returns at once if another vacuum of it is running). Workers call it after
-/// every [`VACUUM_AFTER_EVENTS`] events they complete: a large drain would otherwise leave
-/// hundreds of thousands of dead entries at the head of the index until autovacuum's next
-/// round (up to a minute), and every claim would step over them. On a table that holds only
-/// the backlog it takes milliseconds. Must not run inside a transaction.
+/// Vacuums and analyzes `event_queue`, so the entries of completed events stop costing claims
+/// anything and the planner knows how big the backlog is (`SKIP_LOCKED`: returns at once if
+/// another vacuum of it is running). Workers call it when they start and after every
+/// [`VACUUM_AFTER_EVENTS`] events they complete: a large drain would otherwise leave hundreds of
+/// thousands of dead entries at the head of the index until autovacuum's next round (up to a
+/// minute), and every claim would step over them. The statistics matter as much: planned
+/// from statistics taken while the queue was empty, the hot-queue trigger's delete (a join of
+/// the statement's changed events with `event_queue`) scanned the whole queue once per
+/// changed event: measured with a 200k backlog, a 500-event status update took 24 s instead
+/// of 10 ms. On a table that holds only the backlog it takes milliseconds. Must not run inside
+/// a transaction.
 ///
 /// # Errors
 /// [`DbError`] from the statement.
 pub async fn vacuum(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
-    conn.batch_execute("VACUUM (SKIP_LOCKED) event_queue")
+    conn.batch_execute("VACUUM (ANALYZE, SKIP_LOCKED) event_queue")
         .await?;
     Ok(())
 }

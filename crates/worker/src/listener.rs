@@ -10,12 +10,13 @@ use tokio_util::sync::CancellationToken;
 
 use db::{changes, queue};
 
-/// Listens until `shutdown`, waking the worker on every notification. Reconnects with backoff
-/// when the connection drops, and wakes the worker after each (re)connect, because
-/// notifications sent while disconnected are lost; the worker's poll covers any other gap.
+/// Listens until `shutdown`, waking each of the worker's batch loops (`wakes`) on every
+/// notification. Reconnects with backoff when the connection drops, and wakes the loops after
+/// each (re)connect, because notifications sent while disconnected are lost; the loops' poll
+/// covers any other gap.
 pub(crate) async fn listen(
     database_url: SecretString,
-    wake: Arc<Notify>,
+    wakes: Arc<[Notify]>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -24,14 +25,14 @@ pub(crate) async fn listen(
         {
             Ok(mut conn) => {
                 backoff = Duration::from_millis(100);
-                wake.notify_one();
+                wake_all(&wakes);
                 let notifications = conn.notifications_stream();
                 let mut notifications = std::pin::pin!(notifications);
                 loop {
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         next = notifications.next() => match next {
-                            Some(Ok(_)) => wake.notify_one(),
+                            Some(Ok(_)) => wake_all(&wakes),
                             Some(Err(error)) => {
                                 tracing::warn!(error = %error, "Queue listener lost its connection.");
                                 break;
@@ -50,5 +51,12 @@ pub(crate) async fn listen(
             () = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Wakes every batch loop (a loop busy with a batch keeps the wake-up for when it is done).
+fn wake_all(wakes: &[Notify]) {
+    for wake in wakes {
+        wake.notify_one();
     }
 }

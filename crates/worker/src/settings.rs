@@ -3,7 +3,8 @@
 //! Env vars: `WORKER_POLL_INTERVAL_MS` (default 5000), `WORKER_BATCH_SIZE` (500),
 //! `WORKER_MAX_ATTEMPTS` (10), `WORKER_BACKOFF_BASE_MS` (1000), `WORKER_BACKOFF_MAX_MS`
 //! (3600000), `WORKER_ID` (default `<hostname>-<pid>`), `RETENTION_DAYS` (90),
-//! `RETENTION_INTERVAL_MS` (3600000), `WORKER_MAX_CALL_GRAPH_LEGS` (1000), plus the shared `DATABASE_*` and `LOG_FORMAT`.
+//! `RETENTION_INTERVAL_MS` (3600000), `WORKER_MAX_CALL_GRAPH_LEGS` (1000),
+//! `WORKER_BACKLOG_AFTER_MS` (1000), plus the shared `DATABASE_*` and `LOG_FORMAT`.
 
 use std::time::Duration;
 
@@ -36,6 +37,12 @@ pub struct Settings {
     /// into its logical call; a larger graph is not followed further (`db::logical_calls`).
     #[serde(default = "default_max_call_graph_legs")]
     pub worker_max_call_graph_legs: u32,
+    /// `WORKER_BACKLOG_AFTER_MS`: a tenant whose oldest due event has waited longer than this
+    /// many milliseconds is served by the worker's backlog lane, every other tenant by its
+    /// up-to-date lane, each lane one batch at a time (`db::queue`, *Lanes*). `0`: one lane for
+    /// every tenant.
+    #[serde(default = "default_backlog_after_ms")]
+    pub worker_backlog_after_ms: u64,
     /// `RETENTION_DAYS`: processed events older than this many days are pruned (`0`: never).
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
@@ -56,6 +63,7 @@ impl Settings {
             worker_backoff_max_ms: default_backoff_max_ms(),
             worker_id: None,
             worker_max_call_graph_legs: default_max_call_graph_legs(),
+            worker_backlog_after_ms: default_backlog_after_ms(),
             retention_days: default_retention_days(),
             retention_interval_ms: default_retention_interval_ms(),
         }
@@ -74,6 +82,10 @@ impl Settings {
 }
 
 fn default_max_call_graph_legs() -> u32 {
+    1_000
+}
+
+fn default_backlog_after_ms() -> u64 {
     1_000
 }
 

@@ -1,5 +1,7 @@
 //! The worker loop: claim a batch, apply it, complete it, in one transaction; sleep until
-//! notified or the poll interval passes; stop between batches on shutdown.
+//! notified or the poll interval passes; stop between batches on shutdown. A worker runs this
+//! loop once per lane (`db::queue`, *Lanes*): up-to-date tenants and backlogged tenants each
+//! have their own, so a backlog's batches never delay another tenant's new events.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -7,12 +9,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use db::queue::Lane;
 use db::retention::{self, Pruned};
 use db::{DbError, Pool, queue};
 use domain::backoff::retry_delay;
@@ -66,6 +69,10 @@ impl Worker {
         db::migrations::ensure_schema_current(database_url.expose_secret()).await?;
         let pool =
             db::connect_pool(database_url.expose_secret(), &settings.database.pool()).await?;
+        // The queue may hold a backlog its statistics do not know of (`db::queue::vacuum`).
+        if let Err(error) = queue::vacuum(&mut *pool.get().await?).await {
+            tracing::warn!(error = %error, "Queue vacuum failed; autovacuum will do it.");
+        }
         Ok(Worker {
             pool,
             database_url,
@@ -82,9 +89,24 @@ impl Worker {
     /// [`DbError`] when the transaction fails as a whole (nothing is committed; the events stay
     /// pending and are claimed again).
     pub async fn process_batch(&self) -> Result<BatchReport, DbError> {
+        self.process_lane_batch(Lane::Any).await
+    }
+
+    /// [`Worker::process_batch`] for the tenants `lane` serves.
+    async fn process_lane_batch(&self, lane: Lane) -> Result<BatchReport, DbError> {
         let mut conn = self.pool.get().await?;
         let report = conn
-            .transaction(async |conn| self.process_batch_in(conn).await)
+            .transaction(async |conn| {
+                // The batch's commit does not wait for its WAL flush (the WAL writer flushes it
+                // within ~3 x `wal_writer_delay`), so the next batch's work overlaps the flush.
+                // Safe because everything it writes is derived: a crash can lose only whole
+                // recent batch transactions, whose events are then still `pending` (their
+                // rows were committed, durably, by ingest) and are applied again, to the same
+                // rows. Ingest's commits stay synchronous: its 200 promises durability.
+                conn.batch_execute("SET LOCAL synchronous_commit = off")
+                    .await?;
+                self.claim_and_apply(conn, lane).await
+            })
             .await?;
         self.vacuum_queue_when_due(report.claimed);
         Ok(report)
@@ -125,8 +147,16 @@ impl Worker {
         &self,
         conn: &mut db::AsyncPgConnection,
     ) -> Result<BatchReport, DbError> {
+        self.claim_and_apply(conn, Lane::Any).await
+    }
+
+    async fn claim_and_apply(
+        &self,
+        conn: &mut db::AsyncPgConnection,
+        lane: Lane,
+    ) -> Result<BatchReport, DbError> {
         let settings = &self.settings;
-        let claimed = queue::claim_batch(conn, i64::from(settings.worker_batch_size)).await?;
+        let claimed = queue::claim_batch(conn, i64::from(settings.worker_batch_size), lane).await?;
         if claimed.is_empty() {
             return Ok(BatchReport::default());
         }
@@ -186,27 +216,54 @@ impl Worker {
         }
     }
 
-    /// Runs until `shutdown` is cancelled, then finishes the batch in hand and returns.
+    /// Runs until `shutdown` is cancelled, then finishes the batches in hand and returns. One
+    /// batch loop per lane (`WORKER_BACKLOG_AFTER_MS`), each woken by every notification.
     ///
     /// # Errors
     /// Never for database trouble (it is logged and retried); only on a bug.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let wake = Arc::new(Notify::new());
+        let lanes = match self.settings.worker_backlog_after_ms {
+            0 => vec![Lane::Any],
+            lag_ms => vec![Lane::UpToDate { lag_ms }, Lane::Backlogged { lag_ms }],
+        };
+        let wakes: Arc<[Notify]> = lanes.iter().map(|_| Notify::new()).collect();
         let listener = tokio::spawn(listener::listen(
             self.database_url.clone(),
-            Arc::clone(&wake),
+            Arc::clone(&wakes),
             shutdown.clone(),
         ));
         let retention = tokio::spawn(self.clone().retention_loop(shutdown.clone()));
-        tracing::info!(worker.id = %self.id, "Worker started.");
+        tracing::info!(worker.id = %self.id, lanes = lanes.len(), "Worker started.");
+        let loops: Vec<_> = lanes
+            .into_iter()
+            .enumerate()
+            .map(|(i, lane)| {
+                let (worker, wakes, shutdown) =
+                    (self.clone(), Arc::clone(&wakes), shutdown.clone());
+                tokio::spawn(async move { worker.run_lane(lane, &wakes[i], shutdown).await })
+            })
+            .collect();
+        for batch_loop in loops {
+            batch_loop.await.context("Batch loop failed")?;
+        }
+        listener.await.context("Queue listener task failed")?;
+        retention.await.context("Retention task failed")?;
+        tracing::info!(worker.id = %self.id, "Worker stopped.");
+        Ok(())
+    }
+
+    /// Claims and applies the batches of `lane` until `shutdown`: the next one at once after a
+    /// full batch, otherwise after a notification (`wake`) or the poll interval.
+    async fn run_lane(&self, lane: Lane, wake: &Notify, shutdown: CancellationToken) {
         let mut error_pause = Duration::from_millis(200);
         while !shutdown.is_cancelled() {
-            let pause = match self.process_batch().await {
+            let pause = match self.process_lane_batch(lane).await {
                 Ok(report) => {
                     error_pause = Duration::from_millis(200);
                     if report.claimed > 0 {
                         tracing::info!(
                             worker.id = %self.id,
+                            worker.lane = ?lane,
                             events.claimed = report.claimed,
                             events.done = report.done,
                             events.ignored = report.ignored,
@@ -220,7 +277,7 @@ impl Worker {
                     self.settings.poll_interval()
                 }
                 Err(error) => {
-                    tracing::warn!(worker.id = %self.id, error = %error, "Batch failed; will retry.");
+                    tracing::warn!(worker.id = %self.id, worker.lane = ?lane, error = %error, "Batch failed; will retry.");
                     error_pause = (error_pause * 2).min(Duration::from_secs(5));
                     error_pause
                 }
@@ -231,10 +288,6 @@ impl Worker {
                 () = tokio::time::sleep(pause) => {}
             }
         }
-        listener.await.context("Queue listener task failed")?;
-        retention.await.context("Retention task failed")?;
-        tracing::info!(worker.id = %self.id, "Worker stopped.");
-        Ok(())
     }
 }
 

@@ -170,16 +170,7 @@ async fn a_tenants_single_event_is_claimed_within_two_batches_of_anothers_backlo
     let noisy = stack.create_app("noisy").await;
     let quiet = stack.create_app("quiet").await;
     // 5,000 events of 1,000 calls for the noisy tenant, queued first.
-    let backlog: Vec<Value> = (0..1_000)
-        .flat_map(|n| {
-            OUTBOUND.map(|name| {
-                let mut event = fixture(name);
-                event["call_id"] = json!(event["call_id"].as_i64().expect("call_id") + n * ID_STEP);
-                event
-            })
-        })
-        .collect();
-    stack.post_events(&noisy, &backlog).await;
+    stack.post_events(&noisy, &outbound_backlog(1_000)).await;
     stack
         .post_fixtures(&quiet, &["call_inbound_vm_01_ringing.json"])
         .await;
@@ -214,6 +205,121 @@ async fn a_tenants_single_event_is_claimed_within_two_batches_of_anothers_backlo
         stack.events_by_status().await,
         vec![("done".to_owned(), 5_001)]
     );
+}
+
+/// The noisy tenant's outbound calls `0..calls`, five events each.
+fn outbound_backlog(calls: i64) -> Vec<Value> {
+    (0..calls)
+        .flat_map(|n| {
+            OUTBOUND.map(|name| {
+                let mut event = fixture(name);
+                event["call_id"] = json!(event["call_id"].as_i64().expect("call_id") + n * ID_STEP);
+                event
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_backlogged_tenants_batch_in_progress_does_not_hold_up_an_up_to_date_tenant() {
+    let stack = TestStack::spawn().await;
+    let noisy = stack.create_app("noisy").await;
+    let quiet = stack.create_app("quiet").await;
+    // A backlog: the noisy tenant's events have waited a minute already.
+    stack.post_events(&noisy, &outbound_backlog(40)).await;
+    let mut conn = stack.db.connect().await;
+    diesel::sql_query(
+        "UPDATE webhook_events SET run_at = now() - interval '1 minute' WHERE app_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(noisy.app_id)
+    .execute(&mut conn)
+    .await
+    .expect("age the backlog");
+    // Hold the lock of one of the backlog's legs, as a slow batch applying that leg would: the
+    // batch of the backlog stays in progress until it is released.
+    let held_leg = fixture(OUTBOUND[0])["call_id"].as_i64().expect("call_id");
+    let mut holder = stack.db.connect().await;
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(held_leg)
+        .execute(&mut holder)
+        .await
+        .expect("hold the leg's lock");
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = worker::Worker::build(TestStack::worker_settings(&stack.db))
+        .await
+        .expect("worker builds");
+    let running = tokio::spawn(worker.run_until_stopped(shutdown.clone()));
+    let waits = async |conn: &mut AsyncPgConnection| -> i64 {
+        diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event = 'advisory'",
+        )
+        .get_result::<Count>(conn)
+        .await
+        .expect("lock waits")
+        .n
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while waits(&mut conn).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backlog's batch never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    // The quiet tenant's new event is applied while the backlog's batch is still in progress.
+    stack
+        .post_fixtures(&quiet, &["call_inbound_vm_01_ringing.json"])
+        .await;
+    let status_of = async |conn: &mut AsyncPgConnection, app: &TestApp| -> Vec<String> {
+        webhook_events::table
+            .filter(webhook_events::app_id.eq(app.app_id))
+            .select(webhook_events::status)
+            .distinct()
+            .load(conn)
+            .await
+            .expect("statuses")
+    };
+    while status_of(&mut conn, &quiet).await != ["done"] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the quiet tenant's event waited for the backlog"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(status_of(&mut conn, &noisy).await, ["pending"]);
+    assert_eq!(
+        waits(&mut conn).await,
+        1,
+        "the backlog's batch is still waiting"
+    );
+
+    // Released, the backlog drains.
+    diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(held_leg)
+        .execute(&mut holder)
+        .await
+        .expect("release the leg's lock");
+    while stack.events_by_status().await != vec![("done".to_owned(), 201)] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backlog did not drain"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    running
+        .await
+        .expect("worker task")
+        .expect("worker stops cleanly");
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
 }
 
 #[tokio::test]
