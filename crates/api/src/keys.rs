@@ -50,7 +50,7 @@ pub(crate) fn generate_webhook_secret() -> String {
 }
 
 /// Checks a caller-chosen webhook secret: 16–255 printable ASCII characters, no spaces
-/// (Dialpad wants "a single-line string", FACTS §2).
+/// (Dialpad wants "a single-line string", `docs/dialpad.md` §2).
 ///
 /// # Errors
 /// [`ApiError::InvalidRequest`] naming `webhook_secret`.

@@ -105,7 +105,7 @@ impl Settings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct DialpadSettings {
     /// `DIALPAD_ENV`: `sandbox` (`https://sandbox.dialpad.com`) or `production`
-    /// (`https://dialpad.com`), FACTS §1.
+    /// (`https://dialpad.com`), `docs/dialpad.md` §1.
     #[serde(default = "default_dialpad_env")]
     pub dialpad_env: String,
     /// `DIALPAD_BASE_URL`: overrides the environment's host (tests point it at a local mock).

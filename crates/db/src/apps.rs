@@ -44,7 +44,7 @@ pub struct NewApiKey<'a> {
 }
 
 /// How long a deleted Dialpad webhook's secret still verifies events: Dialpad may still deliver
-/// retries signed with it (SMS retries span about 4 hours, FACTS §6.3).
+/// retries signed with it (SMS retries span about 4 hours, `docs/dialpad.md` §6.3).
 const DELETED_WEBHOOK_GRACE: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 impl App {

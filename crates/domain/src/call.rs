@@ -1,7 +1,7 @@
 //! Call events and the call-leg fold.
 //!
 //! Dialpad sends one event per state transition of a call *leg* (each leg has its own `call_id`;
-//! one phone call can be several legs, FACTS §4.4). Events of a leg arrive late, out of order and
+//! one phone call can be several legs, `docs/dialpad.md` §4.4). Events of a leg arrive late, out of order and
 //! duplicated (<https://developers.dialpad.com/docs/webhook-delivery-failures>), and post-call
 //! states (`recording`, `recap_*`, `transcription`, ...) arrive minutes after `hangup`.
 //!
@@ -86,7 +86,7 @@ pub struct RecordingDetail {
     pub url: Option<String>,
 }
 
-/// A Dialpad call event, typed. Field names and units follow Dialpad's payload (FACTS §4.3):
+/// A Dialpad call event, typed. Field names and units follow Dialpad's payload (`docs/dialpad.md` §4.3):
 /// every `date_*` and `event_timestamp` is epoch **milliseconds** UTC; `duration` and
 /// `total_duration` are **float milliseconds**; `talk_time`/`hold_time` are milliseconds.
 #[derive(Debug, Clone, Deserialize)]
@@ -141,7 +141,7 @@ pub struct CallEvent {
     pub voicemail_link: Option<String>,
     #[serde(default)]
     pub recording_details: Option<Vec<RecordingDetail>>,
-    /// Legacy list of recording URLs; `recording_details` is preferred (FACTS §4.3).
+    /// Legacy list of recording URLs; `recording_details` is preferred (`docs/dialpad.md` §4.3).
     #[serde(default)]
     pub recording_url: Option<Vec<String>>,
     #[serde(default, deserialize_with = "opt_string")]
@@ -231,7 +231,7 @@ impl CallEvent {
 }
 
 /// Where a Dialpad state sits in a leg's life; states from
-/// <https://developers.dialpad.com/docs/call-events> (the enum in Dialpad's `OpenAPI` spec, FACTS §4.2).
+/// <https://developers.dialpad.com/docs/call-events> (the enum in Dialpad's `OpenAPI` spec, `docs/dialpad.md` §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Phase {
     /// Before or during the conversation, including unknown future states.
@@ -256,7 +256,7 @@ impl Phase {
 
 /// The call states we subscribe to by default (`POST /internal/subscriptions`): every state
 /// whose meaning the status table below and the leg fold use, from the enum of Dialpad's
-/// `CreateCallEventSubscription.call_states` (FACTS §4.2,
+/// `CreateCallEventSubscription.call_states` (`docs/dialpad.md` §4.2,
 /// <https://developers.dialpad.com/reference/webhook_call_event_subscriptioncreate>).
 /// Supervisor and admin states (`admin`, `barge`, `eavesdrop`, `monitor`, `takeover`,
 /// `ai_playbook`) are left out: they say nothing about the call itself.
@@ -290,7 +290,7 @@ pub const SUBSCRIBED_CALL_STATES: &[&str] = &[
 
 /// Our status of a call leg: the vocabulary clients filter on.
 ///
-/// Every state Dialpad documents (the `call_states` enum of its `OpenAPI` spec, FACTS §4.2,
+/// Every state Dialpad documents (the `call_states` enum of its `OpenAPI` spec, `docs/dialpad.md` §4.2,
 /// <https://developers.dialpad.com/docs/call-events>), and what it does to a leg:
 ///
 /// | Dialpad state | leg status while live | on the leg's end |
@@ -442,7 +442,7 @@ impl CallLeg {
         }
     }
 
-    /// The leg this one hangs off in the call graph (FACTS §4.4): its `entry_point_call_id`
+    /// The leg this one hangs off in the call graph (`docs/dialpad.md` §4.4): its `entry_point_call_id`
     /// (the department/office/call-center leg it was rung from), else its `master_call_id`.
     /// `None` for a root leg. (`operator_call_id` points down, at a child.)
     pub fn parent_call_id(&self) -> Option<i64> {
@@ -600,7 +600,7 @@ impl CallLeg {
             latest(&mut leg.rang_at, event.date_rang.and_then(ms));
             latest(&mut leg.queued_at, event.date_queued.and_then(ms));
             latest(&mut leg.connected_at, event.date_connected.and_then(ms));
-            // `date_ended` can appear on a late in-call event (FACTS §10.14): only an ended leg
+            // `date_ended` can appear on a late in-call event (`docs/dialpad.md` §10.14): only an ended leg
             // has an end time.
             if phase >= Phase::Ended {
                 latest(&mut leg.ended_at, event.date_ended.and_then(ms));
@@ -857,7 +857,7 @@ mod tests {
 
     #[test]
     fn repeated_states_and_hold_cycles_fold_to_the_latest() {
-        // FACTS §10.6: `connected` repeats after each hold; there is no "unhold".
+        // `docs/dialpad.md` §10.6: `connected` repeats after each hold; there is no "unhold".
         let base = outbound();
         let at = |event: &CallEvent, state: &str, ts: i64| {
             let mut value = serde_json::to_value(RawState { state, ts }).expect("json");
@@ -895,7 +895,7 @@ mod tests {
 
     #[test]
     fn a_blocked_caller_id_is_kept_as_sent() {
-        // FACTS §10.13: `internal_number` can be the literal "blocked".
+        // `docs/dialpad.md` §10.13: `internal_number` can be the literal "blocked".
         let mut value: Value = serde_json::from_str(include_str!(
             "../../../testdata/dialpad/call_outbound_03_hangup.json"
         ))

@@ -1,6 +1,6 @@
 //! Recognising a Dialpad event: its kind, type, Dialpad id, time, and the key it is stored under.
 //!
-//! Dialpad payloads carry no envelope, no event-type field and no company id (FACTS §6.2,
+//! Dialpad payloads carry no envelope, no event-type field and no company id (`docs/dialpad.md` §6.2,
 //! <https://developers.dialpad.com/docs/event-subscriptions>): the kind is read from the shape of
 //! the object, and the tenant comes from the URL the event was posted to, never from here.
 
@@ -102,7 +102,7 @@ impl EventSummary {
 ///
 /// Content, not an id, because Dialpad has no event id and reuses ids across distinct events:
 /// every state of a call shares its `call_id`, and SMS delivery updates reuse the message `id`
-/// (FACTS §5, §10.17). A retried delivery is byte-for-byte the same event, so it maps to the same
+/// (`docs/dialpad.md` §5, §10.17). A retried delivery is byte-for-byte the same event, so it maps to the same
 /// key; two distinct events differ at least in `event_timestamp` or state.
 pub fn dedupe_key(payload: &Map<String, Value>) -> String {
     let mut canonical = Vec::with_capacity(1024);

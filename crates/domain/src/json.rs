@@ -1,8 +1,8 @@
 //! Lenient readers for Dialpad's JSON numbers.
 //!
 //! Dialpad webhooks send int64 ids and epoch-ms timestamps as JSON numbers, while its REST API
-//! sends the same values as strings (FACTS §10.2, <https://developers.dialpad.com/reference>).
-//! Ids are int64 and must never pass through `f64` (FACTS §10.3), so a float id is refused.
+//! sends the same values as strings (`docs/dialpad.md` §10.2, <https://developers.dialpad.com/reference>).
+//! Ids are int64 and must never pass through `f64` (`docs/dialpad.md` §10.3), so a float id is refused.
 
 use serde::{Deserialize, Deserializer, de::Error};
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! One phone call is one *logical call*: its legs linked and aggregated.
 //!
 //! Dialpad gives every leg its own `call_id` (the department or call-center leg, one leg per
-//! person rung, one per transfer) and no single field names the call (FACTS §4.4, §10.4). Legs
+//! person rung, one per transfer) and no single field names the call (`docs/dialpad.md` §4.4, §10.4). Legs
 //! are linked through `entry_point_call_id`, `master_call_id` (a child names its parent) and
 //! `operator_call_id` (a call-center leg names its answering agent's leg).
 //!

@@ -1,7 +1,7 @@
 //! SMS events and the message fold.
 //!
 //! Dialpad sends an event when a message is sent or received and, with `status: true` on the
-//! subscription, another on each delivery-status change, **reusing the message `id`** (FACTS
+//! subscription, another on each delivery-status change, **reusing the message `id`** (`docs/dialpad.md`
 //! §5, §10.17, <https://developers.dialpad.com/docs/sms-events>). Field names differ from call
 //! events: `contact.phone_number`, and `to_number` is an array.
 //!

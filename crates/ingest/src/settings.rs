@@ -29,7 +29,7 @@ pub struct Settings {
     /// `POST /webhooks/dialpad`.
     pub dialpad_webhook_secret: Option<SecretString>,
     /// `INGEST_DB_RETRY_BUDGET_MS`: how long one request keeps retrying while the database is
-    /// unreachable before answering 503. Dialpad waits 5 s per delivery (FACTS §6.3), so stay
+    /// unreachable before answering 503. Dialpad waits 5 s per delivery (`docs/dialpad.md` §6.3), so stay
     /// well below that.
     #[serde(default = "default_retry_budget_ms")]
     pub ingest_db_retry_budget_ms: u64,

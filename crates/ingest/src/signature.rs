@@ -2,7 +2,7 @@
 //!
 //! Dialpad POSTs the bare compact JWT as the whole body, HS256-signed with the webhook's secret
 //! (the secret string's UTF-8 bytes); the claims *are* the event object, with no `kid`, and no
-//! documented `iat`/`exp` (FACTS §6.1, <https://developers.dialpad.com/reference/webhookscreate>).
+//! documented `iat`/`exp` (`docs/dialpad.md` §6.1, <https://developers.dialpad.com/reference/webhookscreate>).
 //! So: trim ASCII whitespace, require three segments, pin the algorithm to HS256 (refusing
 //! `none`, HS384/HS512 and RS*), verify the signature over the exact token received, require no
 //! claim, check `exp` only if present, and require the claims to be a JSON object.

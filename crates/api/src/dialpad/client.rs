@@ -1,7 +1,7 @@
 //! A small Dialpad REST and OAuth client: the calls onboarding needs, with timeouts and
 //! Dialpad's errors mapped to [`DialpadError`].
 //!
-//! Facts it relies on (FACTS §1–3, §7, <https://developers.dialpad.com/reference>): the token
+//! Facts it relies on (`docs/dialpad.md` §1–3, §7, <https://developers.dialpad.com/reference>): the token
 //! goes in `Authorization: Bearer`; REST answers encode int64 ids as strings; errors look like
 //! `{"error": {"code", "message"}}`; webhook and subscription answers echo secrets in clear, so
 //! they are never logged; the token endpoint accepts form-encoded bodies with `redirect_uri`.
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 /// Longest piece of Dialpad's error text we repeat to our caller.
 const MAX_MESSAGE_CHARS: usize = 200;
 
-/// A Dialpad environment and its host (FACTS §1).
+/// A Dialpad environment and its host (`docs/dialpad.md` §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Environment {
     Sandbox,
@@ -90,7 +90,7 @@ impl DialpadError {
     }
 }
 
-/// Dialpad's `WebhookProto` (FACTS §2).
+/// Dialpad's `WebhookProto` (`docs/dialpad.md` §2).
 #[derive(Debug, Deserialize)]
 pub(crate) struct Webhook {
     #[serde(deserialize_with = "required_i64")]
@@ -108,21 +108,21 @@ pub(crate) struct WebhookSignature {
     pub(crate) kind: Option<String>,
 }
 
-/// The part of a subscription answer we keep: its id (FACTS §3).
+/// The part of a subscription answer we keep: its id (`docs/dialpad.md` §3).
 #[derive(Debug, Deserialize)]
 pub(crate) struct Subscription {
     #[serde(deserialize_with = "required_i64")]
     pub(crate) id: i64,
 }
 
-/// `GET /api/v2/company`: the id of the company a credential belongs to (FACTS §1).
+/// `GET /api/v2/company`: the id of the company a credential belongs to (`docs/dialpad.md` §1).
 #[derive(Debug, Deserialize)]
 pub(crate) struct Company {
     #[serde(deserialize_with = "required_i64")]
     pub(crate) id: i64,
 }
 
-/// An answer of `POST /oauth2/token` (FACTS §7).
+/// An answer of `POST /oauth2/token` (`docs/dialpad.md` §7).
 #[derive(Debug, Deserialize)]
 pub(crate) struct TokenResponse {
     pub(crate) access_token: SecretString,
@@ -234,7 +234,7 @@ impl DialpadClient {
             .unwrap_or_else(|_| self.base_url.clone())
     }
 
-    /// `GET {base}/oauth2/authorize?...`: where to send the user's browser (FACTS §7).
+    /// `GET {base}/oauth2/authorize?...`: where to send the user's browser (`docs/dialpad.md` §7).
     pub(crate) fn authorize_url(&self, oauth: &OAuthApp, state: &str, code_challenge: &str) -> Url {
         let mut url = self.url("oauth2/authorize");
         {
@@ -288,7 +288,7 @@ impl DialpadClient {
     }
 
     /// `POST /api/v2/subscriptions/{call,sms}` with `body` (which names the webhook as
-    /// `endpoint_id`, FACTS §3.1).
+    /// `endpoint_id`, `docs/dialpad.md` §3.1).
     pub(crate) async fn create_subscription(
         &self,
         token: &SecretString,

@@ -14,7 +14,7 @@ use crate::startup::ApiState;
 
 /// An access token with less than this left is refreshed before use.
 const REFRESH_MARGIN: TimeDelta = TimeDelta::minutes(5);
-/// Lifetime assumed when Dialpad's token answer has no `expires_in` (FACTS §7: unknown; the
+/// Lifetime assumed when Dialpad's token answer has no `expires_in` (`docs/dialpad.md` §7: unknown; the
 /// common client default).
 const DEFAULT_EXPIRES_IN_SECS: i64 = 3600;
 
@@ -74,7 +74,7 @@ enum Refreshed {
     Failed(DialpadError),
 }
 
-/// Refreshes under the connection's row lock. Dialpad rotates refresh tokens (FACTS §7), so a
+/// Refreshes under the connection's row lock. Dialpad rotates refresh tokens (`docs/dialpad.md` §7), so a
 /// second caller waits for the first, then finds a fresh token and uses it instead of spending
 /// the old refresh token again. The new tokens are committed in the same transaction, right
 /// after Dialpad answers.

@@ -46,7 +46,7 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
 }
 
 /// Every call state Dialpad's subscription API accepts (the `call_states` enum of its `OpenAPI`
-/// spec, FACTS §4.2, <https://developers.dialpad.com/reference/webhook_call_event_subscriptioncreate>).
+/// spec, `docs/dialpad.md` §4.2, <https://developers.dialpad.com/reference/webhook_call_event_subscriptioncreate>).
 const DIALPAD_CALL_STATES: &[&str] = &[
     "admin",
     "admin_recording",
@@ -82,7 +82,7 @@ const DIALPAD_CALL_STATES: &[&str] = &[
     "voicemail_uploaded",
 ];
 
-/// Dialpad's subscription `target_type` enum (FACTS §3.2).
+/// Dialpad's subscription `target_type` enum (`docs/dialpad.md` §3.2).
 const TARGET_TYPES: &[&str] = &[
     "callcenter",
     "callrouter",
@@ -593,7 +593,7 @@ impl CreateSubscriptionsRequest {
             })),
         )];
         if self.sms {
-            // `status: true` also delivers each delivery-status change (FACTS §3.3).
+            // `status: true` also delivers each delivery-status change (`docs/dialpad.md` §3.3).
             bodies.push((
                 SubscriptionKind::Sms,
                 with_target(json!({

@@ -1,5 +1,5 @@
 //! `/auth/dialpad/*`: connecting an app to Dialpad with OAuth 2.0, authorization code + PKCE
-//! (RFC 6749 §4.1, RFC 7636; Dialpad's endpoints in FACTS §7,
+//! (RFC 6749 §4.1, RFC 7636; Dialpad's endpoints in `docs/dialpad.md` §7,
 //! <https://developers.dialpad.com/docs/oauth>).
 
 use actix_web::http::header;
