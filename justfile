@@ -38,7 +38,7 @@ demo:
 
 # Replay the call lifecycle against the Compose stack started by `just dev`.
 demo-compose:
-    docker compose run --rm migrate simulate --ingest-url http://ingest:8081 --api-url http://api:8080 --internal-secret "${INTERNAL_API_SECRET:-dev-internal-api-secret}"
+    docker compose run --rm migrate simulate --ingest-url http://ingest:8081 --api-url http://api:8080 --internal-secret "${INTERNAL_API_SECRET:-dev-only-internal-api-secret-not-for-production}"
 
 # Ingest throughput and latency: distinct signed webhooks from 32 clients (release build).
 bench-ingest events="20000" concurrency="32":

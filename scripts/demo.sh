@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/cti}"
-export DIALPAD_WEBHOOK_SECRET="${DIALPAD_WEBHOOK_SECRET:-demo-dialpad-webhook-secret}"
-export INTERNAL_API_SECRET="${INTERNAL_API_SECRET:-demo-internal-api-secret}"
+export DIALPAD_WEBHOOK_SECRET="${DIALPAD_WEBHOOK_SECRET:-demo-only-dialpad-webhook-secret-not-for-production}"
+export INTERNAL_API_SECRET="${INTERNAL_API_SECRET:-demo-only-internal-api-secret-not-for-production}"
 export ENCRYPTION_KEY="${ENCRYPTION_KEY:-ZGVtby1vbmx5LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGU=}"
 export RUST_LOG="${RUST_LOG:-warn}"
 ingest_port="${DEMO_INGEST_PORT:-18081}"

@@ -19,6 +19,7 @@ use db::audit::Actor;
 
 use crate::error::ApiError;
 use crate::keys::key_id_of;
+use crate::rate_limit::RateLimits;
 use crate::startup::ApiState;
 
 /// The header tenant keys are sent in.
@@ -32,9 +33,13 @@ pub(crate) struct KeyVerifier {
     /// from the database at most [`KEY_ROW_TTL`] earlier), so revocation takes effect within a
     /// second on every replica.
     verified: Cache<[u8; 32], Arc<str>>,
-    /// Key id → its row, for [`KEY_ROW_TTL`]: spares a query per request while keeping a
-    /// revocation (or an app's deactivation) effective within a second on every replica.
-    rows: Cache<String, ActiveApiKey>,
+    /// SHA-256 of a presented key → the bcrypt hash it failed against: the same wrong secret
+    /// sent again costs no bcrypt while the key's hash is unchanged.
+    rejected: Cache<[u8; 32], Arc<str>>,
+    /// Key id → its row (`None`: no such active key), for [`KEY_ROW_TTL`]: spares a query per
+    /// request, for unknown ids too, while keeping a revocation (or an app's deactivation)
+    /// effective within a second on every replica.
+    rows: Cache<String, Option<ActiveApiKey>>,
 }
 
 /// How long a key's row is trusted without asking the database again.
@@ -44,6 +49,10 @@ impl KeyVerifier {
     pub(crate) fn new(ttl: Duration) -> Self {
         KeyVerifier {
             verified: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ttl)
+                .build(),
+            rejected: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(ttl)
                 .build(),
@@ -60,14 +69,18 @@ impl KeyVerifier {
         self.rows.invalidate_all();
     }
 
-    /// The app a presented key belongs to.
+    /// The app a presented key belongs to. Only a verified key's rate-limit bucket is charged;
+    /// a verification that needs bcrypt is charged to `client` first (`crate::rate_limit`).
     ///
     /// # Errors
     /// [`ApiError::InvalidApiKey`] for an unknown, malformed, wrong or revoked key (or an
-    /// inactive app); database errors as [`ApiError`].
+    /// inactive app); [`ApiError::RateLimited`] when the key, or the client's verifications,
+    /// are over their limit; database errors as [`ApiError`].
     pub(crate) async fn authenticate(
         &self,
         pool: &Pool,
+        limits: &RateLimits,
+        client: &str,
         presented: &str,
     ) -> Result<Uuid, ApiError> {
         let key_id = key_id_of(presented).ok_or(ApiError::InvalidApiKey)?;
@@ -75,35 +88,42 @@ impl KeyVerifier {
             Some(row) => row,
             None => {
                 let mut conn = pool.get().await.map_err(db::DbError::from)?;
-                let row = ActiveApiKey::find(&mut conn, key_id)
-                    .await?
-                    .ok_or(ApiError::InvalidApiKey)?;
+                let row = ActiveApiKey::find(&mut conn, key_id).await?;
                 self.rows.insert(key_id.to_owned(), row.clone());
                 row
             }
-        };
+        }
+        .ok_or(ApiError::InvalidApiKey)?;
 
         let fingerprint: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        if self
-            .verified
-            .get(&fingerprint)
-            .is_some_and(|hash| *hash == *row.key_hash)
-        {
-            touch_if_stale(pool, &row);
-            return Ok(row.app_id);
-        }
-        let presented = presented.to_owned();
-        let hash = row.key_hash.clone();
-        // bcrypt is deliberately slow CPU work: keep it off the async executor.
-        let matches = tokio::task::spawn_blocking(move || bcrypt::verify(presented, &hash))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?
-            .unwrap_or(false);
-        if !matches {
+        let known = |cache: &Cache<[u8; 32], Arc<str>>| {
+            cache
+                .get(&fingerprint)
+                .is_some_and(|hash| *hash == *row.key_hash)
+        };
+        if known(&self.rejected) {
             return Err(ApiError::InvalidApiKey);
         }
-        self.verified
-            .insert(fingerprint, Arc::from(row.key_hash.as_str()));
+        if !known(&self.verified) {
+            limits.charge_verification(client)?;
+            let presented = presented.to_owned();
+            let hash = row.key_hash.clone();
+            // bcrypt is deliberately slow CPU work: keep it off the async executor.
+            let matches = tokio::task::spawn_blocking(move || bcrypt::verify(presented, &hash))
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?
+                .unwrap_or(false);
+            let cache = if matches {
+                &self.verified
+            } else {
+                &self.rejected
+            };
+            cache.insert(fingerprint, Arc::from(row.key_hash.as_str()));
+            if !matches {
+                return Err(ApiError::InvalidApiKey);
+            }
+        }
+        limits.charge_key(key_id)?;
         touch_if_stale(pool, &row);
         Ok(row.app_id)
     }
@@ -143,11 +163,19 @@ impl FromRequest for Tenant {
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = request.app_data::<Data<ApiState>>().cloned();
         let presented = api_key_header(request).map(str::to_owned);
+        let client = state.as_ref().map_or_else(String::new, |state| {
+            state
+                .rate_limits
+                .client(request.headers(), request.peer_addr())
+        });
         Box::pin(async move {
             let state =
                 state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("state missing")))?;
             let presented = presented.ok_or(ApiError::MissingApiKey)?;
-            let app_id = state.keys.authenticate(&state.pool, &presented).await?;
+            let app_id = state
+                .keys
+                .authenticate(&state.pool, &state.rate_limits, &client, &presented)
+                .await?;
             Ok(Tenant { app_id })
         })
     }
@@ -192,7 +220,15 @@ pub(crate) async fn authorize_for_app(
         };
     }
     let key = api_key_header(request).ok_or(ApiError::MissingApiKey)?;
-    if state.keys.authenticate(&state.pool, key).await? == app_id {
+    let client = state
+        .rate_limits
+        .client(request.headers(), request.peer_addr());
+    if state
+        .keys
+        .authenticate(&state.pool, &state.rate_limits, &client, key)
+        .await?
+        == app_id
+    {
         Ok(())
     } else {
         Err(ApiError::NotFound)
@@ -217,21 +253,22 @@ impl FromRequest for InternalAdmin {
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let authorized = request.app_data::<Data<ApiState>>().is_some_and(|state| {
+        let state = request.app_data::<Data<ApiState>>();
+        let authorized = state.is_some_and(|state| {
             bearer_token(request)
                 .is_some_and(|token| secrets_match(token, &state.internal_api_secret))
         });
-        std::future::ready(if authorized {
-            let address = request
-                .connection_info()
-                .realip_remote_addr()
-                .map(str::to_owned)
-                .unwrap_or_default();
-            Ok(InternalAdmin {
-                actor: Actor(format!("admin@{address}")),
-            })
-        } else {
-            Err(ApiError::Unauthorized)
+        std::future::ready(match state {
+            Some(state) if authorized => {
+                // The same address rule as the rate limits: a client cannot write its own.
+                let address = state
+                    .rate_limits
+                    .client(request.headers(), request.peer_addr());
+                Ok(InternalAdmin {
+                    actor: Actor(format!("admin@{address}")),
+                })
+            }
+            _ => Err(ApiError::Unauthorized),
         })
     }
 }

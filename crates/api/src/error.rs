@@ -187,8 +187,14 @@ impl ResponseError for ApiError {
             tracing::error!(error = ?cause, "Request failed with an internal error.");
         }
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unavailable) {
-            response.insert_header(("Retry-After", "2"));
+        match self {
+            ApiError::Unavailable => {
+                response.insert_header(("Retry-After", "2"));
+            }
+            ApiError::RateLimited { retry_after } => {
+                response.insert_header(("Retry-After", retry_after.to_string()));
+            }
+            _ => {}
         }
         response.json(ErrorBody {
             error: self.code(),

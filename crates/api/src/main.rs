@@ -18,6 +18,10 @@ async fn main() -> anyhow::Result<()> {
     match command {
         Command::Migrate => bootstrap::cli::migrate(settings.database.url()?).await,
         Command::Serve => {
+            bootstrap::settings::require_long_secret(
+                "INTERNAL_API_SECRET",
+                settings.internal_api_secret.as_ref(),
+            )?;
             let shutdown = bootstrap::shutdown::on_signal();
             let app = api::build(settings)
                 .await

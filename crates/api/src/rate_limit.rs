@@ -1,38 +1,51 @@
-//! Rate limiting: per client address, and per API key, stricter on `/internal` and `/auth`.
-//! Answers `429 rate_limited` with `Retry-After` (seconds).
+//! Rate limiting: per client address, per API key, stricter on `/internal` and `/auth`, and a
+//! bound on bcrypt verifications per client address. Answers `429 rate_limited` with
+//! `Retry-After` (seconds).
 //!
 //! The limits are GCRA buckets from the `governor` crate, kept per process: with N api
-//! replicas a client gets up to N times the limit. The client address is the TCP peer, or the
-//! first `X-Forwarded-For`/`Forwarded` address when `RATE_LIMIT_TRUST_PROXY` is set (behind
-//! Render's or any load balancer; never set it when clients reach the service directly, or
-//! they can pick their own address).
+//! replicas a client gets up to N times the limit.
+//!
+//! - **Which bucket**: by the path as routed, percent-decoded (`/%69nternal/apps` is
+//!   `/internal/apps` to the router, so it is to the limiter too).
+//! - **Whose address**: the TCP peer, or, behind `TRUSTED_PROXY_HOPS` proxies, the address the
+//!   outermost trusted proxy saw: that many entries from the right of `X-Forwarded-For`, since
+//!   each proxy appends the address it received from and everything left of that was written by
+//!   the client ([`client_address`]). The audit log names admins by the same rule.
+//! - **Per key, only once verified**: a tenant key's bucket is charged after the key verified
+//!   (`crate::auth`), so a `key_id` (it is not secret: it is logged) does not let anyone spend
+//!   a tenant's allowance. A verification that needs bcrypt (a key not verified recently)
+//!   is charged to the client address ([`RateLimits::charge_verification`]), so guessing
+//!   secrets costs the guesser, not the tenant, and at most that many bcrypt runs per minute.
 
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::HeaderMap;
 use actix_web::middleware::Next;
 use actix_web::web::Data;
 use actix_web::{HttpResponse, ResponseError};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::auth::API_KEY_HEADER;
 use crate::error::ApiError;
-use crate::keys::key_id_of;
 
 /// Requests per minute allowed to one client or key.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     /// Every route but health checks, per client address.
     pub(crate) per_ip: u32,
-    /// Tenant routes, per API key.
+    /// Tenant routes, per verified API key.
     pub(crate) per_key: u32,
     /// `/internal/*` and `/auth/*`, per client address.
     pub(crate) admin_per_ip: u32,
-    pub(crate) trust_proxy: bool,
+    /// bcrypt verifications of API keys (keys not verified recently), per client address.
+    pub(crate) verifications_per_ip: u32,
+    /// Proxies in front of the api that append to `X-Forwarded-For` (`TRUSTED_PROXY_HOPS`).
+    pub(crate) trusted_proxy_hops: usize,
 }
 
 /// The buckets of one process.
@@ -40,7 +53,8 @@ pub(crate) struct RateLimits {
     per_ip: DefaultKeyedRateLimiter<String>,
     per_key: DefaultKeyedRateLimiter<String>,
     admin_per_ip: DefaultKeyedRateLimiter<String>,
-    trust_proxy: bool,
+    verifications_per_ip: DefaultKeyedRateLimiter<String>,
+    trusted_proxy_hops: usize,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -59,7 +73,8 @@ impl RateLimits {
             per_ip: RateLimiter::keyed(per_minute(limits.per_ip)),
             per_key: RateLimiter::keyed(per_minute(limits.per_key)),
             admin_per_ip: RateLimiter::keyed(per_minute(limits.admin_per_ip)),
-            trust_proxy: limits.trust_proxy,
+            verifications_per_ip: RateLimiter::keyed(per_minute(limits.verifications_per_ip)),
+            trusted_proxy_hops: limits.trusted_proxy_hops,
         });
         // Forget idle clients now and then, so the maps do not grow without bound.
         let weak = Arc::downgrade(&buckets);
@@ -70,7 +85,12 @@ impl RateLimits {
                 let Some(buckets) = weak.upgrade() else {
                     return;
                 };
-                for limiter in [&buckets.per_ip, &buckets.per_key, &buckets.admin_per_ip] {
+                for limiter in [
+                    &buckets.per_ip,
+                    &buckets.per_key,
+                    &buckets.admin_per_ip,
+                    &buckets.verifications_per_ip,
+                ] {
                     limiter.retain_recent();
                     limiter.shrink_to_fit();
                 }
@@ -79,37 +99,70 @@ impl RateLimits {
         buckets
     }
 
-    /// `Err(seconds to wait)` when the request is over a limit.
+    /// The client's address by this deployment's proxy rule ([`client_address`]).
+    pub(crate) fn client(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
+        client_address(headers, peer, self.trusted_proxy_hops)
+    }
+
+    /// Charges a verified key's bucket.
+    ///
+    /// # Errors
+    /// [`ApiError::RateLimited`] when the key is over its limit.
+    pub(crate) fn charge_key(&self, key_id: &str) -> Result<(), ApiError> {
+        wait(self.per_key.check_key(&key_id.to_owned()))
+            .map_err(|retry_after| ApiError::RateLimited { retry_after })
+    }
+
+    /// Charges one bcrypt verification to `client`, before it runs.
+    ///
+    /// # Errors
+    /// [`ApiError::RateLimited`] when the client is over its limit: no bcrypt runs.
+    pub(crate) fn charge_verification(&self, client: &str) -> Result<(), ApiError> {
+        wait(self.verifications_per_ip.check_key(&client.to_owned()))
+            .map_err(|retry_after| ApiError::RateLimited { retry_after })
+    }
+
+    /// `Err(seconds to wait)` when the request is over its address's limit.
     fn check(&self, request: &ServiceRequest) -> Result<(), u64> {
-        let path = request.path();
+        // The router matches the percent-decoded path; so must the choice of bucket.
+        let path = percent_encoding::percent_decode_str(request.path()).decode_utf8_lossy();
         if path == "/healthz" || path == "/readyz" {
             return Ok(());
         }
-        let info = request.connection_info();
-        let client = if self.trust_proxy {
-            info.realip_remote_addr()
-        } else {
-            info.peer_addr()
-        }
-        .unwrap_or("unknown")
-        .to_owned();
+        let client = self.client(request.headers(), request.peer_addr());
         let admin = path.starts_with("/internal") || path.starts_with("/auth");
         let by_ip = if admin {
             &self.admin_per_ip
         } else {
             &self.per_ip
         };
-        wait(by_ip.check_key(&client))?;
-        if !admin
-            && let Some(key_id) = request
-                .headers()
-                .get(API_KEY_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|key| key_id_of(key.trim()))
-        {
-            wait(self.per_key.check_key(&key_id.to_owned()))?;
-        }
-        Ok(())
+        wait(by_ip.check_key(&client))
+    }
+}
+
+/// The client's address: the TCP peer when no proxy is trusted; otherwise the entry
+/// `trusted_hops` from the right of the `X-Forwarded-For` list (all its headers, in order),
+/// which the outermost trusted proxy appended. A request that passed fewer proxies than that
+/// (a shorter list) reached us some other way: its peer address is used.
+pub(crate) fn client_address(
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    trusted_hops: usize,
+) -> String {
+    let peer = || peer.map_or_else(|| "unknown".to_owned(), |peer| peer.ip().to_string());
+    if trusted_hops == 0 {
+        return peer();
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .collect();
+    match forwarded.len().checked_sub(trusted_hops) {
+        Some(index) => forwarded[index].to_owned(),
+        None => peer(),
     }
 }
 
@@ -122,7 +175,7 @@ fn wait<T>(
     })
 }
 
-/// The middleware (`actix_web::middleware::from_fn`).
+/// The middleware (`actix_web::middleware::from_fn`): the per-address buckets.
 pub(crate) async fn limit(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -133,13 +186,35 @@ pub(crate) async fn limit(
     match verdict {
         Ok(()) => Ok(next.call(request).await?.map_into_boxed_body()),
         Err(retry_after) => {
-            let mut response: HttpResponse = ApiError::RateLimited { retry_after }.error_response();
-            if let Ok(value) = retry_after.to_string().parse() {
-                response
-                    .headers_mut()
-                    .insert(actix_web::http::header::RETRY_AFTER, value);
-            }
+            let response: HttpResponse = ApiError::RateLimited { retry_after }.error_response();
             Ok(request.into_response(response))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn headers(forwarded: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in forwarded {
+            map.append(
+                HeaderName::from_static("x-forwarded-for"),
+                HeaderValue::from_str(value).expect("header"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn the_client_is_read_from_the_right_past_the_trusted_proxies() {
+        let peer = Some(SocketAddr::from(([10, 0, 0, 1], 443)));
+        let spoofed = headers(&["6.6.6.6, 7.7.7.7", "203.0.113.9"]);
+        assert_eq!(client_address(&spoofed, peer, 0), "10.0.0.1");
+        assert_eq!(client_address(&spoofed, peer, 1), "203.0.113.9");
+        assert_eq!(client_address(&spoofed, peer, 2), "7.7.7.7");
+        assert_eq!(client_address(&headers(&[]), peer, 1), "10.0.0.1");
     }
 }

@@ -7,7 +7,7 @@
 //! `DIALPAD_CLIENT_SECRET`, `DIALPAD_REDIRECT_URI`, `DIALPAD_SCOPES`, `DIALPAD_TIMEOUT_MS`
 //! (default 10000), `PUBLIC_INGEST_URL`, `OAUTH_SUCCESS_REDIRECT_URL`,
 //! `RATE_LIMIT_PER_IP_PER_MIN` (1000), `RATE_LIMIT_PER_KEY_PER_MIN` (1000),
-//! `RATE_LIMIT_ADMIN_PER_MIN` (60), `RATE_LIMIT_TRUST_PROXY` (false), `CORS_ALLOWED_ORIGINS`,
+//! `RATE_LIMIT_ADMIN_PER_MIN` (60), `RATE_LIMIT_VERIFICATIONS_PER_MIN` (30), `TRUSTED_PROXY_HOPS` (0), `CORS_ALLOWED_ORIGINS`,
 //! `TOTAL_CACHE_TTL_MS` (1000), `RESPONSE_CACHE_MB` (64),
 //! plus the shared `DATABASE_*` and `LOG_FORMAT` (see `bootstrap::settings`).
 
@@ -60,8 +60,18 @@ pub struct Settings {
     /// address.
     #[serde(default = "default_admin_rate_limit")]
     pub rate_limit_admin_per_min: u32,
-    /// `RATE_LIMIT_TRUST_PROXY`: take the client address from `X-Forwarded-For`/`Forwarded`
-    /// (set it behind a load balancer such as Render's, never when clients connect directly).
+    /// `RATE_LIMIT_VERIFICATIONS_PER_MIN`: bcrypt verifications of API keys (keys not verified
+    /// recently) per minute per client address: bounds what guessing a key's secret costs.
+    #[serde(default = "default_verifications_rate_limit")]
+    pub rate_limit_verifications_per_min: u32,
+    /// `TRUSTED_PROXY_HOPS`: proxies in front of the api that append to `X-Forwarded-For`
+    /// (Render's load balancer: 1). The client address is that many entries from the right;
+    /// 0 (the default): the TCP peer. Never more than the real number of proxies, or clients
+    /// pick their own address.
+    #[serde(default)]
+    pub trusted_proxy_hops: usize,
+    /// `RATE_LIMIT_TRUST_PROXY` (replaced by `TRUSTED_PROXY_HOPS`): when set and
+    /// `TRUSTED_PROXY_HOPS` is not, taken as one hop, with a warning at start-up.
     #[serde(default)]
     pub rate_limit_trust_proxy: bool,
     /// `CORS_ALLOWED_ORIGINS`: comma-separated origins browsers may call the api from (e.g.
@@ -91,6 +101,8 @@ impl Settings {
             rate_limit_per_ip_per_min: 1_000_000,
             rate_limit_per_key_per_min: 1_000_000,
             rate_limit_admin_per_min: 1_000_000,
+            rate_limit_verifications_per_min: 1_000_000,
+            trusted_proxy_hops: 0,
             rate_limit_trust_proxy: false,
             cors_allowed_origins: String::new(),
         }
@@ -161,6 +173,10 @@ fn default_dialpad_timeout_ms() -> u64 {
 
 fn default_rate_limit() -> u32 {
     1_000
+}
+
+fn default_verifications_rate_limit() -> u32 {
+    30
 }
 
 fn default_admin_rate_limit() -> u32 {

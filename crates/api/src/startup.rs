@@ -4,6 +4,7 @@ use actix_web::web::{Data, JsonConfig, QueryConfig};
 use actix_web::{App, HttpServer, web};
 use bootstrap::http::{HttpService, bind, health_routes};
 use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
 use std::time::Duration;
 
 use db::Pool;
@@ -26,6 +27,8 @@ pub(crate) struct ApiState {
     pub(crate) pool: Pool,
     pub(crate) internal_api_secret: SecretString,
     pub(crate) keys: KeyVerifier,
+    /// The buckets, also charged after authentication (`crate::rate_limit`).
+    pub(crate) rate_limits: Arc<RateLimits>,
     pub(crate) totals: Totals,
     /// Tenants' list answers until their data changes.
     pub(crate) pages: ResponseCache,
@@ -120,12 +123,14 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let pool = db::connect_pool(database_url.expose_secret(), &settings.database.pool()).await?;
     seal_legacy_secrets(&pool, &keyring).await?;
     let key_cache_ttl = settings.key_cache_ttl();
-    let rate_limits = Data::new(RateLimits::new(Limits {
+    let limits = RateLimits::new(Limits {
         per_ip: settings.rate_limit_per_ip_per_min,
         per_key: settings.rate_limit_per_key_per_min,
         admin_per_ip: settings.rate_limit_admin_per_min,
-        trust_proxy: settings.rate_limit_trust_proxy,
-    }));
+        verifications_per_ip: settings.rate_limit_verifications_per_min,
+        trusted_proxy_hops: trusted_proxy_hops(&settings),
+    });
+    let rate_limits = Data::new(Arc::clone(&limits));
     let cors_origins: Vec<String> = settings
         .cors_allowed_origins
         .split(',')
@@ -144,6 +149,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         pool: pool.clone(),
         internal_api_secret,
         keys: KeyVerifier::new(key_cache_ttl),
+        rate_limits: limits,
         totals: Totals::new(Duration::from_millis(settings.total_cache_ttl_ms)),
         pages: ResponseCache::start(
             settings.response_cache_mb.saturating_mul(1024 * 1024),
@@ -195,4 +201,16 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     .disable_signals()
     .run();
     Ok(HttpService::new(port, server))
+}
+
+/// `TRUSTED_PROXY_HOPS`, or one hop for the older `RATE_LIMIT_TRUST_PROXY=true`.
+fn trusted_proxy_hops(settings: &Settings) -> usize {
+    if settings.trusted_proxy_hops == 0 && settings.rate_limit_trust_proxy {
+        tracing::warn!(
+            "RATE_LIMIT_TRUST_PROXY is replaced by TRUSTED_PROXY_HOPS (how many proxies append to \
+             X-Forwarded-For); taking 1. Set TRUSTED_PROXY_HOPS=1 and remove it."
+        );
+        return 1;
+    }
+    settings.trusted_proxy_hops
 }

@@ -99,6 +99,30 @@ pub fn required<T>(name: &str, value: Option<T>) -> anyhow::Result<T> {
     value.with_context(|| format!("{name} is required but not set"))
 }
 
+/// The fewest characters a service accepts for a secret it verifies others with
+/// (`INTERNAL_API_SECRET`, `DIALPAD_WEBHOOK_SECRET`). One signed webhook lets anyone test
+/// guesses of an HS256 secret offline, so it must be long and random: `openssl rand -base64 32`
+/// gives 44 characters.
+pub const MIN_SECRET_CHARS: usize = 32;
+
+/// Refuses a secret shorter than [`MIN_SECRET_CHARS`] at start-up; `None` (not set) passes, as
+/// whether it is required is checked where it is used.
+///
+/// # Errors
+/// A message naming the setting, never its value.
+pub fn require_long_secret(name: &str, secret: Option<&SecretString>) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    match secret {
+        Some(secret) if secret.expose_secret().chars().count() < MIN_SECRET_CHARS => {
+            anyhow::bail!(
+                "{name} is shorter than {MIN_SECRET_CHARS} characters; set a long random value, \
+                 e.g. the output of `openssl rand -base64 32`"
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Database settings every service shares.
 #[derive(Debug, Clone, Deserialize)]
 pub struct DatabaseSettings {
@@ -111,6 +135,11 @@ pub struct DatabaseSettings {
     /// `DATABASE_CONNECT_TIMEOUT_MS`: how long a request waits for a connection, milliseconds.
     #[serde(default = "default_connect_timeout_ms")]
     pub database_connect_timeout_ms: u64,
+    /// `DATABASE_STATEMENT_TIMEOUT_MS`: Postgres' `statement_timeout` on every pooled
+    /// connection, milliseconds; `0` for none. A statement running longer fails (a request
+    /// answers 503, a worker batch is retried).
+    #[serde(default = "default_statement_timeout_ms")]
+    pub database_statement_timeout_ms: u64,
 }
 
 impl DatabaseSettings {
@@ -120,6 +149,7 @@ impl DatabaseSettings {
             database_url: Some(database_url.into()),
             database_pool_size: default_pool_size(),
             database_connect_timeout_ms: default_connect_timeout_ms(),
+            database_statement_timeout_ms: default_statement_timeout_ms(),
         }
     }
 
@@ -138,6 +168,8 @@ impl DatabaseSettings {
         PoolSettings {
             max_size: self.database_pool_size,
             connect_timeout: Duration::from_millis(self.database_connect_timeout_ms),
+            statement_timeout: (self.database_statement_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.database_statement_timeout_ms)),
         }
     }
 }
@@ -183,4 +215,8 @@ fn default_pool_size() -> u32 {
 
 fn default_connect_timeout_ms() -> u64 {
     2_000
+}
+
+fn default_statement_timeout_ms() -> u64 {
+    u64::try_from(db::DEFAULT_STATEMENT_TIMEOUT.as_millis()).unwrap_or(30_000)
 }

@@ -50,7 +50,7 @@ pub struct Call {
     pub recording_url: Option<String>,
     pub voicemail_link: Option<String>,
     pub transcription_text: Option<String>,
-    pub target_id: Option<i64>,
+    pub target_id: Option<String>,
     pub target: Option<Value>,
     pub contact: Option<Value>,
     pub custom_data: Option<String>,
@@ -160,7 +160,7 @@ pub struct NewCall {
     pub recording_url: Option<String>,
     pub voicemail_link: Option<String>,
     pub transcription_text: Option<String>,
-    pub target_id: Option<i64>,
+    pub target_id: Option<String>,
     pub target: Option<Value>,
     pub contact: Option<Value>,
     pub custom_data: Option<String>,
@@ -191,8 +191,9 @@ pub fn party_from_json(value: &Option<Value>) -> Option<Party> {
 /// A party as stored and returned: `{id, type, name, phone, email}`.
 pub fn party_json(party: &Party) -> Value {
     json!({
-        // Dialpad ids are int64: strings keep them exact for JavaScript clients.
-        "id": party.id.map(|id| id.to_string()),
+        // Text: an int64 in canonical decimal (exact for JavaScript clients), or the string
+        // Dialpad sent.
+        "id": party.id,
         "type": party.kind,
         "name": party.name,
         "phone": party.phone,
@@ -232,7 +233,7 @@ impl NewCall {
             recording_url: leg.recording_url,
             voicemail_link: leg.voicemail_link,
             transcription_text: leg.transcription_text,
-            target_id: leg.target.as_ref().and_then(|t| t.id),
+            target_id: leg.target.as_ref().and_then(|t| t.id.clone()),
             target: leg.target.as_ref().map(party_json),
             contact: leg.contact.as_ref().map(party_json),
             custom_data: leg.custom_data,
@@ -359,7 +360,7 @@ pub async fn upsert_legs(conn: &mut AsyncPgConnection, rows: &[NewCall]) -> Resu
             recording_url: Nullable<Text> = "text",
             voicemail_link: Nullable<Text> = "text",
             transcription_text: Nullable<Text> = "text",
-            target_id: Nullable<BigInt> = "bigint",
+            target_id: Nullable<Text> = "text",
             target: Nullable<Jsonb> = "jsonb",
             contact: Nullable<Jsonb> = "jsonb",
             custom_data: Nullable<Text> = "text",

@@ -44,6 +44,15 @@ impl From<DieselError> for DbError {
             {
                 DbError::Unavailable(error.to_string())
             }
+            // `statement_timeout` (SQLSTATE 57014): the database is too busy or something holds
+            // a lock for long; the whole request or batch is retried later, not piece by piece.
+            DieselError::DatabaseError(_, info)
+                if info
+                    .message()
+                    .contains("canceling statement due to statement timeout") =>
+            {
+                DbError::Unavailable(error.to_string())
+            }
             _ => DbError::Query(error),
         }
     }

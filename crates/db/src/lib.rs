@@ -22,4 +22,4 @@ mod unnest;
 
 pub use diesel_async::AsyncPgConnection;
 pub use error::DbError;
-pub use pool::{Pool, PoolSettings, PooledConn, connect_pool, ping};
+pub use pool::{DEFAULT_STATEMENT_TIMEOUT, Pool, PoolSettings, PooledConn, connect_pool, ping};

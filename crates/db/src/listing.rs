@@ -75,7 +75,8 @@ pub struct CallFilter {
     /// Either party's number (E.164).
     pub number: Option<String>,
     /// The Dialpad target: of the leg, or (logical calls) of any of its legs.
-    pub target_id: Option<i64>,
+    /// Canonical text (`domain::json::canonical_id`), as stored.
+    pub target_id: Option<String>,
     /// Only calls that have not ended (`ringing`, `queued`, `connected`, `on_hold`).
     pub live: bool,
 }
@@ -237,13 +238,13 @@ fn call_conditions(app_id: Uuid, filter: &CallFilter) -> Vec<Condition<logical_c
             .sql(")"),
         ));
     }
-    if let Some(target_id) = filter.target_id {
+    if let Some(target_id) = &filter.target_id {
         conditions.push(Box::new(
             ShapeSql::<Bool>::new(
                 "EXISTS (SELECT 1 FROM calls c WHERE c.app_id = logical_calls.app_id \
                  AND c.logical_call_id = logical_calls.logical_call_id AND c.target_id = ",
             )
-            .then(Piece::BigInt(target_id))
+            .then(Piece::Text(target_id.clone()))
             .sql(")"),
         ));
     }
@@ -281,8 +282,10 @@ fn leg_conditions(app_id: Uuid, filter: &CallFilter) -> Vec<Condition<calls::tab
                 .assume_not_null(),
         ));
     }
-    if let Some(target_id) = filter.target_id {
-        conditions.push(Box::new(c::target_id.eq(target_id).assume_not_null()));
+    if let Some(target_id) = &filter.target_id {
+        conditions.push(Box::new(
+            c::target_id.eq(target_id.clone()).assume_not_null(),
+        ));
     }
     conditions
 }

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel::ConnectionError;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
 use crate::DbError;
 
@@ -21,6 +22,10 @@ pub struct PoolSettings {
     /// How long a checkout waits for a connection before failing as unavailable
     /// (`DATABASE_CONNECT_TIMEOUT_MS`).
     pub connect_timeout: Duration,
+    /// Postgres' `statement_timeout` on every connection of the pool
+    /// (`DATABASE_STATEMENT_TIMEOUT_MS`): a statement running longer is cancelled with an error,
+    /// so no request or batch holds a connection and its locks without bound. `None`: no limit.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl Default for PoolSettings {
@@ -28,9 +33,14 @@ impl Default for PoolSettings {
         PoolSettings {
             max_size: 10,
             connect_timeout: Duration::from_secs(5),
+            statement_timeout: Some(DEFAULT_STATEMENT_TIMEOUT),
         }
     }
 }
+
+/// The default `statement_timeout`: far above any query of a request or a worker batch
+/// (milliseconds to tens of milliseconds), short enough that a runaway one is cut.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds a pool that connects lazily: a database that is down at start-up is reported by the
 /// first query, not here. Never runs migrations.
@@ -38,7 +48,22 @@ impl Default for PoolSettings {
 /// # Errors
 /// [`DbError::Unavailable`] if the pool cannot be built.
 pub async fn connect_pool(database_url: &str, settings: &PoolSettings) -> Result<Pool, DbError> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    let mut config = ManagerConfig::default();
+    let timeout_ms = settings.statement_timeout.map_or(0, |t| t.as_millis());
+    config.custom_setup = Box::new(move |url| {
+        let url = url.to_owned();
+        Box::pin(async move {
+            let mut conn = AsyncPgConnection::establish(&url).await?;
+            // Set once per connection (a session setting), not per statement: no extra round
+            // trip on the hot path. 0 is Postgres' "no limit".
+            conn.batch_execute(&format!("SET statement_timeout = {timeout_ms}"))
+                .await
+                .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+            Ok(conn)
+        })
+    });
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
     Ok(bb8::Pool::builder()
         .max_size(settings.max_size)
         .connection_timeout(settings.connect_timeout)

@@ -5,8 +5,9 @@
 //! ```text
 //!   ingest ──enqueue──▶ pending ──claim+apply+complete (one transaction)──▶ done
 //!      │                  │  ▲                                     └──────▶ ignored (kind we do not model)
-//!      │                  │  └── failed: attempts+1, last_error, run_at = now + backoff
-//!      │                  └───── failed WORKER_MAX_ATTEMPTS times ──────▶ dead (a dead letter)
+//!      │                  │  └── failed (transient): attempts+1, last_error, run_at = now + backoff
+//!      │                  ├───── failed WORKER_MAX_ATTEMPTS times ──────▶ dead (a dead letter)
+//!      │                  └───── can never apply (identity unusable) ───▶ dead at once, with the reason
 //!      └── unscoped route (no tenant) ─────────────────────────────────▶ unroutable
 //! ```
 //!
@@ -145,10 +146,11 @@ impl NewWebhookEvent {
             kind: summary.kind.as_str(),
             event_type: summary.event_type,
             dialpad_id: summary.dialpad_id,
+            // A time Postgres cannot hold is stored as null: the payload keeps the value, and a
+            // verified event is never refused for it.
             event_timestamp: summary
                 .event_timestamp_ms
-                .filter(|ms| *ms >= POSTGRES_EARLIEST_MS)
-                .and_then(DateTime::from_timestamp_millis),
+                .and_then(domain::json::storable_time),
             dedupe_key: summary.dedupe_key,
             payload,
             status: match app_id {
@@ -158,13 +160,6 @@ impl NewWebhookEvent {
         }
     }
 }
-
-/// The earliest `timestamptz` Postgres holds (4714-11-24 BC, Julian day 0), in epoch
-/// milliseconds (<https://www.postgresql.org/docs/15/datatype-datetime.html>). Its latest
-/// (294276 AD) is past anything `chrono` holds. An event whose `event_timestamp` Postgres cannot
-/// hold is still stored, with the derived column null: the payload keeps the value, and a
-/// verified event is never refused for it.
-const POSTGRES_EARLIEST_MS: i64 = -210_866_803_200_000;
 
 /// The outcome of storing one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -578,41 +573,41 @@ pub async fn ignore(
     Ok(())
 }
 
-/// Records a failed attempt: back to `pending` until `retry_at`, or `dead` when `retry_at` is
-/// `None` (attempts exhausted).
+/// A failed attempt at one claimed event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub id: i64,
+    /// Stored as `last_error`; never holds a secret.
+    pub error: String,
+    /// Back to `pending`, claimable from then on (backoff); `None`: `dead` (a dead letter).
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// Records a batch's failed attempts in one statement: `attempts + 1`, `last_error`, and either
+/// `pending` again at `retry_at` or `dead`.
 ///
 /// # Errors
 /// [`DbError`] from the query.
-pub async fn fail(
-    conn: &mut AsyncPgConnection,
-    id: i64,
-    error: &str,
-    retry_at: Option<DateTime<Utc>>,
-) -> Result<(), DbError> {
-    use webhook_events::dsl as e;
-    let target = webhook_events::table.filter(e::id.eq(id));
-    let changes = (e::attempts.eq(e::attempts + 1), e::last_error.eq(error));
-    match retry_at {
-        Some(at) => {
-            diesel::update(target)
-                .set((
-                    changes,
-                    e::status.eq(EventStatus::Pending.as_str()),
-                    e::run_at.eq(at),
-                ))
-                .execute(conn)
-                .await?
-        }
-        None => {
-            diesel::update(target)
-                .set((
-                    changes,
-                    e::status.eq(EventStatus::Dead.as_str()),
-                    e::processed_at.eq(diesel::dsl::now),
-                ))
-                .execute(conn)
-                .await?
-        }
-    };
+pub async fn fail(conn: &mut AsyncPgConnection, failures: &[Failure]) -> Result<(), DbError> {
+    use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = failures.iter().map(|f| f.id).collect();
+    let errors: Vec<&str> = failures.iter().map(|f| f.error.as_str()).collect();
+    let retry_at: Vec<Option<DateTime<Utc>>> = failures.iter().map(|f| f.retry_at).collect();
+    diesel::sql_query(
+        "UPDATE webhook_events e SET attempts = e.attempts + 1, last_error = f.error, \
+             status = CASE WHEN f.retry_at IS NULL THEN 'dead' ELSE 'pending' END, \
+             run_at = coalesce(f.retry_at, e.run_at), \
+             processed_at = CASE WHEN f.retry_at IS NULL THEN now() ELSE e.processed_at END \
+         FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) AS f(id, error, retry_at) \
+         WHERE e.id = f.id",
+    )
+    .bind::<Array<BigInt>, _>(ids)
+    .bind::<Array<Text>, _>(errors)
+    .bind::<Array<Nullable<Timestamptz>>, _>(retry_at)
+    .execute(conn)
+    .await?;
     Ok(())
 }

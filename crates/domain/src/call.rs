@@ -26,34 +26,37 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::json::{opt_f64, opt_i64, opt_string};
+use crate::json;
 
-/// A call event could not be read.
-#[derive(Debug, thiserror::Error)]
+/// A call event that can never apply: its identity is unusable. Permanent: the same payload
+/// fails the same way on every attempt. The messages name no value, so failures group by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallEventError {
-    #[error("call event is malformed: {0}")]
-    Malformed(#[from] serde_json::Error),
-    #[error("call event has no call_id")]
-    MissingCallId,
-    #[error("call event has no state")]
-    MissingState,
+    #[error("call event is not a JSON object")]
+    NotAnObject,
+    #[error("call event has no usable call_id (an int64, or a string of digits)")]
+    UnusableCallId,
+    #[error("call event has no usable state (a string of 1 to 64 bytes)")]
+    UnusableState,
 }
 
 /// One party of a call: Dialpad's `contact` (the external party) or `target` (the Dialpad user,
 /// office, department or call center).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Party {
-    #[serde(default, deserialize_with = "opt_i64")]
-    pub id: Option<i64>,
-    #[serde(default, rename = "type", deserialize_with = "opt_string")]
+    /// Kept as text: an int64 in call events, a string in other Dialpad APIs
+    /// ([`crate::json::id_text`]).
+    #[serde(default, deserialize_with = "json::id_text")]
+    pub id: Option<String>,
+    #[serde(default, rename = "type", deserialize_with = "json::token")]
     pub kind: Option<String>,
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub name: Option<String>,
     /// `phone` on call events (SMS events name it `phone_number`).
-    #[serde(default, alias = "phone_number", deserialize_with = "opt_string")]
+    #[serde(default, alias = "phone_number", deserialize_with = "json::text")]
     pub phone: Option<String>,
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub email: Option<String>,
 }
 
@@ -76,13 +79,13 @@ struct SnapshotFacts {
 /// An entry of `recording_details`; `duration` and `start_time` are milliseconds.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RecordingDetail {
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub id: Option<String>,
-    #[serde(default, deserialize_with = "opt_i64")]
+    #[serde(default, deserialize_with = "json::int")]
     pub duration: Option<i64>,
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::token")]
     pub recording_type: Option<String>,
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub url: Option<String>,
 }
 
@@ -91,80 +94,82 @@ pub struct RecordingDetail {
 /// `total_duration` are **float milliseconds**; `talk_time`/`hold_time` are milliseconds.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CallEvent {
-    #[serde(default, deserialize_with = "opt_i64")]
-    call_id: Option<i64>,
-    #[serde(default, deserialize_with = "opt_string")]
+    /// Set by [`CallEvent::parse`] from [`json::identity`].
+    #[serde(skip)]
+    call_id: i64,
+    #[serde(default, deserialize_with = "json::token")]
     pub state: Option<String>,
-    #[serde(default, deserialize_with = "opt_string")]
+    /// `inbound` or `outbound`; another value is kept as it is.
+    #[serde(default, deserialize_with = "json::token")]
     pub direction: Option<String>,
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub external_number: Option<String>,
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub internal_number: Option<String>,
-    #[serde(default, deserialize_with = "opt_i64")]
+    #[serde(default, deserialize_with = "json::int")]
     pub master_call_id: Option<i64>,
-    #[serde(default, deserialize_with = "opt_i64")]
+    #[serde(default, deserialize_with = "json::int")]
     pub entry_point_call_id: Option<i64>,
-    #[serde(default, deserialize_with = "opt_i64")]
+    #[serde(default, deserialize_with = "json::int")]
     pub operator_call_id: Option<i64>,
-    #[serde(default, deserialize_with = "opt_i64")]
+    #[serde(default, deserialize_with = "json::int")]
     pub date_started: Option<i64>,
-    #[serde(default, deserialize_with = "opt_i64")]
+    #[serde(default, deserialize_with = "json::int")]
     pub date_rang: Option<i64>,
-    #[serde(default, deserialize_with = "opt_i64")]
+    #[serde(default, deserialize_with = "json::int")]
     pub date_queued: Option<i64>,
-    #[serde(default, deserialize_with = "opt_i64")]
+    #[serde(default, deserialize_with = "json::int")]
     pub date_connected: Option<i64>,
-    #[serde(default, deserialize_with = "opt_i64")]
+    #[serde(default, deserialize_with = "json::int")]
     pub date_ended: Option<i64>,
-    #[serde(default, deserialize_with = "opt_f64")]
+    #[serde(default, deserialize_with = "json::float")]
     pub duration: Option<f64>,
-    #[serde(default, deserialize_with = "opt_f64")]
+    #[serde(default, deserialize_with = "json::float")]
     pub total_duration: Option<f64>,
-    #[serde(default, deserialize_with = "opt_f64")]
+    #[serde(default, deserialize_with = "json::float")]
     pub talk_time: Option<f64>,
-    #[serde(default, deserialize_with = "opt_f64")]
+    #[serde(default, deserialize_with = "json::float")]
     pub hold_time: Option<f64>,
-    #[serde(default, deserialize_with = "opt_i64")]
+    #[serde(default, deserialize_with = "json::int")]
     pub event_timestamp: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::flag")]
     pub was_recorded: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::flag")]
     pub is_transferred: Option<bool>,
-    #[serde(default, deserialize_with = "opt_f64")]
+    #[serde(default, deserialize_with = "json::float")]
     pub mos_score: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::object")]
     pub contact: Option<Party>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::object")]
     pub target: Option<Party>,
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub voicemail_link: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::list")]
     pub recording_details: Option<Vec<RecordingDetail>>,
     /// Legacy list of recording URLs; `recording_details` is preferred (`docs/dialpad.md` §4.3).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::list")]
     pub recording_url: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub transcription_text: Option<String>,
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub custom_data: Option<String>,
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub voicemail_recording_id: Option<String>,
     /// Who transferred this leg (`{}` when nobody did).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::object")]
     pub transferred_from: Option<Party>,
     /// Dialpad Ai recap pieces, on the `recap_*` states.
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub recap_summary: Option<String>,
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub recap_outcome: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::value")]
     pub recap_action_items: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::value")]
     pub recap_purposes: Option<Value>,
     /// Only in retention snapshots ([`CallLeg::snapshot_event`]): facts a leg's row keeps that
     /// no Dialpad field carries.
-    #[serde(default, rename = "x_cti_snapshot")]
+    #[serde(default, rename = "x_cti_snapshot", deserialize_with = "json::object")]
     snapshot: Option<SnapshotFacts>,
     /// Content key of the stored event ([`crate::event::dedupe_key`]): the last tie-breaker of the
     /// fold order, so that order never depends on arrival.
@@ -173,26 +178,32 @@ pub struct CallEvent {
 }
 
 impl CallEvent {
-    /// Reads a call event from a verified payload. `content_key` is the event's dedupe key.
+    /// Reads a call event from a verified payload with the tolerant reader (`crate::json`):
+    /// only `call_id` and `state` must be usable; any other field that cannot be read is absent.
+    /// `content_key` is the event's dedupe key.
     ///
     /// # Errors
-    /// [`CallEventError`] when a field has the wrong type (an id that is a float or not a
-    /// number), or `call_id`/`state` is missing.
+    /// [`CallEventError`] when the payload is not an object, `call_id` is not an int64 (or a
+    /// string of digits), or `state` is not a string of 1 to 64 bytes.
     pub fn parse(payload: &Value, content_key: &str) -> Result<Self, CallEventError> {
-        let mut event = CallEvent::deserialize(payload)?;
-        if event.call_id.is_none() {
-            return Err(CallEventError::MissingCallId);
-        }
+        let object = payload.as_object().ok_or(CallEventError::NotAnObject)?;
+        let call_id = object
+            .get("call_id")
+            .and_then(json::identity)
+            .ok_or(CallEventError::UnusableCallId)?;
+        // Every field is read leniently, so only a non-object can fail here.
+        let mut event = CallEvent::deserialize(payload).map_err(|_| CallEventError::NotAnObject)?;
         if event.state.is_none() {
-            return Err(CallEventError::MissingState);
+            return Err(CallEventError::UnusableState);
         }
+        event.call_id = call_id;
         content_key.clone_into(&mut event.content_key);
         Ok(event)
     }
 
     /// This leg's Dialpad `call_id`.
     pub fn call_id(&self) -> i64 {
-        self.call_id.unwrap_or_default()
+        self.call_id
     }
 
     fn state(&self) -> &str {
@@ -666,7 +677,9 @@ impl CallLeg {
                 event.recap_purposes.clone().filter(is_present),
             );
             latest(&mut leg.last_event_at, event.event_timestamp.and_then(ms));
-            leg.event_count += event.snapshot.as_ref().map_or(1, |s| s.event_count);
+            leg.event_count = leg
+                .event_count
+                .saturating_add(event.snapshot.as_ref().map_or(1, |s| s.event_count));
         }
 
         voicemail_left |= leg.voicemail_link.is_some();
@@ -721,11 +734,12 @@ pub(crate) fn latest<T>(current: &mut Option<T>, incoming: Option<T>) {
 
 /// An epoch-milliseconds time (Dialpad's unit).
 pub(crate) fn ms(epoch_ms: i64) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(epoch_ms)
+    json::storable_time(epoch_ms)
 }
 
 fn round(value: f64) -> i64 {
-    // Durations are far below 2^53 ms, so the cast is exact after rounding.
+    // Real durations are far below 2^53 ms, so the cast is exact after rounding; an absurd one
+    // (1e308) saturates, as `as` does, rather than failing the event.
     value.round() as i64
 }
 
@@ -936,6 +950,9 @@ mod tests {
         ));
         assert_eq!(edge.call_id(), 9_007_199_254_740_993);
         assert_eq!(edge.master_call_id, Some(9_007_199_254_740_995));
-        assert_eq!(edge.target.and_then(|t| t.id), Some(i64::MAX));
+        assert_eq!(
+            edge.target.and_then(|t| t.id).as_deref(),
+            Some("9223372036854775807")
+        );
     }
 }

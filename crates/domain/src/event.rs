@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::json::value_as_i64;
+use crate::json;
 
 /// What kind of Dialpad event a payload is, decided by its shape.
 ///
@@ -15,9 +15,11 @@ use crate::json::value_as_i64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum EventKind {
-    /// Has `call_id` and `state` (<https://developers.dialpad.com/docs/call-events>).
+    /// Has the key `call_id` (<https://developers.dialpad.com/docs/call-events>). Whether it and
+    /// `state` are usable is the worker's question: an unusable one is a dead letter with its
+    /// reason, not an event silently classed as unknown.
     Call,
-    /// Has `id`, no `state`, and `from_number`/`to_number`/`message_status`
+    /// Has the key `id`, no `call_id` or `state`, and `from_number`/`to_number`/`message_status`
     /// (<https://developers.dialpad.com/docs/sms-events>).
     Sms,
     /// Has `event` and `contact` (<https://developers.dialpad.com/docs/contact-events>).
@@ -33,9 +35,9 @@ impl EventKind {
     /// Reads the kind from a payload's shape.
     pub fn classify(payload: &Map<String, Value>) -> Self {
         let has = |key: &str| payload.get(key).is_some_and(|v| !v.is_null());
-        if has("call_id") && has("state") {
+        if payload.contains_key("call_id") {
             EventKind::Call
-        } else if has("id")
+        } else if payload.contains_key("id")
             && !has("state")
             && (has("from_number") || has("to_number") || has("message_status"))
         {
@@ -65,9 +67,11 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventSummary {
     pub kind: EventKind,
-    /// The call `state`, the SMS `message_status`, the contact `event`; `None` when absent.
+    /// The call `state`, the SMS `message_status`, the contact `event`; `None` when absent or
+    /// not a string of at most [`json::MAX_TOKEN_BYTES`].
     pub event_type: Option<String>,
-    /// The Dialpad id the event is about: `call_id` for calls, `id` for SMS.
+    /// The Dialpad id the event is about: `call_id` for calls, `id` for SMS, read as the worker
+    /// reads it ([`json::identity`]), so a leg's stored events are found by it.
     pub dialpad_id: Option<i64>,
     /// `event_timestamp`, epoch milliseconds UTC: Dialpad's clock for ordering events.
     pub event_timestamp_ms: Option<i64>,
@@ -79,7 +83,13 @@ impl EventSummary {
     /// Summarises a verified payload.
     pub fn of(payload: &Map<String, Value>) -> Self {
         let kind = EventKind::classify(payload);
-        let text = |key: &str| payload.get(key).and_then(Value::as_str).map(str::to_owned);
+        let text = |key: &str| {
+            payload
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|text| text.len() <= json::MAX_TOKEN_BYTES)
+                .map(str::to_owned)
+        };
         let (event_type, id_field) = match kind {
             EventKind::Call => (text("state"), "call_id"),
             EventKind::Sms => (text("message_status"), "id"),
@@ -90,8 +100,8 @@ impl EventSummary {
         EventSummary {
             kind,
             event_type,
-            dialpad_id: payload.get(id_field).and_then(value_as_i64),
-            event_timestamp_ms: payload.get("event_timestamp").and_then(value_as_i64),
+            dialpad_id: payload.get(id_field).and_then(json::identity),
+            event_timestamp_ms: payload.get("event_timestamp").and_then(json::int_of),
             dedupe_key: dedupe_key(payload),
         }
     }
@@ -196,6 +206,14 @@ mod tests {
         assert_eq!(EventKind::classify(&contact), EventKind::Contact);
         assert_eq!(EventKind::classify(&agent), EventKind::AgentStatus);
         assert_eq!(EventKind::classify(&other), EventKind::Unknown);
+        // A call or message whose identity is broken is still one (a dead letter with its
+        // reason), not an unknown event.
+        let no_state = object(json!({"call_id": 1}));
+        let null_id = object(json!({"call_id": null, "state": "hangup"}));
+        let sms_null_id = object(json!({"id": null, "message_status": "pending"}));
+        assert_eq!(EventKind::classify(&no_state), EventKind::Call);
+        assert_eq!(EventKind::classify(&null_id), EventKind::Call);
+        assert_eq!(EventKind::classify(&sms_null_id), EventKind::Sms);
     }
 
     #[test]

@@ -231,7 +231,7 @@ impl LogicalCall {
             legs.iter()
                 .filter(|leg| leg.is_person_leg())
                 .filter_map(|leg| value(leg))
-                .sum()
+                .fold(0_i64, i64::saturating_add)
         };
         let span = |from: Option<DateTime<Utc>>| {
             from.zip(ended_at)
@@ -347,8 +347,11 @@ mod tests {
         assert_eq!(call.total_duration_ms, Some(201_266));
         assert_eq!(call.leg_count, 2);
         assert!(!call.transferred);
-        let marcus = call.first_answered_by.as_ref().and_then(|p| p.id);
-        assert_eq!(marcus, Some(4_709_249_234_968_576));
+        let marcus = call
+            .first_answered_by
+            .as_ref()
+            .and_then(|p| p.id.as_deref());
+        assert_eq!(marcus, Some("4709249234968576"));
         // Agent leg before group leg.
         events.reverse();
         assert_eq!(calls_of(&events), expected);
@@ -378,9 +381,12 @@ mod tests {
         assert_eq!(call.duration_ms, Some(410_934));
         assert_eq!(call.total_duration_ms, Some(419_025));
         assert_eq!(call.leg_count, 3);
-        let id = |p: &Option<Party>| p.as_ref().and_then(|p| p.id);
-        assert_eq!(id(&call.first_answered_by), Some(4_709_249_234_968_576));
-        assert_eq!(id(&call.final_handler), Some(7_756_170_664_517_632));
+        let id = |p: &Option<Party>| p.as_ref().and_then(|p| p.id.clone());
+        assert_eq!(
+            id(&call.first_answered_by).as_deref(),
+            Some("4709249234968576")
+        );
+        assert_eq!(id(&call.final_handler).as_deref(), Some("7756170664517632"));
         // Shuffled as the fixtures README suggests: 05, 02, 06, 01, 04, 03.
         let shuffled: Vec<&str> = [4, 1, 5, 0, 3, 2].iter().map(|i| events[*i]).collect();
         assert_eq!(calls_of(&shuffled), expected);

@@ -11,61 +11,64 @@
 //! that arrives before the message itself still ends as the final status.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::call::{Party, latest, ms};
-use crate::json::{opt_i64, opt_string};
+use crate::json;
 
 /// An SMS event could not be read.
-#[derive(Debug, thiserror::Error)]
+/// Permanent, like [`crate::call::CallEventError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SmsEventError {
-    #[error("SMS event is malformed: {0}")]
-    Malformed(#[from] serde_json::Error),
-    #[error("SMS event has no id")]
-    MissingId,
+    #[error("SMS event is not a JSON object")]
+    NotAnObject,
+    #[error("SMS event has no usable id (an int64, or a string of digits)")]
+    UnusableId,
 }
 
 /// One SMS event, as Dialpad sends it (epoch-ms times, int64 ids).
 #[derive(Debug, Clone, Deserialize)]
 pub struct SmsEvent {
-    #[serde(default, deserialize_with = "opt_i64")]
-    id: Option<i64>,
-    #[serde(default, deserialize_with = "opt_string")]
+    /// Set by [`SmsEvent::parse`] from [`json::identity`].
+    #[serde(skip)]
+    id: i64,
+    #[serde(default, deserialize_with = "json::token")]
     pub direction: Option<String>,
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub from_number: Option<String>,
     /// An array in Dialpad's payloads; a single string is accepted too.
-    #[serde(default, deserialize_with = "string_list")]
+    #[serde(default, deserialize_with = "json::texts")]
     pub to_number: Vec<String>,
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub text: Option<String>,
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub text_content: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::flag")]
     pub mms: Option<bool>,
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub mms_url: Option<String>,
     /// `pending`, `success` or `failed`.
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::token")]
     pub message_status: Option<String>,
-    #[serde(default, deserialize_with = "opt_string")]
+    #[serde(default, deserialize_with = "json::text")]
     pub message_delivery_result: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::flag")]
     pub is_internal: Option<bool>,
-    #[serde(default, deserialize_with = "opt_i64")]
-    pub sender_id: Option<i64>,
-    #[serde(default)]
+    /// Kept as text, like a party's id ([`json::id_text`]).
+    #[serde(default, deserialize_with = "json::id_text")]
+    pub sender_id: Option<String>,
+    #[serde(default, deserialize_with = "json::object")]
     pub target: Option<Party>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::object")]
     pub contact: Option<Party>,
-    #[serde(default, deserialize_with = "opt_i64")]
+    #[serde(default, deserialize_with = "json::int")]
     pub created_date: Option<i64>,
-    #[serde(default, deserialize_with = "opt_i64")]
+    #[serde(default, deserialize_with = "json::int")]
     pub event_timestamp: Option<i64>,
     /// Only in retention snapshots ([`Message::snapshot_event`]).
-    #[serde(default, rename = "x_cti_snapshot")]
+    #[serde(default, rename = "x_cti_snapshot", deserialize_with = "json::object")]
     snapshot: Option<SnapshotFacts>,
     #[serde(skip)]
     content_key: String,
@@ -79,37 +82,29 @@ struct SnapshotFacts {
     status_updated_at: Option<i64>,
 }
 
-fn string_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
-    Ok(match Option::<Value>::deserialize(de)? {
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .filter_map(|item| match item {
-                Value::String(s) if !s.is_empty() => Some(s),
-                _ => None,
-            })
-            .collect(),
-        Some(Value::String(s)) if !s.is_empty() => vec![s],
-        _ => Vec::new(),
-    })
-}
-
 impl SmsEvent {
-    /// Reads an SMS event from a verified payload. `content_key` is the event's dedupe key.
+    /// Reads an SMS event from a verified payload with the tolerant reader (`crate::json`):
+    /// only `id` must be usable. `content_key` is the event's dedupe key.
     ///
     /// # Errors
-    /// [`SmsEventError`] when a field has the wrong type or the id is missing.
+    /// [`SmsEventError`] when the payload is not an object or `id` is not an int64 (or a
+    /// string of digits).
     pub fn parse(payload: &Value, content_key: &str) -> Result<Self, SmsEventError> {
-        let mut event = SmsEvent::deserialize(payload)?;
-        if event.id.is_none() {
-            return Err(SmsEventError::MissingId);
-        }
+        let object = payload.as_object().ok_or(SmsEventError::NotAnObject)?;
+        let id = object
+            .get("id")
+            .and_then(json::identity)
+            .ok_or(SmsEventError::UnusableId)?;
+        // Every field is read leniently, so only a non-object can fail here.
+        let mut event = SmsEvent::deserialize(payload).map_err(|_| SmsEventError::NotAnObject)?;
+        event.id = id;
         content_key.clone_into(&mut event.content_key);
         Ok(event)
     }
 
     /// Dialpad's message id.
     pub fn message_id(&self) -> i64 {
-        self.id.unwrap_or_default()
+        self.id
     }
 
     /// Delivery progress: a final status sorts after `pending` at the same instant.
@@ -135,7 +130,7 @@ pub struct Message {
     pub message_status: Option<String>,
     pub delivery_result: Option<String>,
     pub is_internal: Option<bool>,
-    pub sender_id: Option<i64>,
+    pub sender_id: Option<String>,
     pub target: Option<Party>,
     pub contact: Option<Party>,
     /// Dialpad's `created_date`.
@@ -238,7 +233,7 @@ impl Message {
                 event.message_delivery_result.clone(),
             );
             latest(&mut message.is_internal, event.is_internal);
-            latest(&mut message.sender_id, event.sender_id);
+            latest(&mut message.sender_id, event.sender_id.clone());
             latest(
                 &mut message.target,
                 event.target.clone().filter(|p| !p.is_empty()),
@@ -252,7 +247,9 @@ impl Message {
                 &mut message.last_event_at,
                 event.event_timestamp.and_then(ms),
             );
-            message.event_count += event.snapshot.as_ref().map_or(1, |s| s.event_count);
+            message.event_count = message
+                .event_count
+                .saturating_add(event.snapshot.as_ref().map_or(1, |s| s.event_count));
         }
         Some(message)
     }

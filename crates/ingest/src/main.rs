@@ -13,6 +13,10 @@ async fn main() -> anyhow::Result<()> {
     match command {
         Command::Migrate => bootstrap::cli::migrate(settings.database.url()?).await,
         Command::Serve => {
+            bootstrap::settings::require_long_secret(
+                "DIALPAD_WEBHOOK_SECRET",
+                settings.dialpad_webhook_secret.as_ref(),
+            )?;
             let shutdown = bootstrap::shutdown::on_signal();
             let app = ingest::build(settings)
                 .await

@@ -17,12 +17,17 @@ use serde_json::{Map, Value};
 /// Seconds of clock skew tolerated on an `exp` claim, when one is present.
 pub const EXP_LEEWAY_SECS: u64 = 60;
 
+/// The most characters of a refused `alg` echoed back (real names are at most 5: `RS256`).
+pub const MAX_ECHOED_ALG_CHARS: usize = 16;
+
 /// Why a body was refused. Never carries the secret or the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
     #[error("the body is not a compact JWT: {0}")]
     Malformed(&'static str),
+    /// The `alg` as sent, cut to [`MAX_ECHOED_ALG_CHARS`]: it is echoed in the answer and the
+    /// log, and a client writes it.
     #[error("JWT algorithm {0:?} is not accepted; Dialpad signs with HS256")]
     UnsupportedAlgorithm(String),
     #[error("the JWT signature does not match the webhook secret")]
@@ -66,7 +71,12 @@ pub fn verify(body: &[u8], secret: &[u8]) -> Result<Map<String, Value>, VerifyEr
     let header: JoseHeader = serde_json::from_slice(&header)
         .map_err(|_| VerifyError::Malformed("header is not a JOSE header"))?;
     if header.alg != "HS256" {
-        return Err(VerifyError::UnsupportedAlgorithm(header.alg));
+        let mut alg = header.alg;
+        if let Some((cut, _)) = alg.char_indices().nth(MAX_ECHOED_ALG_CHARS) {
+            alg.truncate(cut);
+            alg.push('…');
+        }
+        return Err(VerifyError::UnsupportedAlgorithm(alg));
     }
 
     let mut validation = Validation::new(Algorithm::HS256);

@@ -8,6 +8,11 @@
 //! A poison event never takes its batch down: reading and folding are pure and panic-guarded per
 //! unit, and if the set-wise write itself fails (a constraint, a bad value), it is rolled back to
 //! a savepoint and each unit is retried alone, so only the failing unit's events are failed.
+//!
+//! Failures are of two kinds. **Rejected**: the event can never apply (its identity is unusable,
+//! or our pure code panicked on it): the same payload fails the same way every time, so it is a
+//! dead letter at once, with the reason (an operator can replay it after a fix). **Failed**: the
+//! database refused the write; that may pass, so it is retried with backoff.
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -54,7 +59,10 @@ pub(crate) struct EventRef {
 pub(crate) struct Outcome {
     pub(crate) done: Vec<i64>,
     pub(crate) ignored: BTreeMap<&'static str, Vec<i64>>,
+    /// May succeed later: retried with backoff.
     pub(crate) failed: Vec<(EventRef, String)>,
+    /// Can never apply: dead at once.
+    pub(crate) rejected: Vec<(i64, String)>,
 }
 
 /// A batch sorted by what it needs.
@@ -65,7 +73,7 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// Reads every claimed event; unreadable ones are failed, unmodelled kinds ignored.
+    /// Reads every claimed event; unreadable ones are rejected, unmodelled kinds ignored.
     pub(crate) fn new(claimed: Vec<ClaimedEvent>) -> Plan {
         let mut plan = Plan::default();
         for event in claimed {
@@ -111,7 +119,7 @@ impl Plan {
                         .or_default()
                         .push((event_ref, unit_event));
                 }
-                Ok(Err(error)) | Err(error) => plan.outcome.failed.push((event_ref, error)),
+                Ok(Err(error)) | Err(error) => plan.outcome.rejected.push((event.id, error)),
             }
         }
         plan
@@ -167,11 +175,12 @@ impl Plan {
     }
 }
 
-fn record(units: &Units, failed_units: BTreeMap<UnitKey, String>, outcome: &mut Outcome) {
+/// Records the units written: done, except those whose fold panicked (`rejected_units`).
+fn record(units: &Units, rejected_units: BTreeMap<UnitKey, String>, outcome: &mut Outcome) {
     for (key, events) in units {
         for (event_ref, _) in events {
-            match failed_units.get(key) {
-                Some(error) => outcome.failed.push((*event_ref, error.clone())),
+            match rejected_units.get(key) {
+                Some(error) => outcome.rejected.push((event_ref.id, error.clone())),
                 None => outcome.done.push(event_ref.id),
             }
         }
@@ -179,8 +188,8 @@ fn record(units: &Units, failed_units: BTreeMap<UnitKey, String>, outcome: &mut 
 }
 
 /// Locks the units, folds each from its applied events plus the new ones, upserts them all,
-/// and relinks the logical calls of the legs. Returns the units whose fold failed (nothing was
-/// written for them).
+/// and relinks the logical calls of the legs. Returns the units whose fold panicked (nothing
+/// was written for them).
 async fn write_units(
     conn: &mut AsyncPgConnection,
     units: &Units,
@@ -265,7 +274,8 @@ async fn write_units(
     Ok(failed)
 }
 
-/// Runs pure code, turning a panic into an error message (counted as a failed attempt).
+/// Runs pure code, turning a panic into an error message (the event is rejected: the same
+/// input panics again).
 fn guarded<T>(work: impl FnOnce() -> T) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(work)).map_err(|panic| {
         let message = panic

@@ -22,7 +22,8 @@ pub struct Settings {
     /// `WORKER_BATCH_SIZE`: most events claimed per transaction.
     #[serde(default = "default_batch_size")]
     pub worker_batch_size: u32,
-    /// `WORKER_MAX_ATTEMPTS`: failures after which an event is dead-lettered.
+    /// `WORKER_MAX_ATTEMPTS`: transient failures after which an event is dead-lettered (one
+    /// that can never apply is dead at once).
     #[serde(default = "default_max_attempts")]
     pub worker_max_attempts: u32,
     /// `WORKER_BACKOFF_BASE_MS`: delay before the first retry (doubles per attempt, jittered).

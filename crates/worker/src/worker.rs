@@ -3,6 +3,7 @@
 //! loop once per lane (`db::queue`, *Lanes*): up-to-date tenants and backlogged tenants each
 //! have their own, so a backlog's batches never delay another tenant's new events.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,7 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use db::queue::Lane;
+use db::queue::{Failure, Lane};
 use db::retention::{self, Pruned};
 use db::{DbError, Pool, queue};
 use domain::backoff::retry_delay;
@@ -36,8 +37,10 @@ pub struct BatchReport {
     pub done: usize,
     /// Stored but not modelled.
     pub ignored: usize,
-    /// Failed this attempt (retried later, or dead-lettered).
+    /// Failed this attempt and will be retried after a backoff.
     pub failed: usize,
+    /// Dead-lettered: can never apply (rejected at once), or out of attempts.
+    pub dead: usize,
 }
 
 /// A queue worker. Cheap to clone; clones share the pool and the queue upkeep.
@@ -163,13 +166,13 @@ impl Worker {
         let claimed_count = claimed.len();
         let max_graph_legs = usize::try_from(settings.worker_max_call_graph_legs).unwrap_or(1);
         let outcome = Plan::new(claimed).apply(conn, max_graph_legs).await?;
-        let report = BatchReport {
+        let mut report = BatchReport {
             claimed: claimed_count,
             done: outcome.done.len(),
             ignored: outcome.ignored.values().map(Vec::len).sum(),
-            failed: outcome.failed.len(),
+            ..BatchReport::default()
         };
-        record_outcome(conn, settings, outcome).await?;
+        (report.failed, report.dead) = record_outcome(conn, settings, outcome).await?;
         Ok(report)
     }
 
@@ -213,6 +216,7 @@ impl Worker {
             total.done += batch.done;
             total.ignored += batch.ignored;
             total.failed += batch.failed;
+            total.dead += batch.dead;
         }
     }
 
@@ -268,6 +272,7 @@ impl Worker {
                             events.done = report.done,
                             events.ignored = report.ignored,
                             events.failed = report.failed,
+                            events.dead = report.dead,
                             "Batch processed."
                         );
                     }
@@ -317,16 +322,19 @@ impl Worker {
     }
 }
 
+/// Writes what happened to each event of a batch; returns how many failed events will be
+/// retried and how many are dead. Failures are logged once per batch, as counts by reason
+/// with the first event id, not once per event: a flood of bad events must not flood the log.
 async fn record_outcome(
     conn: &mut db::AsyncPgConnection,
     settings: &Settings,
     outcome: Outcome,
-) -> Result<(), DbError> {
+) -> Result<(usize, usize), DbError> {
     queue::complete(conn, &outcome.done).await?;
     for (reason, ids) in &outcome.ignored {
         queue::ignore(conn, ids, reason).await?;
     }
-    for (event, error) in outcome.failed {
+    let retried = outcome.failed.into_iter().map(|(event, error)| {
         let attempts = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
         let retry_at = (attempts < settings.worker_max_attempts).then(|| {
             let delay = retry_delay(
@@ -337,15 +345,49 @@ async fn record_outcome(
             );
             Utc::now() + delay
         });
-        match retry_at {
-            Some(_) => {
-                tracing::warn!(event.id = event.id, event.attempts = attempts, error = %error, "Event failed; will retry.")
-            }
-            None => {
-                tracing::error!(event.id = event.id, event.attempts = attempts, error = %error, "Event failed for the last time; dead-lettered.")
-            }
+        Failure {
+            id: event.id,
+            error,
+            retry_at,
         }
-        queue::fail(conn, event.id, &error, retry_at).await?;
+    });
+    let rejected = outcome.rejected.into_iter().map(|(id, error)| Failure {
+        id,
+        error,
+        retry_at: None,
+    });
+    let failures: Vec<Failure> = retried.chain(rejected).collect();
+    let dead = failures.iter().filter(|f| f.retry_at.is_none()).count();
+    if !failures.is_empty() {
+        tracing::warn!(
+            events.retried = failures.len() - dead,
+            events.dead = dead,
+            reasons = %failure_summary(&failures),
+            "Events failed."
+        );
     }
-    Ok(())
+    queue::fail(conn, &failures).await?;
+    Ok((failures.len() - dead, dead))
+}
+
+/// `reason: N retried, M dead (first event ID); ...`, one entry per distinct reason.
+fn failure_summary(failures: &[Failure]) -> String {
+    let mut by_reason: BTreeMap<&str, (usize, usize, i64)> = BTreeMap::new();
+    for failure in failures {
+        let entry = by_reason
+            .entry(failure.error.as_str())
+            .or_insert((0, 0, failure.id));
+        match failure.retry_at {
+            Some(_) => entry.0 += 1,
+            None => entry.1 += 1,
+        }
+        entry.2 = entry.2.min(failure.id);
+    }
+    by_reason
+        .into_iter()
+        .map(|(reason, (retried, dead, first))| {
+            format!("{reason}: {retried} retried, {dead} dead (first event {first})")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -130,7 +130,7 @@ pub(crate) struct TokenResponse {
     #[serde(default)]
     pub(crate) refresh_token: Option<SecretString>,
     /// Seconds until the access token expires.
-    #[serde(default, deserialize_with = "domain::json::opt_i64")]
+    #[serde(default, deserialize_with = "domain::json::int")]
     pub(crate) expires_in: Option<i64>,
     /// Granted scopes, when Dialpad says.
     #[serde(default)]
@@ -462,7 +462,7 @@ fn scrub(mut message: String, secrets: &[&SecretString]) -> String {
 }
 
 fn required_i64<'de, D: serde::Deserializer<'de>>(de: D) -> Result<i64, D::Error> {
-    domain::json::opt_i64(de)?.ok_or_else(|| serde::de::Error::custom("missing id"))
+    domain::json::int(de)?.ok_or_else(|| serde::de::Error::custom("missing or not an int64 id"))
 }
 
 #[cfg(test)]

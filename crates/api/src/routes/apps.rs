@@ -34,7 +34,7 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
 }
 
 /// Body of `POST /internal/apps`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateAppRequest {
     /// The app's name, 1–200 characters (trimmed).
@@ -45,6 +45,18 @@ pub(crate) struct CreateAppRequest {
     /// the `201` answer, never returned again.
     #[schema(min_length = 16, max_length = 255)]
     webhook_secret: Option<String>,
+}
+
+impl std::fmt::Debug for CreateAppRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateAppRequest")
+            .field("name", &self.name)
+            .field(
+                "webhook_secret",
+                &super::redacted(self.webhook_secret.as_ref()),
+            )
+            .finish()
+    }
 }
 
 impl CreateAppRequest {
@@ -63,7 +75,7 @@ impl CreateAppRequest {
 }
 
 /// A new app with its first API key and webhook secret, shown only in this answer.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct CreatedApp {
     /// The app's id (a UUID).
     #[schema(value_type = String, format = "uuid")]
@@ -79,6 +91,22 @@ pub(crate) struct CreatedApp {
     webhook_secret: String,
     /// What to store and the next onboarding steps.
     message: String,
+}
+
+impl std::fmt::Debug for CreatedApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedApp")
+            .field("app_id", &self.app_id)
+            .field("name", &self.name)
+            .field("api_key", &super::redacted(Some(&self.api_key)))
+            .field("webhook_path", &self.webhook_path)
+            .field(
+                "webhook_secret",
+                &super::redacted(Some(&self.webhook_secret)),
+            )
+            .field("message", &self.message)
+            .finish()
+    }
 }
 
 /// Create an app
@@ -224,10 +252,12 @@ pub(crate) async fn list_apps(
                 message: "must be a next_cursor from a previous page".into(),
             };
             let (at, id) = raw.split_once('_').ok_or_else(bad)?;
+            // Only a time Postgres can hold: a forged one past its range would fail the query.
             let at = at
-                .parse()
+                .parse::<i64>()
                 .ok()
                 .and_then(chrono::DateTime::from_timestamp_micros)
+                .filter(|at| domain::json::storable_time(at.timestamp_millis()).is_some())
                 .ok_or_else(bad)?;
             Ok((at, id.parse().map_err(|_| bad())?))
         })
@@ -339,7 +369,7 @@ impl From<&ApiKeyInfo> for KeyView {
 }
 
 /// A new API key, shown only in this answer.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[schema(as = IssuedApiKey)]
 pub(crate) struct IssuedKey {
     /// The tenant API key, `raw_{key_id}_{secret}`, for the `x-app-api-key` header. Shown only
@@ -351,6 +381,17 @@ pub(crate) struct IssuedKey {
     created_at: String,
     /// How many of the app's other keys were revoked with it (`revoke_existing`).
     revoked: usize,
+}
+
+impl std::fmt::Debug for IssuedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedKey")
+            .field("api_key", &super::redacted(Some(&self.api_key)))
+            .field("key_id", &self.key_id)
+            .field("created_at", &self.created_at)
+            .field("revoked", &self.revoked)
+            .finish()
+    }
 }
 
 /// Issue an API key
@@ -665,4 +706,38 @@ pub(crate) async fn get_app(
             subscriptions: subscriptions.iter().map(SubscriptionView::from).collect(),
         },
     }))
+}
+
+/// `Debug` of each type here that holds a secret, filled with `secret` (for the redaction test).
+#[cfg(test)]
+pub(super) fn debug_samples(secret: &str) -> Vec<String> {
+    vec![
+        format!(
+            "{:?}",
+            CreateAppRequest {
+                name: "Acme".into(),
+                webhook_secret: Some(secret.into()),
+            }
+        ),
+        format!(
+            "{:?}",
+            CreatedApp {
+                app_id: Uuid::nil(),
+                name: "Acme".into(),
+                api_key: secret.into(),
+                webhook_path: "/webhooks/dialpad/x".into(),
+                webhook_secret: secret.into(),
+                message: String::new(),
+            }
+        ),
+        format!(
+            "{:?}",
+            IssuedKey {
+                api_key: secret.into(),
+                key_id: "k".into(),
+                created_at: String::new(),
+                revoked: 0,
+            }
+        ),
+    ]
 }

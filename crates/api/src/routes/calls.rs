@@ -245,7 +245,8 @@ pub(crate) struct CallsQuery {
     /// A Dialpad call state (`hangup`, `voicemail`, ...): of the leg, or of any leg of the
     /// phone call.
     state: Option<String>,
-    /// A Dialpad target id (user, office, call center...): of the leg, or of any leg.
+    /// A Dialpad target id (user, office, call center...): of the leg, or of any leg. Ids are
+    /// compared as text, an integer in canonical decimal (`042` finds `42`).
     #[param(value_type = Option<String>, example = "6460210548400128")]
     target_id: Option<String>,
 }
@@ -268,9 +269,12 @@ fn call_filter(
             .target_id
             .as_deref()
             .map(|raw| {
-                raw.parse().map_err(|_| ApiError::InvalidParameter {
+                domain::json::canonical_id(raw).ok_or_else(|| ApiError::InvalidParameter {
                     name: "target_id",
-                    message: "must be a Dialpad id (an integer)".into(),
+                    message: format!(
+                        "must be a Dialpad id: an integer, or a text of 1 to {} bytes",
+                        domain::json::MAX_TOKEN_BYTES
+                    ),
                 })
             })
             .transpose()?,

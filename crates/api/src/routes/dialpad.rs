@@ -203,7 +203,7 @@ impl From<&DialpadSubscription> for SubscriptionView {
 }
 
 /// Body of `POST /internal/webhooks/create` (optional: an empty body means the defaults).
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateWebhookRequest {
     /// Where Dialpad should deliver: an absolute http(s) URL with a host, no `#fragment`, at
@@ -219,6 +219,18 @@ pub(crate) struct CreateWebhookRequest {
     /// returned.
     #[schema(min_length = 16, max_length = 255, write_only)]
     webhook_secret: Option<String>,
+}
+
+impl std::fmt::Debug for CreateWebhookRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateWebhookRequest")
+            .field("webhook_url", &self.webhook_url)
+            .field(
+                "webhook_secret",
+                &crate::routes::redacted(self.webhook_secret.as_ref()),
+            )
+            .finish()
+    }
 }
 
 fn validate_hook_url(url: &str) -> Result<(), ApiError> {
@@ -897,4 +909,24 @@ pub(crate) async fn connect_with_api_key(
         environment: environment.into(),
         dialpad_company_id: company.id.to_string(),
     }))
+}
+
+/// `Debug` of each type here that holds a secret, filled with `secret` (for the redaction test).
+#[cfg(test)]
+pub(super) fn debug_samples(secret: &str) -> Vec<String> {
+    vec![
+        format!(
+            "{:?}",
+            CreateWebhookRequest {
+                webhook_url: None,
+                webhook_secret: Some(secret.into()),
+            }
+        ),
+        format!(
+            "{:?}",
+            ApiKeyConnectionRequest {
+                api_key: secret.into(),
+            }
+        ),
+    ]
 }

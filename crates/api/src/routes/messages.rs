@@ -72,7 +72,7 @@ impl From<MessageRow> for Message {
             status: message.message_status,
             delivery_result: message.delivery_result,
             is_internal: message.is_internal,
-            sender_id: message.sender_id.map(|id| id.to_string()),
+            sender_id: message.sender_id,
             target: message.target,
             contact: message.contact,
             sent_at: rfc3339(message.sent_at),

@@ -45,3 +45,30 @@ pub(crate) fn timestamp(time: DateTime<Utc>) -> String {
 pub(crate) fn rfc3339(time: Option<DateTime<Utc>>) -> Option<String> {
     time.map(timestamp)
 }
+
+/// What `Debug` prints for a secret field (an API key, a webhook secret): whether it is set,
+/// never the value, so a logged request or answer cannot leak it.
+pub(crate) fn redacted<T>(secret: Option<&T>) -> &'static str {
+    match secret {
+        Some(_) => "[redacted]",
+        None => "None",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every request or answer type that holds a secret prints it redacted.
+    #[test]
+    fn debug_of_types_holding_secrets_never_shows_the_secret() {
+        const SECRET: &str = "s3cr3t-value-that-must-not-appear";
+        for printed in [
+            super::apps::debug_samples(SECRET),
+            super::dialpad::debug_samples(SECRET),
+        ]
+        .concat()
+        {
+            assert!(printed.to_lowercase().contains("[redacted]"), "{printed}");
+            assert!(!printed.contains(SECRET), "{printed}");
+        }
+    }
+}

@@ -255,10 +255,11 @@ fn decode_cursor(raw: &str) -> Result<Position, ApiError> {
     let (at, id) = text.split_once('.').ok_or_else(bad)?;
     let at = match at {
         "-" => None,
+        // Only a time Postgres can hold: a forged one past its range would fail the query.
         ms => Some(
             ms.parse()
                 .ok()
-                .and_then(DateTime::from_timestamp_millis)
+                .and_then(domain::json::storable_time)
                 .ok_or_else(bad)?,
         ),
     };
@@ -303,6 +304,9 @@ mod tests {
         for bad in ["", "!!", "bm9wZQ", "LS4"] {
             assert!(decode_cursor(bad).is_err(), "{bad}");
         }
+        // A well-formed cursor whose time Postgres cannot hold (before 4714 BC).
+        let forged = URL_SAFE_NO_PAD.encode("-8000000000000000.1");
+        assert!(decode_cursor(&forged).is_err());
     }
 
     #[test]

@@ -162,6 +162,18 @@ async fn apps_are_listed_renamed_deactivated_and_audited() {
         )
         .await;
     assert_eq!(rest["apps"][0]["app_id"], other.app_id.to_string());
+    // A forged cursor, well formed but before what Postgres holds, is a 400, not a 500.
+    let (status, forged) = stack
+        .admin(
+            reqwest::Method::GET,
+            &format!("/internal/apps?cursor=-250000000000000000_{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, forged["error"].as_str()),
+        (400, Some("invalid_parameter"))
+    );
 
     let (status, renamed) = stack
         .admin(

@@ -18,6 +18,30 @@ async fn error_code(response: reqwest::Response) -> (u16, String) {
     )
 }
 
+/// A client writes the `alg` ingest echoes in its answer and its log: a long one is cut.
+#[tokio::test]
+async fn a_long_alg_is_echoed_truncated() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("alg").await;
+    let header =
+        URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{}","typ":"JWT"}}"#, "A".repeat(10_000)));
+    let payload = URL_SAFE_NO_PAD.encode(r#"{"call_id":1,"state":"ringing"}"#);
+    let response = stack
+        .post_raw(
+            Some(&app.app_id.to_string()),
+            format!("{header}.{payload}.c2ln"),
+        )
+        .await;
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"], "unsupported_algorithm");
+    let message = body["message"].as_str().expect("message");
+    assert!(
+        message.contains(&format!("{}…", "A".repeat(16))) && message.len() < 200,
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn bad_input_is_refused_and_never_stored() {
     let stack = TestStack::spawn().await;

@@ -6,12 +6,14 @@ mod dialpad;
 mod domain_rows;
 mod ingest;
 mod lifecycle;
+mod limits;
 mod migrations;
 mod openapi;
 mod operations;
 mod response_cache;
 mod schema;
 mod tenant_api;
+mod tolerant_reader;
 mod worker;
 mod worker_scale;
 

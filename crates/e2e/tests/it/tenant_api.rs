@@ -181,8 +181,14 @@ async fn bad_parameters_are_named() {
         ("?limit=201", "limit"),
         ("?offset=-1", "offset"),
         ("?cursor=garbage", "cursor"),
+        // Well formed, but its time (epoch ms -8e15) is before what Postgres holds.
+        ("?cursor=LTgwMDAwMDAwMDAwMDAwMDAuMQ", "cursor"),
         ("?cursor=MTc5NTEwNDAwMDExMi41&offset=2", "cursor"),
-        ("?target_id=abc", "target_id"),
+        // Ids are text of at most 64 bytes (a non-integer id is kept as Dialpad sent it).
+        (
+            "?target_id=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "target_id",
+        ),
     ] {
         for path in ["/api/calls", "/api/calls/active"] {
             let (status, body) = get(&stack, &a, &format!("{path}{query}")).await;

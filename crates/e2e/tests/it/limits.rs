@@ -1,0 +1,166 @@
+//! Bounded time: no statement holds a connection, and its locks, without bound.
+
+use std::time::Duration;
+
+use diesel_async::SimpleAsyncConnection;
+
+use e2e::TestStack;
+
+/// A statement past `DATABASE_STATEMENT_TIMEOUT_MS` is cancelled by Postgres: a request stuck
+/// behind a lock is answered 503 (retry later) when the timeout fires, not left hanging until
+/// the lock goes (here: never, so without the timeout the client's own 30 s timeout fails the
+/// test), and the next request is served once the lock is gone.
+#[tokio::test]
+async fn a_statement_past_the_timeout_is_cancelled_and_answered_503() {
+    let stack = TestStack::spawn_with(|settings| {
+        settings.database.database_statement_timeout_ms = 300;
+    })
+    .await;
+    let app = stack.create_app("stuck").await;
+    assert_eq!(stack.get_calls(&app.api_key, "").await.0, 200);
+
+    // Another session holds a lock the list needs, as a stuck transaction or a migration would.
+    let mut locker = stack.db.connect().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE logical_calls IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let (status, body) = stack.get_calls(&app.api_key, "?direction=inbound").await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("unavailable")));
+    locker.batch_execute("ROLLBACK").await.expect("unlock");
+    assert_eq!(
+        stack.get_calls(&app.api_key, "?direction=inbound").await.0,
+        200
+    );
+}
+
+/// Every pooled connection carries the timeout, whoever uses it.
+#[tokio::test]
+async fn pooled_connections_cancel_a_statement_past_the_timeout() {
+    let db = db::testing::TestDatabase::migrated().await;
+    let settings = db::PoolSettings {
+        statement_timeout: Some(Duration::from_millis(100)),
+        ..db::PoolSettings::default()
+    };
+    let pool = db::connect_pool(db.url(), &settings).await.expect("pool");
+    let mut conn = pool.get().await.expect("connection");
+    let error = conn
+        .batch_execute("SELECT pg_sleep(5)")
+        .await
+        .expect_err("cancelled");
+    assert!(error.to_string().contains("statement timeout"), "{error}");
+    let unlimited = db::PoolSettings {
+        statement_timeout: None,
+        ..db::PoolSettings::default()
+    };
+    let pool = db::connect_pool(db.url(), &unlimited).await.expect("pool");
+    let mut conn = pool.get().await.expect("connection");
+    conn.batch_execute("SELECT pg_sleep(0.3)")
+        .await
+        .expect("no limit");
+}
+
+/// The admin budget cannot be side-stepped by percent-encoding the path, nor any budget by
+/// writing `X-Forwarded-For` entries: behind `TRUSTED_PROXY_HOPS=1` the address is the one
+/// the proxy appended, the right-most.
+#[tokio::test]
+async fn rate_limits_hold_against_encoded_paths_and_spoofed_addresses() {
+    let stack = TestStack::spawn_with(|settings| {
+        settings.rate_limit_admin_per_min = 3;
+        settings.trusted_proxy_hops = 1;
+    })
+    .await;
+    let get = |path: &str, forwarded: String| {
+        let request = stack
+            .http
+            .get(format!("{}{path}", stack.api_url))
+            .bearer_auth(e2e::INTERNAL_SECRET)
+            .header("x-forwarded-for", forwarded);
+        async move { request.send().await.expect("answers").status().as_u16() }
+    };
+    let client = "198.51.100.1";
+    let mut statuses = Vec::new();
+    for path in [
+        "/%69nternal/apps",
+        "/%69nternal/apps",
+        "/internal/apps",
+        "/internal/apps",
+    ] {
+        statuses.push(get(path, client.to_owned()).await);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429], "/%69nternal is /internal");
+
+    let mut statuses = Vec::new();
+    for n in 0..4 {
+        statuses.push(get("/internal/apps", format!("10.9.9.{n}, 198.51.100.2")).await);
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 429],
+        "spoofed entries change nothing"
+    );
+    assert_eq!(
+        get("/internal/apps", "198.51.100.3".to_owned()).await,
+        200,
+        "another client has its own budget"
+    );
+}
+
+/// Knowing a key's id (it is not secret) does not let anyone lock its tenant out or burn a
+/// core: a bad secret is charged to its sender's address, bcrypt runs at most
+/// `RATE_LIMIT_VERIFICATIONS_PER_MIN` times a minute for one address, the same bad secret
+/// again runs none, and the key's own budget is charged only once the key verified.
+#[tokio::test]
+async fn a_thousand_bad_secrets_for_a_real_key_id_do_not_stop_the_real_key() {
+    let stack = TestStack::spawn_with(|settings| {
+        settings.rate_limit_per_key_per_min = 5;
+        settings.rate_limit_verifications_per_min = 5;
+        settings.trusted_proxy_hops = 1;
+    })
+    .await;
+    let app = stack.create_app("target").await;
+    let key_id = app
+        .api_key
+        .strip_prefix("raw_")
+        .and_then(|rest| rest.split_once('_'))
+        .expect("raw_{key_id}_{secret}")
+        .0
+        .to_owned();
+    let get = |key: String, client: &'static str| {
+        let request = stack
+            .http
+            .get(format!("{}/api/calls", stack.api_url))
+            .header("x-app-api-key", key)
+            .header("x-forwarded-for", client);
+        async move { request.send().await.expect("answers").status().as_u16() }
+    };
+
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for n in 0..1_000 {
+        let forged = format!("raw_{key_id}_{n:0>40}");
+        *statuses
+            .entry(get(forged, "203.0.113.66").await)
+            .or_default() += 1;
+    }
+    assert_eq!(
+        statuses,
+        [(401, 5), (429, 995)].into(),
+        "bcrypt ran 5 times, then the sender was limited"
+    );
+    let wrong = format!("raw_{key_id}_{}", "x".repeat(40));
+    for _ in 0..20 {
+        assert_eq!(
+            get(wrong.clone(), "203.0.113.67").await,
+            401,
+            "the same bad secret again is refused without bcrypt, so without charge"
+        );
+    }
+    for _ in 0..5 {
+        assert_eq!(get(app.api_key.clone(), "203.0.113.7").await, 200);
+    }
+    assert_eq!(
+        get(app.api_key.clone(), "203.0.113.8").await,
+        429,
+        "the key's own budget still holds"
+    );
+}
