@@ -10,7 +10,8 @@
 //! - **Whose address**: the TCP peer, or, behind `TRUSTED_PROXY_HOPS` proxies, the address the
 //!   outermost trusted proxy saw: that many entries from the right of `X-Forwarded-For`, since
 //!   each proxy appends the address it received from and everything left of that was written by
-//!   the client ([`client_address`]). The audit log names admins by the same rule.
+//!   the client (`bootstrap::http::client_address`). The audit log names admins by the same
+//!   rule.
 //! - **Per key, only once verified**: a tenant key's bucket is charged after the key verified
 //!   (`crate::auth`), so a `key_id` (it is not secret: it is logged) does not let anyone spend
 //!   a tenant's allowance. A verification that needs bcrypt (a key not verified recently)
@@ -99,9 +100,9 @@ impl RateLimits {
         buckets
     }
 
-    /// The client's address by this deployment's proxy rule ([`client_address`]).
+    /// The client's address by this deployment's proxy rule (`bootstrap::http::client_address`).
     pub(crate) fn client(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
-        client_address(headers, peer, self.trusted_proxy_hops)
+        bootstrap::http::client_address(headers, peer, self.trusted_proxy_hops)
     }
 
     /// Charges a verified key's bucket.
@@ -140,32 +141,6 @@ impl RateLimits {
     }
 }
 
-/// The client's address: the TCP peer when no proxy is trusted; otherwise the entry
-/// `trusted_hops` from the right of the `X-Forwarded-For` list (all its headers, in order),
-/// which the outermost trusted proxy appended. A request that passed fewer proxies than that
-/// (a shorter list) reached us some other way: its peer address is used.
-pub(crate) fn client_address(
-    headers: &HeaderMap,
-    peer: Option<SocketAddr>,
-    trusted_hops: usize,
-) -> String {
-    let peer = || peer.map_or_else(|| "unknown".to_owned(), |peer| peer.ip().to_string());
-    if trusted_hops == 0 {
-        return peer();
-    }
-    let forwarded: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .collect();
-    match forwarded.len().checked_sub(trusted_hops) {
-        Some(index) => forwarded[index].to_owned(),
-        None => peer(),
-    }
-}
-
 fn wait<T>(
     outcome: Result<T, governor::NotUntil<<DefaultClock as Clock>::Instant>>,
 ) -> Result<(), u64> {
@@ -189,32 +164,5 @@ pub(crate) async fn limit(
             let response: HttpResponse = ApiError::RateLimited { retry_after }.error_response();
             Ok(request.into_response(response))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use actix_web::http::header::{HeaderName, HeaderValue};
-
-    fn headers(forwarded: &[&str]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for value in forwarded {
-            map.append(
-                HeaderName::from_static("x-forwarded-for"),
-                HeaderValue::from_str(value).expect("header"),
-            );
-        }
-        map
-    }
-
-    #[test]
-    fn the_client_is_read_from_the_right_past_the_trusted_proxies() {
-        let peer = Some(SocketAddr::from(([10, 0, 0, 1], 443)));
-        let spoofed = headers(&["6.6.6.6, 7.7.7.7", "203.0.113.9"]);
-        assert_eq!(client_address(&spoofed, peer, 0), "10.0.0.1");
-        assert_eq!(client_address(&spoofed, peer, 1), "203.0.113.9");
-        assert_eq!(client_address(&spoofed, peer, 2), "7.7.7.7");
-        assert_eq!(client_address(&headers(&[]), peer, 1), "10.0.0.1");
     }
 }

@@ -2,10 +2,11 @@
 //! graceful stop.
 
 use std::future::Future;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 
 use actix_web::HttpResponse;
 use actix_web::dev::Server;
+use actix_web::http::header::HeaderMap;
 use actix_web::web::{self, Data, ServiceConfig};
 use anyhow::Context;
 use serde_json::json;
@@ -90,5 +91,59 @@ impl HttpService {
         // stop to complete, so both are awaited together.
         let ((), result) = tokio::join!(handle.stop(true), server);
         result
+    }
+}
+
+/// The client's address, for rate limits and audit logs: the TCP peer when no proxy is trusted
+/// (`TRUSTED_PROXY_HOPS=0`); otherwise the entry
+/// `trusted_hops` from the right of the `X-Forwarded-For` list (all its headers, in order),
+/// which the outermost trusted proxy appended. A request that passed fewer proxies than that
+/// (a shorter list) reached us some other way: its peer address is used.
+pub fn client_address(
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    trusted_hops: usize,
+) -> String {
+    let peer = || peer.map_or_else(|| "unknown".to_owned(), |peer| peer.ip().to_string());
+    if trusted_hops == 0 {
+        return peer();
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .collect();
+    match forwarded.len().checked_sub(trusted_hops) {
+        Some(index) => forwarded[index].to_owned(),
+        None => peer(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn headers(forwarded: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in forwarded {
+            map.append(
+                HeaderName::from_static("x-forwarded-for"),
+                HeaderValue::from_str(value).expect("header"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn the_client_is_read_from_the_right_past_the_trusted_proxies() {
+        let peer = Some(SocketAddr::from(([10, 0, 0, 1], 443)));
+        let spoofed = headers(&["6.6.6.6, 7.7.7.7", "203.0.113.9"]);
+        assert_eq!(client_address(&spoofed, peer, 0), "10.0.0.1");
+        assert_eq!(client_address(&spoofed, peer, 1), "203.0.113.9");
+        assert_eq!(client_address(&spoofed, peer, 2), "7.7.7.7");
+        assert_eq!(client_address(&headers(&[]), peer, 1), "10.0.0.1");
     }
 }

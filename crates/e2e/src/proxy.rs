@@ -1,9 +1,11 @@
-//! A TCP proxy in front of Postgres that a test can cut and restore, to simulate an outage.
+//! A TCP proxy in front of Postgres that a test can cut and restore, to simulate an outage, and
+//! that counts what its clients send (to see whether requests cost database queries).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -13,6 +15,7 @@ use tokio::sync::watch;
 pub struct CuttableProxy {
     pub addr: SocketAddr,
     up: Arc<watch::Sender<bool>>,
+    sent: Arc<AtomicU64>,
 }
 
 impl CuttableProxy {
@@ -23,6 +26,8 @@ impl CuttableProxy {
         let (up, _) = watch::channel(true);
         let up = Arc::new(up);
         let state = Arc::clone(&up);
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&sent);
         tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
@@ -33,18 +38,36 @@ impl CuttableProxy {
                 }
                 let upstream = upstream.clone();
                 let mut cut = state.subscribe();
+                let counter = Arc::clone(&counter);
                 tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                    let Ok(server) = TcpStream::connect(&upstream).await else {
                         return;
                     };
+                    let (mut from_client, mut to_client) = client.split();
+                    let (mut from_server, mut to_server) = server.into_split();
+                    let upward = async {
+                        let mut buffer = vec![0_u8; 16 * 1024];
+                        while let Ok(n @ 1..) = from_client.read(&mut buffer).await {
+                            counter.fetch_add(n as u64, Ordering::Relaxed);
+                            if to_server.write_all(&buffer[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
                     tokio::select! {
-                        _ = copy_bidirectional(&mut client, &mut server) => {}
+                        () = upward => {}
+                        _ = tokio::io::copy(&mut from_server, &mut to_client) => {}
                         _ = cut.wait_for(|up| !*up) => {}
                     }
                 });
             }
         });
-        CuttableProxy { addr, up }
+        CuttableProxy { addr, up, sent }
+    }
+
+    /// Bytes the clients have sent to Postgres so far (queries and their parameters).
+    pub fn bytes_to_server(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Cuts every connection and refuses new ones until [`CuttableProxy::restore`].

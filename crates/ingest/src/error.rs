@@ -2,7 +2,9 @@
 //!
 //! - Bad input is a 4xx with `{"error": "<code>", "message": "..."}` and nothing is stored:
 //!   413 `payload_too_large`, 400 `malformed_token` / `invalid_payload`, 401
-//!   `unsupported_algorithm` / `invalid_signature` / `expired_token`, 404 `unknown_app`.
+//!   `unsupported_algorithm` / `invalid_signature` / `expired_token`, 404 `unknown_app`; once
+//!   a client address has more refusals a minute than `INGEST_FAILED_VERIFICATIONS_PER_MIN`,
+//!   its refusals are 429 `rate_limited` with `Retry-After` (a valid webhook never is).
 //! - A database that stays unreachable for the whole retry budget is a 503 `unavailable` with
 //!   `Retry-After`, so Dialpad retries (it never retries a 4xx).
 //! - Anything else is an opaque 500 `internal`, logged once here with its cause.
@@ -26,6 +28,9 @@ pub enum IngestError {
     Verify(#[from] VerifyError),
     #[error("no app with this id")]
     UnknownApp,
+    /// Refused, and the client's refusals are over `INGEST_FAILED_VERIFICATIONS_PER_MIN`.
+    #[error("too many refused webhooks from this address; retry after {retry_after} s")]
+    Throttled { retry_after: u64 },
     #[error("the database is unavailable; retry later")]
     Unavailable,
     #[error("internal error")]
@@ -43,6 +48,7 @@ impl IngestError {
             IngestError::Verify(VerifyError::Expired) => "expired_token",
             IngestError::Verify(VerifyError::NotAnObject) => "invalid_payload",
             IngestError::UnknownApp => "unknown_app",
+            IngestError::Throttled { .. } => "rate_limited",
             IngestError::Unavailable => "unavailable",
             IngestError::Internal(_) => "internal",
         }
@@ -59,6 +65,7 @@ impl ResponseError for IngestError {
             }
             IngestError::Verify(_) => StatusCode::UNAUTHORIZED,
             IngestError::UnknownApp => StatusCode::NOT_FOUND,
+            IngestError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             IngestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -66,18 +73,29 @@ impl ResponseError for IngestError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        if let IngestError::Internal(cause) = self {
-            tracing::error!(error = ?cause, "Webhook failed with an internal error.");
-        } else {
-            tracing::warn!(
+        match self {
+            IngestError::Internal(cause) => {
+                tracing::error!(error = ?cause, "Webhook failed with an internal error.");
+            }
+            // A flood of refusals must not flood the log: past the budget, debug only.
+            IngestError::Throttled { .. } => {
+                tracing::debug!(error.code = self.code(), "Webhook refused: {self}");
+            }
+            _ => tracing::warn!(
                 error.code = self.code(),
                 status = status.as_u16(),
                 "Webhook refused: {self}"
-            );
+            ),
         }
         let mut response = HttpResponse::build(status);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.insert_header(("Retry-After", "2"));
+        match self {
+            IngestError::Unavailable => {
+                response.insert_header(("Retry-After", "2"));
+            }
+            IngestError::Throttled { retry_after } => {
+                response.insert_header(("Retry-After", retry_after.to_string()));
+            }
+            _ => {}
         }
         response.json(json!({ "error": self.code(), "message": self.to_string() }))
     }

@@ -1,11 +1,14 @@
 //! The route table and handlers.
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use actix_web::web::{self, Bytes, BytesMut, Data, Path, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -14,7 +17,7 @@ use db::queue::{Enqueued, NewWebhookEvent};
 use db::{DbError, Pool};
 
 use crate::error::IngestError;
-use crate::secrets::SecretCache;
+use crate::secrets::{Lookup, SecretCache};
 use crate::signature::{self, VerifyError};
 use crate::writer::EventWriter;
 
@@ -29,6 +32,7 @@ pub(crate) struct IngestState {
     /// `UNSCOPED_WEBHOOK_APP_ID`: the tenant of the unscoped route, if the deployment has one.
     pub(crate) unscoped_app_id: Option<Uuid>,
     pub(crate) secrets: SecretCache,
+    pub(crate) refusals: Refusals,
     pub(crate) writer: EventWriter,
     pub(crate) retry_budget: Duration,
 }
@@ -50,19 +54,43 @@ async fn receive_for_app(
     request: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, IngestError> {
-    let app_id = Uuid::parse_str(&app_id).map_err(|_| IngestError::UnknownApp)?;
-    let body = read_body(&request, body).await?;
-    let state = &*state;
-    let app_secrets = |fresh| {
-        with_db_retry(state.retry_budget, move || {
-            state.secrets.get(&state.pool, app_id, fresh)
-        })
+    let client = state.refusals.client(&request);
+    let throttled = state.refusals.is_throttled(&client);
+    let outcome = accept_for_app(&state, &app_id, &request, body, throttled).await;
+    state.refusals.charge(&client, outcome)
+}
+
+/// `throttled`: the client is past its refusal budget, so a failed signature is refused at
+/// once instead of waiting for the app's secrets to be read again.
+async fn accept_for_app(
+    state: &IngestState,
+    app_id: &str,
+    request: &HttpRequest,
+    body: web::Payload,
+    throttled: bool,
+) -> Result<HttpResponse, IngestError> {
+    let app_id = Uuid::parse_str(app_id).map_err(|_| IngestError::UnknownApp)?;
+    let body = read_body(request, body).await?;
+    let found = |lookup: Lookup| match lookup {
+        Lookup::Found(secrets) => Ok(secrets),
+        Lookup::Unknown => Err(IngestError::UnknownApp),
+        Lookup::Busy => Err(IngestError::Unavailable),
     };
-    let known = app_secrets(false).await?.ok_or(IngestError::UnknownApp)?;
+    let known = found(
+        with_db_retry(state.retry_budget, || {
+            state.secrets.get(&state.pool, app_id)
+        })
+        .await?,
+    )?;
     let event = match verify(&body, &known.secrets) {
-        // The secret may have changed since it was cached (a webhook was just created).
-        Err(VerifyError::InvalidSignature) if known.cached => {
-            let fresh = app_secrets(true).await?.ok_or(IngestError::UnknownApp)?;
+        // The secret may have changed since it was read (a webhook was just created).
+        Err(VerifyError::InvalidSignature) if !throttled => {
+            let fresh = found(
+                with_db_retry(state.retry_budget, || {
+                    state.secrets.refresh(&state.pool, app_id, &known)
+                })
+                .await?,
+            )?;
             verify(&body, &fresh.secrets)?
         }
         verified => verified?,
@@ -79,9 +107,86 @@ async fn receive_unscoped(
     request: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, IngestError> {
-    let body = read_body(&request, body).await?;
-    let event = signature::verify(&body, state.unscoped_secret.expose_secret().as_bytes())?;
-    store(&state, state.unscoped_app_id, event).await
+    let outcome = async {
+        let body = read_body(&request, body).await?;
+        let event = signature::verify(&body, state.unscoped_secret.expose_secret().as_bytes())?;
+        store(&state, state.unscoped_app_id, event).await
+    }
+    .await;
+    let client = state.refusals.client(&request);
+    state.refusals.charge(&client, outcome)
+}
+
+/// Refused webhooks per client address (`INGEST_FAILED_VERIFICATIONS_PER_MIN`).
+pub(crate) struct Refusals {
+    per_address: DefaultKeyedRateLimiter<String>,
+    /// Addresses past their budget, until when.
+    throttled: moka::sync::Cache<String, Instant>,
+    trusted_proxy_hops: usize,
+}
+
+impl std::fmt::Debug for Refusals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refusals").finish_non_exhaustive()
+    }
+}
+
+impl Refusals {
+    pub(crate) fn new(per_minute: u32, trusted_proxy_hops: usize) -> Self {
+        let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));
+        Refusals {
+            per_address: RateLimiter::keyed(quota),
+            throttled: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            trusted_proxy_hops,
+        }
+    }
+
+    /// The client's address (`TRUSTED_PROXY_HOPS`, see `bootstrap::http::client_address`).
+    fn client(&self, request: &HttpRequest) -> String {
+        bootstrap::http::client_address(
+            request.headers(),
+            request.peer_addr(),
+            self.trusted_proxy_hops,
+        )
+    }
+
+    /// Whether the client is past its budget now.
+    fn is_throttled(&self, client: &str) -> bool {
+        self.throttled
+            .get(client)
+            .is_some_and(|until| until > Instant::now())
+    }
+
+    /// Counts a refusal (a 4xx) against the client's address; past the budget it is answered
+    /// 429 with `Retry-After` instead. Accepted webhooks and our own failures (5xx) pass
+    /// untouched: a correctly signed webhook is never throttled.
+    fn charge(
+        &self,
+        client: &str,
+        outcome: Result<HttpResponse, IngestError>,
+    ) -> Result<HttpResponse, IngestError> {
+        let refused = matches!(
+            &outcome,
+            Err(error) if !matches!(error, IngestError::Unavailable | IngestError::Internal(_))
+        );
+        if !refused {
+            return outcome;
+        }
+        match self.per_address.check_key(&client.to_owned()) {
+            Ok(()) => outcome,
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                self.throttled
+                    .insert(client.to_owned(), Instant::now() + wait);
+                Err(IngestError::Throttled {
+                    retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                })
+            }
+        }
+    }
 }
 
 fn verify(body: &[u8], secrets: &[SecretString]) -> Result<Map<String, Value>, VerifyError> {

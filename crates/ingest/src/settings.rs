@@ -34,8 +34,8 @@ pub struct Settings {
     #[serde(default = "default_retry_budget_ms")]
     pub ingest_db_retry_budget_ms: u64,
     /// `APP_SECRET_CACHE_TTL_MS`: how long an app's webhook secrets are cached, milliseconds.
-    /// A signature that fails against cached secrets older than a second is checked again
-    /// against fresh ones, so a new secret works at once.
+    /// A signature that fails against cached secrets is checked again against fresh ones,
+    /// read at most once a second per app (`crate::secrets`), so a new secret still works.
     #[serde(default = "default_secret_cache_ttl_ms")]
     pub app_secret_cache_ttl_ms: u64,
     /// `UNSCOPED_WEBHOOK_APP_ID`: the app that events on the unscoped route belong to, for a
@@ -43,6 +43,15 @@ pub struct Settings {
     /// server's setup guide told users to). Unset, they are stored `unroutable`. They are
     /// still verified with `DIALPAD_WEBHOOK_SECRET`. The app must exist at start-up.
     pub unscoped_webhook_app_id: Option<uuid::Uuid>,
+    /// `INGEST_FAILED_VERIFICATIONS_PER_MIN`: refused webhooks (bad signature, unknown app,
+    /// malformed) per minute per client address; beyond, the refusals answer 429 with
+    /// `Retry-After`. A correctly signed webhook is never refused for it.
+    #[serde(default = "default_failed_verifications_per_min")]
+    pub ingest_failed_verifications_per_min: u32,
+    /// `TRUSTED_PROXY_HOPS`: proxies in front of ingest that append to `X-Forwarded-For`
+    /// (Render: 1); the client address is that many entries from the right, 0: the TCP peer.
+    #[serde(default)]
+    pub trusted_proxy_hops: usize,
 }
 
 impl Settings {
@@ -58,6 +67,8 @@ impl Settings {
             ingest_db_retry_budget_ms: default_retry_budget_ms(),
             app_secret_cache_ttl_ms: default_secret_cache_ttl_ms(),
             unscoped_webhook_app_id: None,
+            ingest_failed_verifications_per_min: default_failed_verifications_per_min(),
+            trusted_proxy_hops: 0,
         }
     }
 
@@ -80,4 +91,8 @@ fn default_retry_budget_ms() -> u64 {
 
 fn default_secret_cache_ttl_ms() -> u64 {
     30_000
+}
+
+fn default_failed_verifications_per_min() -> u32 {
+    60
 }

@@ -6,7 +6,7 @@ use bootstrap::http::{HttpService, bind, health_routes};
 use secrecy::ExposeSecret;
 
 use crate::Settings;
-use crate::routes::{self, IngestState};
+use crate::routes::{self, IngestState, Refusals};
 use crate::secrets::SecretCache;
 use crate::writer::EventWriter;
 
@@ -40,6 +40,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         secrets: SecretCache::new(
             std::time::Duration::from_millis(settings.app_secret_cache_ttl_ms),
             keyring,
+        ),
+        refusals: Refusals::new(
+            settings.ingest_failed_verifications_per_min,
+            settings.trusted_proxy_hops,
         ),
         retry_budget: settings.retry_budget(),
         pool: pool.clone(),

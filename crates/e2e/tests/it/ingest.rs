@@ -494,3 +494,99 @@ async fn an_event_with_a_nul_character_is_stored_not_lost() {
     let (_, body) = stack.get_calls(&app.api_key, "").await;
     assert_eq!(body["calls"][0]["contact"]["name"], "Zoë\u{FFFD}Øster");
 }
+
+/// Ingest under a flood of forged webhooks: forged signatures for a real app cost no database
+/// query per request (the proxy in front of Postgres counts what ingest sends), a repeated
+/// unknown app id is looked up once, and past `INGEST_FAILED_VERIFICATIONS_PER_MIN` refusals
+/// from one address answer 429 with `Retry-After`, while a correctly signed webhook from that
+/// very address is still stored.
+#[tokio::test]
+async fn a_forged_flood_costs_no_query_per_request_and_never_throttles_a_valid_webhook() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("target").await;
+    let server = stack
+        .db
+        .url()
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(host, _)| host.to_owned());
+    let proxy = e2e::CuttableProxy::start(server.expect("host:port")).await;
+    let mut settings = e2e::ingest_settings(&proxy.url_for(stack.db.url()));
+    settings.ingest_failed_verifications_per_min = 50;
+    settings.trusted_proxy_hops = 1;
+    let ingest = ingest::build(settings).await.expect("ingest starts");
+    let base = format!("http://127.0.0.1:{}/webhooks/dialpad", ingest.port());
+    tokio::spawn(ingest.run_until_stopped(std::future::pending()));
+    let post = |app_id: String, body: String, client: &'static str| {
+        let request = stack
+            .http
+            .post(format!("{base}/{app_id}"))
+            .header("x-forwarded-for", client)
+            .body(body);
+        async move { request.send().await.expect("ingest answers") }
+    };
+    let mut event = fixture("call_outbound_01_calling.json");
+    let valid = |event: &Value| sign(event, &app.webhook_secret);
+    use futures_util::StreamExt;
+
+    // One valid webhook: reads the app's secrets, stores the event.
+    let before = proxy.bytes_to_server();
+    assert_eq!(
+        post(app.app_id.to_string(), valid(&event), "198.51.100.7")
+            .await
+            .status(),
+        200
+    );
+    let one_webhook = proxy.bytes_to_server() - before;
+
+    // 300 forged signatures for the app and 300 posts to one unknown app id, from one address,
+    // 32 at a time.
+    let started = std::time::Instant::now();
+    let before = proxy.bytes_to_server();
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let forged: Vec<(String, String)> = (0..300)
+        .flat_map(|n| {
+            let mut event = event.clone();
+            event["call_id"] = json!(n);
+            let body = sign(&event, "an-attacker-guessing-the-secret");
+            [
+                (app.app_id.to_string(), body.clone()),
+                (unknown.clone(), body),
+            ]
+        })
+        .collect();
+    let statuses: Vec<u16> =
+        futures_util::stream::iter(forged)
+            .map(|(app_id, body)| async move {
+                post(app_id, body, "203.0.113.66").await.status().as_u16()
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+    let flood = proxy.bytes_to_server() - before;
+    // The app's secrets may be read again once a second, and the unknown id looked up once.
+    let reads_allowed = started.elapsed().as_secs() + 2;
+    assert!(
+        flood <= one_webhook * reads_allowed,
+        "600 forged requests sent {flood} bytes to Postgres; one webhook sends {one_webhook}"
+    );
+    let count = |status: u16| statuses.iter().filter(|s| **s == status).count();
+    assert_eq!(
+        (count(401) + count(404), count(429)),
+        (50, 550),
+        "50 refusals a minute, then 429: {statuses:?}"
+    );
+
+    // The throttled address still delivers a correctly signed webhook.
+    event["call_id"] = json!(42);
+    let response = post(app.app_id.to_string(), valid(&event), "203.0.113.66").await;
+    assert_eq!(response.status(), 200);
+    let throttled = post(unknown.clone(), valid(&event), "203.0.113.66").await;
+    assert_eq!(throttled.status(), 429);
+    assert!(throttled.headers().contains_key("retry-after"));
+    assert_eq!(
+        error_code(throttled).await,
+        (429, "rate_limited".to_owned())
+    );
+    assert_eq!(stack.event_total().await, 2);
+}
