@@ -33,6 +33,12 @@
 //! that no longer runs (killed) are dropped at the start. Concurrent invocations keep their
 //! databases apart, but share the machine: their figures are then meaningless.
 //!
+//! - `bench forged [VALID_RATE] [FORGED_RATE] [SECONDS]`: ingest under attack. `VALID_RATE`
+//!   (default 500) correctly signed webhooks a second for `SECONDS` (default 20), alone, then
+//!   alongside `FORGED_RATE` (default 2,000) forged requests a second from 64 client addresses
+//!   (wrong secret for the same app, or random app ids): the valid webhooks' p50/p99 in both
+//!   phases and their ratio, and every status they got (none may be a 503).
+//!
 //! - `bench worker [EVENTS] [HISTORIES] [MAX_DRAIN_S]`: drain rate against history size. For
 //!   each HISTORY in the comma-separated HISTORIES (default `0,100000,1000000`), EVENTS (default
 //!   100,000) events are queued as `pending` (90% the large tenant's, the rest spread over the
@@ -71,10 +77,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-const COMMANDS: [&str; 5] = ["ingest", "worker", "latency", "fairness", "api"];
+const COMMANDS: [&str; 6] = ["ingest", "forged", "worker", "latency", "fairness", "api"];
 
 const USAGE: &str = "usage: bench COMMAND [ARGS]... [COMMAND [ARGS]...]...
   bench ingest [EVENTS] [CONCURRENCY]
+  bench forged [VALID_RATE] [FORGED_RATE] [SECONDS]
   bench worker [EVENTS] [HISTORIES] [MAX_DRAIN_S]
   bench latency [BACKLOG] [RATE] [SECONDS] [HISTORY] [MAX_DRAIN_S]
   bench fairness [BACKLOG] [QUIET_RATE] [MAX_S] [HISTORY]
@@ -135,6 +142,14 @@ async fn run(commands: &[Command<'_>], templates: &mut worker::Templates) -> any
         match command.name {
             "ingest" => {
                 ingest::bench_ingest(command.number(0, 20_000)?, command.number(1, 32)?).await?;
+            }
+            "forged" => {
+                ingest::bench_forged(
+                    command.number(0, 500)?,
+                    command.number(1, 2_000)?,
+                    command.number(2, 20)?,
+                )
+                .await?;
             }
             "worker" => {
                 worker::bench_worker(
