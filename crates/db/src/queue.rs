@@ -66,7 +66,9 @@
 //! alone takes full batches, as a single lane would. A claim of [`Lane::Any`] serves every
 //! tenant (tests, tools, the drain benchmark). Two lanes serving one tenant at the moment it
 //! changes lane is harmless: claims skip each other's rows, and the leg and relink locks order
-//! their writes.
+//! their writes. The worker wakes the up-to-date lane on each notification of new events and
+//! runs the backlog lane on a timer of the lag threshold (no new event can be backlogged), so a
+//! tenant that falls behind is picked up by the backlog lane within one more threshold.
 //!
 //! Within a tenant, events are taken by `run_at` then id (a retried event waits for its
 //! backoff); across tenants, order is not kept, which is safe because every row is a fold of

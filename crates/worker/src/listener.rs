@@ -10,13 +10,13 @@ use tokio_util::sync::CancellationToken;
 
 use db::{changes, queue};
 
-/// Listens until `shutdown`, waking each of the worker's batch loops (`wakes`) on every
+/// Listens until `shutdown`, waking the batch loops that take new events (`wakes`) on every
 /// notification. Reconnects with backoff when the connection drops, and wakes the loops after
 /// each (re)connect, because notifications sent while disconnected are lost; the loops' poll
 /// covers any other gap.
 pub(crate) async fn listen(
     database_url: SecretString,
-    wakes: Arc<[Notify]>,
+    wakes: Vec<Arc<Notify>>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -55,7 +55,7 @@ pub(crate) async fn listen(
 }
 
 /// Wakes every batch loop (a loop busy with a batch keeps the wake-up for when it is done).
-fn wake_all(wakes: &[Notify]) {
+fn wake_all(wakes: &[Arc<Notify>]) {
     for wake in wakes {
         wake.notify_one();
     }

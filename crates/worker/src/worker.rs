@@ -221,7 +221,10 @@ impl Worker {
     }
 
     /// Runs until `shutdown` is cancelled, then finishes the batches in hand and returns. One
-    /// batch loop per lane (`WORKER_BACKLOG_AFTER_MS`), each woken by every notification.
+    /// batch loop per lane (`WORKER_BACKLOG_AFTER_MS`). Notifications of new events wake the
+    /// lane that takes new events; the backlog lane polls every `WORKER_BACKLOG_AFTER_MS`
+    /// instead (an event is only backlogged once it has waited that long, so waking it for each
+    /// new event would only cost a claim query that finds nothing).
     ///
     /// # Errors
     /// Never for database trouble (it is logged and retried); only on a bug.
@@ -230,10 +233,16 @@ impl Worker {
             0 => vec![Lane::Any],
             lag_ms => vec![Lane::UpToDate { lag_ms }, Lane::Backlogged { lag_ms }],
         };
-        let wakes: Arc<[Notify]> = lanes.iter().map(|_| Notify::new()).collect();
+        let wakes: Vec<Arc<Notify>> = lanes.iter().map(|_| Arc::new(Notify::new())).collect();
+        let woken = lanes
+            .iter()
+            .zip(&wakes)
+            .filter(|(lane, _)| !matches!(lane, Lane::Backlogged { .. }))
+            .map(|(_, wake)| Arc::clone(wake))
+            .collect();
         let listener = tokio::spawn(listener::listen(
             self.database_url.clone(),
-            Arc::clone(&wakes),
+            woken,
             shutdown.clone(),
         ));
         let retention = tokio::spawn(self.clone().retention_loop(shutdown.clone()));
@@ -242,9 +251,9 @@ impl Worker {
             .into_iter()
             .enumerate()
             .map(|(i, lane)| {
-                let (worker, wakes, shutdown) =
-                    (self.clone(), Arc::clone(&wakes), shutdown.clone());
-                tokio::spawn(async move { worker.run_lane(lane, &wakes[i], shutdown).await })
+                let (worker, wake, shutdown) =
+                    (self.clone(), Arc::clone(&wakes[i]), shutdown.clone());
+                tokio::spawn(async move { worker.run_lane(lane, &wake, shutdown).await })
             })
             .collect();
         for batch_loop in loops {
@@ -257,7 +266,8 @@ impl Worker {
     }
 
     /// Claims and applies the batches of `lane` until `shutdown`: the next one at once after a
-    /// full batch, otherwise after a notification (`wake`) or the poll interval.
+    /// full batch, otherwise after a notification (`wake`) or the poll interval (the backlog
+    /// lane's: `WORKER_BACKLOG_AFTER_MS`, if shorter).
     async fn run_lane(&self, lane: Lane, wake: &Notify, shutdown: CancellationToken) {
         let mut error_pause = Duration::from_millis(200);
         while !shutdown.is_cancelled() {
@@ -279,7 +289,12 @@ impl Worker {
                     if report.claimed == self.settings.worker_batch_size as usize {
                         continue; // A full batch: more are probably waiting.
                     }
-                    self.settings.poll_interval()
+                    match lane {
+                        Lane::Backlogged { lag_ms } => {
+                            Duration::from_millis(lag_ms).min(self.settings.poll_interval())
+                        }
+                        _ => self.settings.poll_interval(),
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(worker.id = %self.id, worker.lane = ?lane, error = %error, "Batch failed; will retry.");
