@@ -44,6 +44,10 @@ demo-compose:
 bench-ingest events="20000" concurrency="32":
     cargo run --release --quiet -p e2e --bin bench -- ingest {{events}} {{concurrency}}
 
+# Ingest under attack: 500 valid webhooks/s alone, then alongside 2,000 forged requests/s (release build).
+bench-forged valid="500" forged="2000" seconds="20":
+    cargo run --release --quiet -p e2e --bin bench -- forged {{valid}} {{forged}} {{seconds}}
+
 # Traffic of the real shape: one large tenant with a long history, each call's events minutes
 # apart (a batch of 500 touches ~490 legs). Drain rate of 100k queued events against 0, 100k and
 # 1M calls of history; end-to-end latency (ingest 200 -> done) of 500 webhooks/s for 20 s right

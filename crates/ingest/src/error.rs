@@ -1,7 +1,8 @@
 //! Ingest's error policy, in one place.
 //!
 //! - Bad input is a 4xx with `{"error": "<code>", "message": "..."}` and nothing is stored:
-//!   413 `payload_too_large`, 400 `malformed_token` / `invalid_payload`, 401
+//!   413 `payload_too_large`, 408 `request_timeout` (a body slower than
+//!   `INGEST_BODY_TIMEOUT_MS`), 400 `malformed_token` / `invalid_payload`, 401
 //!   `unsupported_algorithm` / `invalid_signature` / `expired_token`, 404 `unknown_app`; once
 //!   a client address has more refusals a minute than `INGEST_FAILED_VERIFICATIONS_PER_MIN`,
 //!   its refusals are 429 `rate_limited` with `Retry-After` (a valid webhook never is).
@@ -24,6 +25,8 @@ pub enum IngestError {
     PayloadTooLarge { limit_bytes: usize },
     #[error("the request body could not be read")]
     UnreadableBody,
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error(transparent)]
     Verify(#[from] VerifyError),
     #[error("no app with this id")]
@@ -42,6 +45,7 @@ impl IngestError {
         match self {
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
             IngestError::UnreadableBody => "unreadable_body",
+            IngestError::BodyTimeout => "request_timeout",
             IngestError::Verify(VerifyError::Malformed(_)) => "malformed_token",
             IngestError::Verify(VerifyError::UnsupportedAlgorithm(_)) => "unsupported_algorithm",
             IngestError::Verify(VerifyError::InvalidSignature) => "invalid_signature",
@@ -60,6 +64,7 @@ impl ResponseError for IngestError {
         match self {
             IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::UnreadableBody => StatusCode::BAD_REQUEST,
+            IngestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             IngestError::Verify(VerifyError::Malformed(_) | VerifyError::NotAnObject) => {
                 StatusCode::BAD_REQUEST
             }

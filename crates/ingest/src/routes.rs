@@ -35,6 +35,8 @@ pub(crate) struct IngestState {
     pub(crate) refusals: Refusals,
     pub(crate) writer: EventWriter,
     pub(crate) retry_budget: Duration,
+    /// `INGEST_BODY_TIMEOUT_MS`: the most a request's body may take to arrive.
+    pub(crate) body_timeout: Duration,
 }
 
 /// The whole route table.
@@ -70,7 +72,7 @@ async fn accept_for_app(
     throttled: bool,
 ) -> Result<HttpResponse, IngestError> {
     let app_id = Uuid::parse_str(app_id).map_err(|_| IngestError::UnknownApp)?;
-    let body = read_body(request, body).await?;
+    let body = read_body(request, body, state.body_timeout).await?;
     let found = |lookup: Lookup| match lookup {
         Lookup::Found(secrets) => Ok(secrets),
         Lookup::Unknown => Err(IngestError::UnknownApp),
@@ -108,7 +110,7 @@ async fn receive_unscoped(
     body: web::Payload,
 ) -> Result<HttpResponse, IngestError> {
     let outcome = async {
-        let body = read_body(&request, body).await?;
+        let body = read_body(&request, body, state.body_timeout).await?;
         let event = signature::verify(&body, state.unscoped_secret.expose_secret().as_bytes())?;
         store(&state, state.unscoped_app_id, event).await
     }
@@ -216,7 +218,11 @@ async fn store(
 }
 
 /// Reads the raw body whatever its Content-Type, refusing more than [`MAX_BODY_BYTES`].
-async fn read_body(request: &HttpRequest, mut body: web::Payload) -> Result<Bytes, IngestError> {
+async fn read_body(
+    request: &HttpRequest,
+    mut body: web::Payload,
+    timeout: Duration,
+) -> Result<Bytes, IngestError> {
     let too_large = IngestError::PayloadTooLarge {
         limit_bytes: MAX_BODY_BYTES,
     };
@@ -229,30 +235,43 @@ async fn read_body(request: &HttpRequest, mut body: web::Payload) -> Result<Byte
         return Err(too_large);
     }
     let mut buffer = BytesMut::with_capacity(declared.unwrap_or(4096).min(MAX_BODY_BYTES));
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|_| IngestError::UnreadableBody)?;
-        if buffer.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(too_large);
+    // A client that sends its body slowly (slowloris) holds a connection: bound the whole read.
+    let read = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|_| IngestError::UnreadableBody)?;
+            if buffer.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large);
+            }
+            buffer.extend_from_slice(&chunk);
         }
-        buffer.extend_from_slice(&chunk);
-    }
+        Ok(())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| IngestError::BodyTimeout)??;
     Ok(buffer.freeze())
 }
 
 /// Runs `operation`, retrying with backoff while the database is unreachable, for at most
-/// `budget`; then answers 503 so Dialpad retries. Other database errors are not retried.
+/// `budget` in all (an attempt still running at the deadline is abandoned); then answers 503 so
+/// Dialpad retries. Other database errors are not retried. An abandoned insert may still
+/// commit: Dialpad's retry is then a duplicate, stored once (the dedupe key).
 async fn with_db_retry<T, F, Fut>(budget: Duration, mut operation: F) -> Result<T, IngestError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, DbError>>,
 {
-    let deadline = Instant::now() + budget;
+    let deadline = tokio::time::Instant::now() + budget;
     let mut pause = Duration::from_millis(50);
     loop {
-        match operation().await {
+        let Ok(attempt) = tokio::time::timeout_at(deadline, operation()).await else {
+            tracing::error!("Database too slow for the whole retry budget.");
+            return Err(IngestError::Unavailable);
+        };
+        match attempt {
             Ok(value) => return Ok(value),
             Err(error) if error.is_unavailable() => {
-                if Instant::now() + pause >= deadline {
+                if tokio::time::Instant::now() + pause >= deadline {
                     tracing::error!(error = %error, "Database unavailable for the whole retry budget.");
                     return Err(IngestError::Unavailable);
                 }

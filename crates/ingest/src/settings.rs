@@ -2,8 +2,10 @@
 //!
 //! Env vars: `PORT` (default 8081), `HOST` (default `0.0.0.0`), `DIALPAD_WEBHOOK_SECRET`,
 //! `ENCRYPTION_KEY` (both required), `ENCRYPTION_PREVIOUS_KEYS`,
-//! `INGEST_DB_RETRY_BUDGET_MS` (default 3000), `APP_SECRET_CACHE_TTL_MS`
-//! (default 30000), `UNSCOPED_WEBHOOK_APP_ID` (none), plus the shared `DATABASE_*` and `LOG_FORMAT` (see `bootstrap::settings`).
+//! `INGEST_DB_RETRY_BUDGET_MS` (default 3000), `INGEST_BODY_TIMEOUT_MS` (10000),
+//! `APP_SECRET_CACHE_TTL_MS` (30000), `INGEST_FAILED_VERIFICATIONS_PER_MIN` (60),
+//! `TRUSTED_PROXY_HOPS` (0), `UNSCOPED_WEBHOOK_APP_ID` (none), plus the shared `DATABASE_*` and
+//! `LOG_FORMAT` (see `bootstrap::settings`).
 
 use std::time::Duration;
 
@@ -33,6 +35,10 @@ pub struct Settings {
     /// well below that.
     #[serde(default = "default_retry_budget_ms")]
     pub ingest_db_retry_budget_ms: u64,
+    /// `INGEST_BODY_TIMEOUT_MS`: the most a request's body may take to arrive, milliseconds;
+    /// a slower one (a client holding connections open, "slowloris") is answered 408.
+    #[serde(default = "default_body_timeout_ms")]
+    pub ingest_body_timeout_ms: u64,
     /// `APP_SECRET_CACHE_TTL_MS`: how long an app's webhook secrets are cached, milliseconds.
     /// A signature that fails against cached secrets is checked again against fresh ones,
     /// read at most once a second per app (`crate::secrets`), so a new secret still works.
@@ -65,6 +71,7 @@ impl Settings {
             port: 0,
             dialpad_webhook_secret: Some(dialpad_webhook_secret.into()),
             ingest_db_retry_budget_ms: default_retry_budget_ms(),
+            ingest_body_timeout_ms: default_body_timeout_ms(),
             app_secret_cache_ttl_ms: default_secret_cache_ttl_ms(),
             unscoped_webhook_app_id: None,
             ingest_failed_verifications_per_min: default_failed_verifications_per_min(),
@@ -95,4 +102,8 @@ fn default_secret_cache_ttl_ms() -> u64 {
 
 fn default_failed_verifications_per_min() -> u32 {
     60
+}
+
+fn default_body_timeout_ms() -> u64 {
+    10_000
 }

@@ -46,6 +46,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
             settings.trusted_proxy_hops,
         ),
         retry_budget: settings.retry_budget(),
+        body_timeout: std::time::Duration::from_millis(settings.ingest_body_timeout_ms),
         pool: pool.clone(),
     });
     let pool = Data::new(pool);

@@ -164,3 +164,77 @@ async fn a_thousand_bad_secrets_for_a_real_key_id_do_not_stop_the_real_key() {
         "the key's own budget still holds"
     );
 }
+
+/// An ingest server of its own, with `configure` applied to its settings; its base URL.
+async fn ingest_with(stack: &TestStack, configure: impl FnOnce(&mut ingest::Settings)) -> String {
+    let mut settings = e2e::ingest_settings(stack.db.url());
+    configure(&mut settings);
+    let ingest = ingest::build(settings).await.expect("ingest starts");
+    let port = ingest.port();
+    tokio::spawn(ingest.run_until_stopped(std::future::pending()));
+    format!("127.0.0.1:{port}")
+}
+
+/// A client that sends its body slowly (slowloris) is answered 408 once
+/// `INGEST_BODY_TIMEOUT_MS` has passed, instead of holding the connection.
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("slow").await;
+    let address = ingest_with(&stack, |settings| settings.ingest_body_timeout_ms = 300).await;
+    let mut socket = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connects");
+    let head = format!(
+        "POST /webhooks/dialpad/{} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 1000\r\n\r\neyJ",
+        app.app_id
+    );
+    socket.write_all(head.as_bytes()).await.expect("sends");
+    let mut answer = vec![0_u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(20), socket.read(&mut answer))
+        .await
+        .expect("answered, not left hanging")
+        .expect("answers");
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+}
+
+/// Ingest's retry budget is a deadline: an insert stuck behind a lock is abandoned when the
+/// budget runs out and answered 503 (Dialpad retries), not when the lock goes. Dialpad's retry
+/// is then stored once, whether or not the abandoned insert committed.
+#[tokio::test]
+async fn an_insert_stuck_past_the_retry_budget_is_answered_503_and_its_retry_stored_once() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("stuck").await;
+    let address = ingest_with(&stack, |settings| settings.ingest_db_retry_budget_ms = 500).await;
+    let url = format!("http://{address}/webhooks/dialpad/{}", app.app_id);
+    let body = e2e::sign(
+        &e2e::fixture("call_outbound_01_calling.json"),
+        &app.webhook_secret,
+    );
+    // Warm the app's secrets, so only the insert meets the lock.
+    let warm = e2e::sign(
+        &e2e::fixture("call_outbound_02_connected.json"),
+        &app.webhook_secret,
+    );
+    let post = |body: String| {
+        let request = stack.http.post(&url).body(body);
+        async move { request.send().await.expect("answers") }
+    };
+    assert_eq!(post(warm).await.status(), 200);
+
+    let mut locker = stack.db.connect().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE webhook_events IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let stuck = post(body.clone()).await;
+    assert_eq!(stuck.status(), 503);
+    assert!(stuck.headers().contains_key("retry-after"));
+    locker.batch_execute("ROLLBACK").await.expect("unlock");
+
+    assert_eq!(post(body).await.status(), 200, "Dialpad's retry");
+    assert_eq!(stack.event_total().await, 2, "stored once");
+}
