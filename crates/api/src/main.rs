@@ -17,6 +17,9 @@ async fn main() -> anyhow::Result<()> {
     let settings: Settings = bootstrap::settings::load()?;
     match command {
         Command::Migrate => bootstrap::cli::migrate(settings.database.url()?).await,
+        Command::Reseal => {
+            bootstrap::cli::reseal_command(&settings.database, &settings.encryption).await
+        }
         Command::Serve => {
             bootstrap::settings::require_long_secret(
                 "INTERNAL_API_SECRET",

@@ -11,10 +11,13 @@ pub enum Command {
     Serve,
     /// Apply pending migrations (under an advisory lock, so concurrent runs are safe) and exit.
     Migrate,
+    /// Re-seal every secret at rest under `ENCRYPTION_KEY` and exit (`db::reseal`), so former
+    /// keys can be removed from `ENCRYPTION_PREVIOUS_KEYS`. The api and ingest have it.
+    Reseal,
 }
 
 impl Command {
-    /// Reads the command from the process arguments: `[serve|migrate]`.
+    /// Reads the command from the process arguments: `[serve|migrate|reseal]`.
     ///
     /// # Errors
     /// On an unknown argument, with the usage.
@@ -23,18 +26,19 @@ impl Command {
         let command = match args.next().as_deref() {
             None | Some("serve") => Command::Serve,
             Some("migrate") => Command::Migrate,
+            Some("reseal") => Command::Reseal,
             Some("-h" | "--help") => {
                 println!(
-                    "usage: {binary} [serve|migrate]\n\n  serve    run the service (default)\n  migrate  apply pending database migrations and exit\n\nSettings come from the environment; see the README."
+                    "usage: {binary} [serve|migrate|reseal]\n\n  serve    run the service (default)\n  migrate  apply pending database migrations and exit\n  reseal   re-encrypt every secret at rest under ENCRYPTION_KEY and exit (api, ingest)\n\nSettings come from the environment; see the README."
                 );
                 std::process::exit(0);
             }
             Some(other) => {
-                anyhow::bail!("unknown command {other:?}; usage: {binary} [serve|migrate]")
+                anyhow::bail!("unknown command {other:?}; usage: {binary} [serve|migrate|reseal]")
             }
         };
         if let Some(extra) = args.next() {
-            anyhow::bail!("unexpected argument {extra:?}; usage: {binary} [serve|migrate]");
+            anyhow::bail!("unexpected argument {extra:?}; usage: {binary} [serve|migrate|reseal]");
         }
         Ok(command)
     }
@@ -54,4 +58,56 @@ pub async fn migrate(database_url: &SecretString) -> anyhow::Result<()> {
         tracing::info!(migrations = ?applied, "Applied {} migration(s).", applied.len());
     }
     Ok(())
+}
+
+/// Runs the `reseal` command ([`reseal`]); fails when a value could not be opened, so a script
+/// does not go on to remove a key that still opens something.
+///
+/// # Errors
+/// As [`reseal`], and when a value could not be opened by any key.
+pub async fn reseal_command(
+    database: &crate::settings::DatabaseSettings,
+    encryption: &crate::settings::EncryptionSettings,
+) -> anyhow::Result<()> {
+    let done = reseal(database, encryption).await?;
+    anyhow::ensure!(
+        done.unreadable == 0,
+        "{} value(s) could not be opened by any key (their rows are in the log); keep the keys \
+         that sealed them, or replace those secrets",
+        done.unreadable
+    );
+    Ok(())
+}
+
+/// Seals every secret at rest again under the keyring's current key (`db::reseal`), and
+/// prints what it did. Safe while the services run, and to run again after an interruption.
+///
+/// # Errors
+/// When a setting is missing, the database is unreachable, the schema is behind, or a query
+/// fails. A value no key opens is not an error here: it is counted and logged by row.
+pub async fn reseal(
+    database: &crate::settings::DatabaseSettings,
+    encryption: &crate::settings::EncryptionSettings,
+) -> anyhow::Result<db::reseal::Resealed> {
+    let keyring = encryption.keyring()?;
+    let url = database.url()?;
+    db::migrations::ensure_schema_current(url.expose_secret()).await?;
+    let pool = db::connect_pool(url.expose_secret(), &database.pool()).await?;
+    let mut conn = pool.get().await.map_err(db::DbError::from)?;
+    let done = db::reseal::reseal_all(&mut conn, &keyring)
+        .await
+        .context("Failed to reseal the secrets")?;
+    tracing::info!(
+        resealed = done.resealed,
+        unreadable = done.unreadable,
+        key.id = keyring.current_key_id(),
+        "Reseal finished."
+    );
+    println!(
+        "resealed {} value(s) under key {}; {} could not be opened by any key",
+        done.resealed,
+        keyring.current_key_id(),
+        done.unreadable
+    );
+    Ok(done)
 }

@@ -181,8 +181,8 @@ pub struct EncryptionSettings {
     /// (`openssl rand -base64 32`). New secrets are sealed with it.
     pub encryption_key: Option<SecretString>,
     /// `ENCRYPTION_PREVIOUS_KEYS`: comma-separated former keys, still accepted for opening.
-    /// To rotate: move the current key here, set a new `ENCRYPTION_KEY`, restart; values are
-    /// re-sealed with the new key as they are rewritten.
+    /// To rotate: move the current key here, set a new `ENCRYPTION_KEY`, restart, then run
+    /// `api reseal` (`crate::cli::reseal`) and remove the former key.
     pub encryption_previous_keys: Option<SecretString>,
 }
 

@@ -76,11 +76,11 @@ struct ConnectionValues<'a> {
 }
 
 impl Connection {
-    fn access_place(app_id: Uuid) -> String {
+    pub(crate) fn access_place(app_id: Uuid) -> String {
         format!("dialpad_connections.access_token:{app_id}")
     }
 
-    fn refresh_place(app_id: Uuid) -> String {
+    pub(crate) fn refresh_place(app_id: Uuid) -> String {
         format!("dialpad_connections.refresh_token:{app_id}")
     }
 

@@ -14,6 +14,7 @@ pub mod migrations;
 pub mod operations;
 mod pool;
 pub mod queue;
+pub mod reseal;
 pub mod retention;
 pub mod schema;
 #[cfg(feature = "testing")]

@@ -12,6 +12,9 @@ async fn main() -> anyhow::Result<()> {
     let settings: Settings = bootstrap::settings::load()?;
     match command {
         Command::Migrate => bootstrap::cli::migrate(settings.database.url()?).await,
+        Command::Reseal => {
+            anyhow::bail!("the worker holds no secrets: run `api reseal` (or `ingest reseal`)")
+        }
         Command::Serve => {
             let shutdown = bootstrap::shutdown::on_signal();
             let worker = Worker::build(settings)

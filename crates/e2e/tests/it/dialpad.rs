@@ -990,3 +990,102 @@ async fn plaintext_secrets_are_sealed_at_start_and_keys_rotate() {
     assert_eq!(response.status(), 200);
     stop.cancel();
 }
+
+/// `reseal` (`api reseal`, `ingest reseal`) rewrites every secret under the current key, so the
+/// former key can be removed: afterwards, with the new key alone, the app's webhooks verify
+/// and its own Dialpad key is still used. A value no key opens is skipped and counted without
+/// stopping the others, and a second run finds nothing left to do.
+#[tokio::test]
+async fn reseal_lets_the_former_key_go_and_every_secret_still_opens() {
+    const NEW_KEY: &str = "bmV3LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGVzLTAwMDA=";
+    let (stack, dialpad) = stack_with_dialpad(false).await;
+    let app = stack.create_app("Acme").await;
+    let own_key = "app-own-dialpad-key-9f9f";
+    Mock::given(method("GET"))
+        .and(path("/api/v2/company"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "5100000000000009" })))
+        .mount(&dialpad)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/webhooks"))
+        .and(header("authorization", format!("Bearer {own_key}")))
+        .respond_with(created_webhook())
+        .mount(&dialpad)
+        .await;
+    let connect = format!("/internal/connections?app_id={}", app.app_id);
+    assert_eq!(
+        admin_post(&stack, &connect, Some(json!({ "api_key": own_key })))
+            .await
+            .0,
+        201
+    );
+    let create = format!("/internal/webhooks/create?app_id={}", app.app_id);
+    assert_eq!(admin_post(&stack, &create, None).await.0, 201);
+    // A second app whose sealed secret was damaged: no key opens it.
+    let broken = stack.create_app("Broken").await;
+    stack
+        .run_sql(&format!(
+            "UPDATE apps SET webhook_secret_ciphertext = (SELECT webhook_secret_ciphertext \
+             FROM apps WHERE id = '{}') WHERE id = '{}'",
+            app.app_id, broken.app_id
+        ))
+        .await;
+
+    let database = bootstrap::settings::DatabaseSettings::for_url(stack.db.url());
+    let mut encryption = bootstrap::settings::EncryptionSettings::with_key(NEW_KEY);
+    encryption.encryption_previous_keys = Some(e2e::ENCRYPTION_KEY.into());
+    let first = bootstrap::cli::reseal(&database, &encryption)
+        .await
+        .expect("reseals");
+    // Acme's secret, its connection's key and its webhook's secret; Broken's is counted.
+    assert_eq!((first.resealed, first.unreadable), (3, 1));
+    assert!(
+        bootstrap::cli::reseal_command(&database, &encryption)
+            .await
+            .is_err(),
+        "the command fails while a value cannot be opened"
+    );
+    let second = bootstrap::cli::reseal(&database, &encryption)
+        .await
+        .expect("reseals");
+    assert_eq!((second.resealed, second.unreadable), (0, 1), "nothing left");
+
+    // The former key removed: every secret still opens.
+    let mut settings = e2e::ingest_settings(stack.db.url());
+    settings.encryption = bootstrap::settings::EncryptionSettings::with_key(NEW_KEY);
+    let ingest = ingest::build(settings).await.expect("ingest starts");
+    let url = format!(
+        "http://127.0.0.1:{}/webhooks/dialpad/{}",
+        ingest.port(),
+        app.app_id
+    );
+    tokio::spawn(ingest.run_until_stopped(std::future::pending()));
+    let response = stack
+        .http
+        .post(url)
+        .body(e2e::sign(&e2e::fixture(OUTBOUND[0]), &app.webhook_secret))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200, "the app's secret opens");
+    let mut api_settings = e2e::api_settings(stack.db.url());
+    api_settings.encryption = bootstrap::settings::EncryptionSettings::with_key(NEW_KEY);
+    api_settings.dialpad.dialpad_base_url = Some(dialpad.uri());
+    api_settings.dialpad.public_ingest_url = Some(PUBLIC_INGEST_URL.into());
+    let api = api::build(api_settings).await.expect("api starts");
+    let api_url = format!("http://127.0.0.1:{}", api.port());
+    tokio::spawn(api.run_until_stopped(std::future::pending()));
+    let response = stack
+        .http
+        .post(format!("{api_url}{create}"))
+        .bearer_auth(INTERNAL_SECRET)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(
+        response.status(),
+        201,
+        "the app's Dialpad key opens: {}",
+        response.text().await.unwrap_or_default()
+    );
+}
