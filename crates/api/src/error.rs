@@ -59,6 +59,9 @@ pub enum ApiError {
     OAuthError(String),
     #[error("not found")]
     NotFound,
+    /// The path exists for other methods; `allow` lists them (the `Allow` header).
+    #[error("method not allowed here; allowed: {allow}")]
+    MethodNotAllowed { allow: String },
     #[error("{0}")]
     Conflict(String),
     #[error("{error}{}", note.map(|n| format!("; {n}")).unwrap_or_default())]
@@ -94,6 +97,7 @@ pub(crate) enum ErrorCode {
     AccessDenied,
     OauthError,
     NotFound,
+    MethodNotAllowed,
     Conflict,
     RateLimited,
     DialpadError,
@@ -128,6 +132,7 @@ impl ApiError {
             ApiError::AccessDenied => ErrorCode::AccessDenied,
             ApiError::OAuthError(_) => ErrorCode::OauthError,
             ApiError::NotFound => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             ApiError::Conflict(_) => ErrorCode::Conflict,
             ApiError::Dialpad {
                 error: DialpadError::Timeout { .. } | DialpadError::Unreachable { .. },
@@ -174,6 +179,7 @@ impl ResponseError for ApiError {
                 StatusCode::UNAUTHORIZED
             }
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Dialpad { .. } => StatusCode::BAD_GATEWAY,
@@ -193,6 +199,9 @@ impl ResponseError for ApiError {
             }
             ApiError::RateLimited { retry_after } => {
                 response.insert_header(("Retry-After", retry_after.to_string()));
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                response.insert_header(("Allow", allow.clone()));
             }
             _ => {}
         }

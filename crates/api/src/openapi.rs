@@ -75,14 +75,63 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
 pub(crate) struct Rendered {
     pub(crate) json: String,
     pub(crate) docs_html: String,
+    /// Each documented path's segments (`{name}` matches any one) and its methods.
+    paths: Vec<(Vec<String>, Vec<&'static str>)>,
 }
 
 impl Rendered {
     pub(crate) fn new() -> anyhow::Result<Self> {
         let document = document();
         let json = document.to_pretty_json()?;
+        let paths = document
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let segments = path.split('/').map(str::to_owned).collect();
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                    ("HEAD", item.head.is_some()),
+                    ("OPTIONS", item.options.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(method, present)| present.then_some(method))
+                .collect();
+                (segments, methods)
+            })
+            .collect();
         let docs_html = utoipa_scalar::Scalar::new(document).to_html();
-        Ok(Rendered { json, docs_html })
+        Ok(Rendered {
+            json,
+            docs_html,
+            paths,
+        })
+    }
+
+    /// The methods the document gives `path` (empty when it documents no such path). A path
+    /// matching several templates is the most literal one's (`/internal/events/reroute`, not
+    /// `/internal/events/{event_id}`), as the router prefers it.
+    pub(crate) fn methods_of(&self, path: &str) -> Vec<&'static str> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.paths
+            .iter()
+            .filter_map(|(template, methods)| {
+                let mut parameters = 0;
+                let matches = template.len() == segments.len()
+                    && template.iter().zip(&segments).all(|(expected, given)| {
+                        let parameter = expected.starts_with('{') && !given.is_empty();
+                        parameters += usize::from(parameter && expected != given);
+                        expected == given || parameter
+                    });
+                matches.then_some((parameters, methods))
+            })
+            .min_by_key(|(parameters, _)| *parameters)
+            .map(|(_, methods)| methods.clone())
+            .unwrap_or_default()
     }
 }
 

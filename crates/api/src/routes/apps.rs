@@ -18,7 +18,7 @@ use crate::auth::InternalAdmin;
 use crate::error::{ApiError, ErrorBody};
 use crate::keys::{NewKey, generate_webhook_secret, validate_webhook_secret};
 use crate::routes::dialpad::{SubscriptionView, WebhookView};
-use crate::routes::{params, rfc3339, timestamp};
+use crate::routes::{JsonObject, optional_body, params, rfc3339, timestamp};
 use crate::startup::ApiState;
 
 /// This module's routes (`routes::configure`).
@@ -129,7 +129,7 @@ impl std::fmt::Debug for CreatedApp {
 pub(crate) async fn create_app(
     admin: InternalAdmin,
     state: Data<ApiState>,
-    body: Json<CreateAppRequest>,
+    body: JsonObject<CreateAppRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (name, given_secret) = body.validate()?;
     let webhook_secret = given_secret.map_or_else(generate_webhook_secret, str::to_owned);
@@ -307,7 +307,7 @@ pub(crate) async fn update_app(
     admin: InternalAdmin,
     state: Data<ApiState>,
     id: Path<String>,
-    body: Json<UpdateAppRequest>,
+    body: JsonObject<UpdateAppRequest>,
 ) -> Result<Json<AppView>, ApiError> {
     let id = app_id(&id)?;
     let name = body.name.as_deref().map(str::trim);
@@ -422,11 +422,7 @@ pub(crate) async fn issue_key(
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = app_id(&id)?;
-    let request: IssueKeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        IssueKeyRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?
-    };
+    let request: IssueKeyRequest = optional_body(&body)?;
     let revoke_existing = query.revoke_existing.unwrap_or(request.revoke_existing);
     let key = NewKey::generate();
     let key_hash = hash_key(&state, &key).await?;

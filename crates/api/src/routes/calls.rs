@@ -282,11 +282,43 @@ fn call_filter(
 }
 
 /// Phone calls, or legs with `view=legs`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub(crate) enum CallRows {
     Calls(Vec<LogicalCallResponse>),
     Legs(Vec<CallResponse>),
+}
+
+// Documented as `anyOf`, not the derive's `oneOf`: an empty page is a valid list of either, so
+// it would match both alternatives, which `oneOf` forbids.
+impl utoipa::PartialSchema for CallRows {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, Ref};
+        let list_of = |name: &str| ArrayBuilder::new().items(Ref::from_schema_name(name));
+        AnyOfBuilder::new()
+            .item(list_of(&LogicalCallResponse::name()))
+            .item(list_of(&CallResponse::name()))
+            .description(Some("Phone calls, or legs with `view=legs`."))
+            .into()
+    }
+}
+
+impl ToSchema for CallRows {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((
+            LogicalCallResponse::name().into(),
+            LogicalCallResponse::schema(),
+        ));
+        LogicalCallResponse::schemas(schemas);
+        schemas.push((CallResponse::name().into(), CallResponse::schema()));
+        CallResponse::schemas(schemas);
+    }
 }
 
 /// A page of `GET /api/calls` or `GET /api/calls/active`.

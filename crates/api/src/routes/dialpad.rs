@@ -10,7 +10,6 @@ use actix_web::web::{Bytes, Data, Json, Path, Query};
 use actix_web::{delete, get, post};
 use reqwest::Url;
 use secrecy::SecretString;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::openapi::schema::{Array, ArrayBuilder, Object};
@@ -30,7 +29,7 @@ use crate::dialpad::{DialpadError, SubscriptionKind, credential_for};
 use crate::error::{ApiError, ErrorBody};
 use crate::keys::validate_webhook_secret;
 use crate::routes::params::string_enum;
-use crate::routes::timestamp;
+use crate::routes::{object_body, optional_body, timestamp};
 use crate::startup::ApiState;
 
 /// This module's routes (`routes::configure`). `/internal/webhooks/create` comes before
@@ -128,14 +127,6 @@ impl AppQuery {
             .await?
             .ok_or(ApiError::NotFound)
     }
-}
-
-/// An optional JSON body: empty means all defaults.
-fn optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))
 }
 
 fn parse_dialpad_id(name: &'static str, raw: &str) -> Result<i64, ApiError> {
@@ -874,8 +865,7 @@ pub(crate) async fn connect_with_api_key(
     query: Query<AppQuery>,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let request: ApiKeyConnectionRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let request: ApiKeyConnectionRequest = object_body(&body)?;
     let app = query.app(&state).await?;
     let company = match state.dialpad.company(&request.api_key).await {
         Ok(company) => company,

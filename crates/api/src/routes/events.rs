@@ -23,7 +23,7 @@ use db::queue::EventStatus;
 use crate::auth::InternalAdmin;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::params::{self, string_enum};
-use crate::routes::{rfc3339, timestamp};
+use crate::routes::{JsonObject, rfc3339, timestamp};
 use crate::startup::ApiState;
 
 /// This module's routes (`routes::configure`). `/internal/events/reroute` comes before
@@ -355,7 +355,7 @@ pub(crate) struct RerouteResult {
 pub(crate) async fn reroute_events(
     _admin: InternalAdmin,
     state: Data<ApiState>,
-    body: Json<RerouteRequest>,
+    body: JsonObject<RerouteRequest>,
 ) -> Result<Json<RerouteResult>, ApiError> {
     let ids: Vec<i64> = body
         .event_ids
@@ -424,7 +424,7 @@ pub(crate) struct ReplayQueued {
 pub(crate) async fn replay(
     _admin: InternalAdmin,
     state: Data<ApiState>,
-    body: Json<ReplayRequest>,
+    body: JsonObject<ReplayRequest>,
 ) -> Result<HttpResponse, ApiError> {
     if let (Some(from), Some(to)) = (body.from, body.to)
         && from >= to

@@ -31,9 +31,76 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
         .configure(oauth::configure);
 }
 
-/// Any other path: the JSON 404 every error shares.
-pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound)
+/// Any request no route takes: `405` with `Allow` when the path is documented for other
+/// methods (RFC 9110 §15.5.6), else the JSON 404 every error shares.
+pub(crate) async fn not_found(
+    request: actix_web::HttpRequest,
+    openapi: Option<actix_web::web::Data<crate::openapi::Rendered>>,
+) -> Result<HttpResponse, ApiError> {
+    let allowed = openapi
+        .map(|document| document.methods_of(request.path()))
+        .unwrap_or_default();
+    if allowed.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    Err(ApiError::MethodNotAllowed {
+        allow: allowed.join(", "),
+    })
+}
+
+/// A JSON body that must be an object: serde would also read a struct from an array
+/// (`[null, null]` as `{"name": null, "active": null}`).
+#[derive(Debug)]
+pub(crate) struct JsonObject<T>(pub(crate) T);
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonObject<T> {
+    type Error = actix_web::Error;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(
+        request: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let object =
+            actix_web::web::Json::<serde_json::Map<String, serde_json::Value>>::from_request(
+                request, payload,
+            );
+        Box::pin(async move {
+            let object = object.await?.into_inner();
+            serde_json::from_value(serde_json::Value::Object(object))
+                .map(JsonObject)
+                .map_err(|e| ApiError::InvalidJson(e.to_string()).into())
+        })
+    }
+}
+
+impl<T> std::ops::Deref for JsonObject<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// An optional JSON body: empty means all defaults; otherwise as [`object_body`].
+pub(crate) fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    object_body(body)
+}
+
+/// A JSON body that must be an object (see [`JsonObject`]).
+pub(crate) fn object_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let invalid = |e: serde_json::Error| ApiError::InvalidJson(e.to_string());
+    match serde_json::from_slice(body).map_err(invalid)? {
+        object @ serde_json::Value::Object(_) => serde_json::from_value(object).map_err(invalid),
+        _ => Err(ApiError::InvalidJson(
+            "the body must be a JSON object".into(),
+        )),
+    }
 }
 
 /// RFC 3339 UTC with milliseconds (`2026-11-19T16:00:00.112Z`), the API's one time format.

@@ -302,3 +302,63 @@ async fn apps_are_listed_renamed_deactivated_and_audited() {
         );
     }
 }
+
+/// A JSON body must be an object (serde alone would read a struct from an array), and a
+/// documented path asked with another method is a 405 naming the allowed ones.
+#[tokio::test]
+async fn bodies_must_be_objects_and_other_methods_are_405_with_allow() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("Acme").await;
+    let (status, body) = stack
+        .admin(
+            reqwest::Method::PATCH,
+            &format!("/internal/apps/{}", app.app_id),
+            Some(json!([null, null])),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_json"))
+    );
+    let (status, body) = stack
+        .admin(
+            reqwest::Method::POST,
+            &format!("/internal/apps/{}/api-key", app.app_id),
+            Some(json!([true])),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_json"))
+    );
+
+    for (method, path, allow) in [
+        ("TRACE", "/internal/apps".to_owned(), "GET, POST"),
+        (
+            "PUT",
+            format!("/internal/apps/{}", app.app_id),
+            "GET, PATCH",
+        ),
+        ("OPTIONS", "/internal/events/reroute".to_owned(), "POST"),
+    ] {
+        let response = stack
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+                format!("{}{path}", stack.api_url),
+            )
+            .bearer_auth(e2e::INTERNAL_SECRET)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+    }
+    let unknown = stack
+        .http
+        .get(format!("{}/internal/nothing-here", stack.api_url))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(unknown.status(), 404);
+}

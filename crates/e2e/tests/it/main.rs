@@ -4,6 +4,7 @@ mod admin;
 mod api;
 mod dialpad;
 mod domain_rows;
+mod fuzz;
 mod ingest;
 mod lifecycle;
 mod limits;
