@@ -262,6 +262,19 @@ diesel::table! {
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
         used_at -> Nullable<Timestamptz>,
+        replace_company -> Bool,
+    }
+}
+
+diesel::table! {
+    /// One-time connect links (by the SHA-256 of their token).
+    connect_links (token_hash) {
+        token_hash -> Bytea,
+        app_id -> Uuid,
+        replace_company -> Bool,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -275,6 +288,7 @@ diesel::joinable!(voicemails -> apps (app_id));
 diesel::joinable!(dialpad_subscriptions -> apps (app_id));
 diesel::joinable!(dialpad_webhooks -> apps (app_id));
 diesel::joinable!(oauth_states -> apps (app_id));
+diesel::joinable!(connect_links -> apps (app_id));
 diesel::joinable!(webhook_events -> apps (app_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -282,6 +296,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     audit_log,
     calls,
+    connect_links,
     dialpad_connections,
     dialpad_subscriptions,
     dialpad_webhooks,

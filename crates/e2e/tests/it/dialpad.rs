@@ -141,8 +141,15 @@ async fn connect_oauth(
     let (status, body) =
         json_of(callback(stack, &format!("code=auth-code-1&state={state}")).await).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["message"], "Dialpad connected");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Dialpad connected: ")
+                && m.ends_with(" to company 5100000000000001")),
+        "{body}"
+    );
     assert_eq!(body["app_id"], app.app_id.to_string());
+    assert_eq!(body["dialpad_company_id"], "5100000000000001");
     assert_eq!(body["environment"], "sandbox");
     authorize
 }
@@ -1088,4 +1095,130 @@ async fn reseal_lets_the_former_key_go_and_every_secret_still_opens() {
         "the app's Dialpad key opens: {}",
         response.text().await.unwrap_or_default()
     );
+}
+
+/// A one-time connect link lets a person connect an app from a browser, without its key: it
+/// works once (a second opening is refused), and the callback names the app and the company.
+/// A later authorisation by another Dialpad company is refused (the connection is unchanged)
+/// unless the operator reconnects with `replace=true`.
+#[tokio::test]
+async fn a_connect_link_works_once_and_binds_the_app_to_its_company() {
+    let (stack, dialpad) = stack_with_dialpad(false).await;
+    let app = stack.create_app("Harbor Dental").await;
+    mount_code_exchange(&dialpad, "access-token-1", "refresh-token-1").await;
+
+    let link_path = format!("/internal/apps/{}/connect-link", app.app_id);
+    let (status, created) = json_of(
+        stack
+            .http
+            .post(format!("{}{link_path}", stack.api_url))
+            .header("x-app-api-key", &app.api_key)
+            .send()
+            .await
+            .expect("answers"),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let link = Url::parse(created["url"].as_str().expect("url")).expect("absolute URL");
+    assert_eq!(link.path(), "/auth/dialpad/connect");
+    let open = |link: &Url| {
+        let url = format!(
+            "{}{}?{}",
+            stack.api_url,
+            link.path(),
+            link.query().unwrap_or("")
+        );
+        async move { no_redirects().get(url).send().await.expect("answers") }
+    };
+    // Opened in a browser: no key, no bearer.
+    let first = open(&link).await;
+    assert_eq!(first.status(), 302);
+    let authorize =
+        Url::parse(first.headers()["location"].to_str().expect("ascii")).expect("Dialpad's URL");
+    let authorize: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+    let (status, again) = json_of(open(&link).await).await;
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (400, Some("invalid_parameter"))
+    );
+    assert!(
+        again["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("already used"))
+    );
+
+    let state = param(&authorize, "state");
+    let (status, connected) =
+        json_of(callback(&stack, &format!("code=auth-code-1&state={state}")).await).await;
+    assert_eq!(status, 200, "{connected}");
+    assert_eq!(connected["app_name"], "Harbor Dental");
+    assert_eq!(connected["dialpad_company_id"], "5100000000000001");
+
+    // Another company authorises a new connection: refused, the connection unchanged.
+    Mock::given(method("POST"))
+        .and(path("/oauth2/token"))
+        .and(body_string_contains("code=auth-code-2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "access-token-2", "refresh_token": "refresh-token-2",
+            "expires_in": 3600, "token_type": "Bearer",
+        })))
+        .with_priority(1)
+        .mount(&dialpad)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/company"))
+        .and(header("authorization", "Bearer access-token-2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "5200000000000002" })))
+        .mount(&dialpad)
+        .await;
+    let authorize = start_connect(&stack, &app).await;
+    let state = param(&authorize, "state");
+    let (status, refused) =
+        json_of(callback(&stack, &format!("code=auth-code-2&state={state}")).await).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (409, Some("conflict")),
+        "{refused}"
+    );
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("replace=true"))
+    );
+    let company = |stack: &TestStack| {
+        let url = format!("{}/internal/apps/{}", stack.api_url, app.app_id);
+        let request = stack.http.get(url).bearer_auth(INTERNAL_SECRET);
+        async move {
+            let (_, body) = json_of(request.send().await.expect("answers")).await;
+            body["dialpad"]["connection"]["dialpad_company_id"].clone()
+        }
+    };
+    assert_eq!(company(&stack).await, "5100000000000001");
+
+    // The operator confirms with replace=true (on a new link): the app switches company.
+    let (_, created) = json_of(
+        stack
+            .http
+            .post(format!("{}{link_path}?replace=true", stack.api_url))
+            .bearer_auth(INTERNAL_SECRET)
+            .send()
+            .await
+            .expect("answers"),
+    )
+    .await;
+    assert_eq!(created["replace"], true);
+    let link = Url::parse(created["url"].as_str().expect("url")).expect("absolute URL");
+    let response = open(&link).await;
+    let authorize: Vec<(String, String)> =
+        Url::parse(response.headers()["location"].to_str().expect("ascii"))
+            .expect("Dialpad's URL")
+            .query_pairs()
+            .into_owned()
+            .collect();
+    let state = param(&authorize, "state");
+    let (status, switched) =
+        json_of(callback(&stack, &format!("code=auth-code-2&state={state}")).await).await;
+    assert_eq!(status, 200, "{switched}");
+    assert_eq!(switched["dialpad_company_id"], "5200000000000002");
+    assert_eq!(company(&stack).await, "5200000000000002");
 }
