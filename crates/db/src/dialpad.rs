@@ -556,6 +556,18 @@ pub struct NewState<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
+impl StateRejection {
+    /// Why a single-use token that the consuming update did not take was refused, from its
+    /// row's `used_at` (`None`: no row).
+    fn of(used_at: Option<Option<DateTime<Utc>>>) -> StateRejection {
+        match used_at {
+            None => StateRejection::Unknown,
+            Some(Some(_)) => StateRejection::AlreadyUsed,
+            Some(None) => StateRejection::Expired,
+        }
+    }
+}
+
 /// Single-use OAuth states (`oauth_states`).
 #[derive(Debug)]
 pub struct OAuthState;
@@ -653,11 +665,7 @@ impl OAuthState {
             .first(conn)
             .await
             .optional()?;
-        Ok(Err(match seen {
-            None => StateRejection::Unknown,
-            Some(Some(_)) => StateRejection::AlreadyUsed,
-            Some(None) => StateRejection::Expired,
-        }))
+        Ok(Err(StateRejection::of(seen)))
     }
 
     /// Marks a state used without exchanging it (the user denied access).
@@ -751,10 +759,6 @@ impl ConnectLink {
             .first(conn)
             .await
             .optional()?;
-        Ok(Err(match seen {
-            None => StateRejection::Unknown,
-            Some(Some(_)) => StateRejection::AlreadyUsed,
-            Some(None) => StateRejection::Expired,
-        }))
+        Ok(Err(StateRejection::of(seen)))
     }
 }

@@ -116,6 +116,15 @@ impl TestStack {
         }
     }
 
+    /// Starts another ingest server with `settings` (e.g. through a proxy, or with other
+    /// limits), stopped with the stack; its port.
+    pub async fn spawn_ingest(&self, settings: ingest::Settings) -> u16 {
+        let ingest = ingest::build(settings).await.expect("ingest starts");
+        let port = ingest.port();
+        tokio::spawn(ingest.run_until_stopped(self.shutdown.clone().cancelled_owned()));
+        port
+    }
+
     /// Worker settings for this stack's database, with fast retries for tests.
     pub fn worker_settings(db: &TestDatabase) -> worker::Settings {
         let mut settings = worker::Settings::new(db.url());

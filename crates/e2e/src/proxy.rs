@@ -65,6 +65,16 @@ impl CuttableProxy {
         CuttableProxy { addr, up, sent }
     }
 
+    /// Starts forwarding to the server of `database_url` (`postgres://user@host:port/db`).
+    pub async fn in_front_of(database_url: &str) -> CuttableProxy {
+        let server = database_url
+            .split_once('@')
+            .and_then(|(_, rest)| rest.split_once('/'))
+            .map(|(host, _)| host.to_owned())
+            .expect("the URL names host:port");
+        Self::start(server).await
+    }
+
     /// Bytes the clients have sent to Postgres so far (queries and their parameters).
     pub fn bytes_to_server(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)

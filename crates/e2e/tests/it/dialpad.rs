@@ -1060,13 +1060,8 @@ async fn reseal_lets_the_former_key_go_and_every_secret_still_opens() {
     // The former key removed: every secret still opens.
     let mut settings = e2e::ingest_settings(stack.db.url());
     settings.encryption = bootstrap::settings::EncryptionSettings::with_key(NEW_KEY);
-    let ingest = ingest::build(settings).await.expect("ingest starts");
-    let url = format!(
-        "http://127.0.0.1:{}/webhooks/dialpad/{}",
-        ingest.port(),
-        app.app_id
-    );
-    tokio::spawn(ingest.run_until_stopped(std::future::pending()));
+    let port = stack.spawn_ingest(settings).await;
+    let url = format!("http://127.0.0.1:{port}/webhooks/dialpad/{}", app.app_id);
     let response = stack
         .http
         .post(url)

@@ -368,23 +368,12 @@ async fn health_and_readiness() {
 async fn a_database_outage_is_retried_within_the_request_then_answered_503() {
     let stack = TestStack::spawn().await;
     let app = stack.create_app("outage").await;
-    let server = stack
-        .db
-        .url()
-        .split_once('@')
-        .and_then(|(_, rest)| rest.split_once('/'))
-        .map(|(host, _)| host.to_owned());
-    let proxy = e2e::CuttableProxy::start(server.expect("host:port")).await;
+    let proxy = e2e::CuttableProxy::in_front_of(stack.db.url()).await;
     let mut settings = e2e::ingest_settings(&proxy.url_for(stack.db.url()));
     settings.ingest_db_retry_budget_ms = 2_000;
     settings.database.database_connect_timeout_ms = 200;
-    let ingest = ingest::build(settings).await.expect("ingest starts");
-    let url = format!(
-        "http://127.0.0.1:{}/webhooks/dialpad/{}",
-        ingest.port(),
-        app.app_id
-    );
-    tokio::spawn(ingest.run_until_stopped(std::future::pending()));
+    let port = stack.spawn_ingest(settings).await;
+    let url = format!("http://127.0.0.1:{port}/webhooks/dialpad/{}", app.app_id);
     let post = |event: Value| {
         let request = stack
             .http
@@ -504,19 +493,14 @@ async fn an_event_with_a_nul_character_is_stored_not_lost() {
 async fn a_forged_flood_costs_no_query_per_request_and_never_throttles_a_valid_webhook() {
     let stack = TestStack::spawn().await;
     let app = stack.create_app("target").await;
-    let server = stack
-        .db
-        .url()
-        .split_once('@')
-        .and_then(|(_, rest)| rest.split_once('/'))
-        .map(|(host, _)| host.to_owned());
-    let proxy = e2e::CuttableProxy::start(server.expect("host:port")).await;
+    let proxy = e2e::CuttableProxy::in_front_of(stack.db.url()).await;
     let mut settings = e2e::ingest_settings(&proxy.url_for(stack.db.url()));
     settings.ingest_failed_verifications_per_min = 50;
     settings.trusted_proxy_hops = 1;
-    let ingest = ingest::build(settings).await.expect("ingest starts");
-    let base = format!("http://127.0.0.1:{}/webhooks/dialpad", ingest.port());
-    tokio::spawn(ingest.run_until_stopped(std::future::pending()));
+    let base = format!(
+        "http://127.0.0.1:{}/webhooks/dialpad",
+        stack.spawn_ingest(settings).await
+    );
     let post = |app_id: String, body: String, client: &'static str| {
         let request = stack
             .http

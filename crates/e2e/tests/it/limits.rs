@@ -165,14 +165,11 @@ async fn a_thousand_bad_secrets_for_a_real_key_id_do_not_stop_the_real_key() {
     );
 }
 
-/// An ingest server of its own, with `configure` applied to its settings; its base URL.
+/// An ingest server of its own, with `configure` applied to its settings; its address.
 async fn ingest_with(stack: &TestStack, configure: impl FnOnce(&mut ingest::Settings)) -> String {
     let mut settings = e2e::ingest_settings(stack.db.url());
     configure(&mut settings);
-    let ingest = ingest::build(settings).await.expect("ingest starts");
-    let port = ingest.port();
-    tokio::spawn(ingest.run_until_stopped(std::future::pending()));
-    format!("127.0.0.1:{port}")
+    format!("127.0.0.1:{}", stack.spawn_ingest(settings).await)
 }
 
 /// A client that sends its body slowly (slowloris) is answered 408 once
