@@ -1,0 +1,1 @@
+ALTER TABLE webhook_events RESET (fillfactor, toast_tuple_target);
