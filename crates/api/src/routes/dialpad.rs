@@ -254,7 +254,7 @@ pub(crate) struct CreatedWebhook {
 
 /// The 503 of handlers that may refresh an app's OAuth token (`credential_for`), with the
 /// database's.
-const NOT_CONFIGURED_503: &str = "`not_configured`: the app's OAuth token needs a refresh and     the server lacks `DIALPAD_CLIENT_ID`/`DIALPAD_CLIENT_SECRET`; `unavailable`: the database     cannot be reached (`Retry-After: 2`)";
+const NOT_CONFIGURED_503: &str = "`not_configured`: the app's OAuth token needs a refresh and the server lacks `DIALPAD_CLIENT_ID`/`DIALPAD_CLIENT_SECRET`; `unavailable`: the database cannot be reached (`Retry-After: 2`)";
 
 /// Create a webhook at Dialpad
 ///
