@@ -145,8 +145,7 @@ fn wait<T>(
     outcome: Result<T, governor::NotUntil<<DefaultClock as Clock>::Instant>>,
 ) -> Result<(), u64> {
     outcome.map(drop).map_err(|not_until| {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        bootstrap::http::retry_after_secs(not_until.wait_time_from(DefaultClock::default().now()))
     })
 }
 

@@ -195,7 +195,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
                 routes::configure(&mut cfg);
                 crate::openapi::configure(&mut cfg);
             })
-            .default_service(web::to(routes::not_found))
+            .default_service(web::to(routes::unmatched))
     })
     .listen(listener)?
     .disable_signals()

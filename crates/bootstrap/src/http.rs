@@ -94,6 +94,12 @@ impl HttpService {
     }
 }
 
+/// A `Retry-After` value (RFC 9110 §10.2.3: whole seconds) for a wait: rounded up, so a client
+/// that waits it is past the wait.
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
 /// The client's address, for rate limits and audit logs: the TCP peer when no proxy is trusted
 /// (`TRUSTED_PROXY_HOPS=0`); otherwise the entry
 /// `trusted_hops` from the right of the `X-Forwarded-For` list (all its headers, in order),

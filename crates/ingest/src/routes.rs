@@ -184,7 +184,7 @@ impl Refusals {
                 self.throttled
                     .insert(client.to_owned(), Instant::now() + wait);
                 Err(IngestError::Throttled {
-                    retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                    retry_after: bootstrap::http::retry_after_secs(wait),
                 })
             }
         }

@@ -112,15 +112,9 @@ impl SecretCache {
         if self.lookups.check().is_err() {
             return Ok(Lookup::Busy);
         }
-        let mut conn = pool.get().await?;
-        let Some(secrets) = App::verification_secrets(&mut conn, &self.keyring, app_id).await?
-        else {
+        let Some(found) = self.read(pool, app_id).await? else {
             self.unknown.insert(app_id, ());
             return Ok(Lookup::Unknown);
-        };
-        let found = AppSecrets {
-            secrets: Arc::new(secrets),
-            read_at: Instant::now(),
         };
         let known = Known {
             last: RwLock::new(found.clone()),
@@ -163,16 +157,20 @@ impl SecretCache {
             return Ok(Lookup::Found(last));
         }
         tokio::time::sleep(MIN_REFRESH.saturating_sub(last.read_at.elapsed())).await;
-        let mut conn = pool.get().await?;
-        let Some(secrets) = App::verification_secrets(&mut conn, &self.keyring, app_id).await?
-        else {
+        let Some(fresh) = self.read(pool, app_id).await? else {
             return Ok(Lookup::Unknown);
-        };
-        let fresh = AppSecrets {
-            secrets: Arc::new(secrets),
-            read_at: Instant::now(),
         };
         *known.last.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
         Ok(Lookup::Found(fresh))
+    }
+
+    /// The app's secrets from the database, now; `None` for an unknown app.
+    async fn read(&self, pool: &Pool, app_id: Uuid) -> Result<Option<AppSecrets>, DbError> {
+        let mut conn = pool.get().await?;
+        let secrets = App::verification_secrets(&mut conn, &self.keyring, app_id).await?;
+        Ok(secrets.map(|secrets| AppSecrets {
+            secrets: Arc::new(secrets),
+            read_at: Instant::now(),
+        }))
     }
 }

@@ -98,6 +98,14 @@ const TARGET_TYPES: &[&str] = &[
 /// Values of an SMS subscription's `direction`.
 const SMS_DIRECTIONS: &[&str] = &["all", "inbound", "outbound"];
 
+/// An `app_id` parameter: a UUID, else 400 `invalid_parameter`.
+pub(crate) fn parse_app_id(raw: &str) -> Result<Uuid, ApiError> {
+    raw.parse().map_err(|_| ApiError::InvalidParameter {
+        name: "app_id",
+        message: "must be a UUID".into(),
+    })
+}
+
 /// `?app_id=` of the onboarding endpoints.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -113,10 +121,7 @@ impl AppQuery {
             name: "app_id",
             message: "is required".into(),
         })?;
-        raw.parse().map_err(|_| ApiError::InvalidParameter {
-            name: "app_id",
-            message: "must be a UUID".into(),
-        })
+        parse_app_id(raw)
     }
 
     /// The app named by `app_id`: 400 when missing or malformed, 404 when unknown.

@@ -33,7 +33,7 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
 
 /// Any request no route takes: `405` with `Allow` when the path is documented for other
 /// methods (RFC 9110 §15.5.6), else the JSON 404 every error shares.
-pub(crate) async fn not_found(
+pub(crate) async fn unmatched(
     request: actix_web::HttpRequest,
     openapi: Option<actix_web::web::Data<crate::openapi::Rendered>>,
 ) -> Result<HttpResponse, ApiError> {

@@ -20,6 +20,7 @@ use crate::auth::authorize_for_app;
 use crate::dialpad::pkce::{Pkce, new_state, state_hash};
 use crate::dialpad::{OAuthApp, token_expiry};
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::dialpad::parse_app_id;
 use crate::startup::ApiState;
 
 /// This module's routes (`routes::configure`).
@@ -94,17 +95,11 @@ pub(crate) async fn create_connect_link(
     app_id: actix_web::web::Path<String>,
     query: Query<ConnectLinkQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let app_id: Uuid = app_id.parse().map_err(|_| ApiError::InvalidParameter {
-        name: "app_id",
-        message: "must be a UUID".into(),
-    })?;
+    let app_id = parse_app_id(&app_id)?;
     authorize_for_app(&request, &state, app_id).await?;
     let oauth = oauth_app(&state)?;
     let mut conn = state.pool.get().await.map_err(DbError::from)?;
-    App::find(&mut conn, app_id)
-        .await?
-        .filter(|app| app.active)
-        .ok_or(ApiError::NotFound)?;
+    active_app(&mut conn, app_id).await?;
     let token = new_state();
     let expires_at = Utc::now() + STATE_TTL;
     let replace = query.replace.unwrap_or(false);
@@ -129,6 +124,14 @@ pub(crate) async fn create_connect_link(
 
 /// How long a connection attempt may take, from the redirect to Dialpad to the callback.
 const STATE_TTL: TimeDelta = TimeDelta::minutes(10);
+
+/// The app, if it exists and is active; else 404 (nothing to connect).
+async fn active_app(conn: &mut db::AsyncPgConnection, app_id: Uuid) -> Result<App, ApiError> {
+    App::find(conn, app_id)
+        .await?
+        .filter(|app| app.active)
+        .ok_or(ApiError::NotFound)
+}
 
 fn oauth_app(state: &ApiState) -> Result<&OAuthApp, ApiError> {
     state.dialpad.oauth().ok_or(ApiError::NotConfigured(
@@ -188,10 +191,7 @@ pub(crate) async fn connect(
             (link.app_id, link.replace_company)
         }
         (None, Some(raw)) => {
-            let app_id: Uuid = raw.parse().map_err(|_| ApiError::InvalidParameter {
-                name: "app_id",
-                message: "must be a UUID".into(),
-            })?;
+            let app_id = parse_app_id(raw)?;
             authorize_for_app(&request, &state, app_id).await?;
             (app_id, query.replace.unwrap_or(false))
         }
@@ -202,10 +202,7 @@ pub(crate) async fn connect(
             });
         }
     };
-    let app = App::find(&mut conn, app_id)
-        .await?
-        .filter(|app| app.active)
-        .ok_or(ApiError::NotFound)?;
+    let app = active_app(&mut conn, app_id).await?;
     let oauth_state = new_state();
     let pkce = Pkce::generate();
     OAuthState::create(

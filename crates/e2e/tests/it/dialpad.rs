@@ -81,6 +81,11 @@ async fn start_connect(stack: &TestStack, app: &TestApp) -> Vec<(String, String)
         .send()
         .await
         .expect("api answers");
+    authorize_query(&response)
+}
+
+/// The query of the Dialpad authorize URL a connect answer redirects to.
+fn authorize_query(response: &reqwest::Response) -> Vec<(String, String)> {
     assert_eq!(response.status(), 302, "connect redirects");
     let location = response.headers()["location"].to_str().expect("ascii");
     let url = Url::parse(location).expect("absolute URL");
@@ -1126,11 +1131,7 @@ async fn a_connect_link_works_once_and_binds_the_app_to_its_company() {
         async move { no_redirects().get(url).send().await.expect("answers") }
     };
     // Opened in a browser: no key, no bearer.
-    let first = open(&link).await;
-    assert_eq!(first.status(), 302);
-    let authorize =
-        Url::parse(first.headers()["location"].to_str().expect("ascii")).expect("Dialpad's URL");
-    let authorize: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+    let authorize = authorize_query(&open(&link).await);
     let (status, again) = json_of(open(&link).await).await;
     assert_eq!(
         (status, again["error"].as_str()),
@@ -1203,13 +1204,7 @@ async fn a_connect_link_works_once_and_binds_the_app_to_its_company() {
     .await;
     assert_eq!(created["replace"], true);
     let link = Url::parse(created["url"].as_str().expect("url")).expect("absolute URL");
-    let response = open(&link).await;
-    let authorize: Vec<(String, String)> =
-        Url::parse(response.headers()["location"].to_str().expect("ascii"))
-            .expect("Dialpad's URL")
-            .query_pairs()
-            .into_owned()
-            .collect();
+    let authorize = authorize_query(&open(&link).await);
     let state = param(&authorize, "state");
     let (status, switched) =
         json_of(callback(&stack, &format!("code=auth-code-2&state={state}")).await).await;
