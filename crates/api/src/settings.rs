@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use bootstrap::settings::{DatabaseSettings, EncryptionSettings};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything the api service is configured with.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Settings {
     #[serde(flatten)]
     pub database: DatabaseSettings,
@@ -35,6 +35,7 @@ pub struct Settings {
     #[serde(default = "default_port")]
     pub port: u16,
     /// `INTERNAL_API_SECRET` (required): bearer secret of the `/internal/*` endpoints.
+    #[serde(serialize_with = "bootstrap::settings::redacted")]
     pub internal_api_secret: Option<SecretString>,
     /// `API_KEY_BCRYPT_COST`: bcrypt cost for new API keys (4–31; each step doubles the work).
     #[serde(default = "default_bcrypt_cost")]
@@ -114,7 +115,7 @@ impl Settings {
 }
 
 /// How we reach Dialpad, as whom, and where its OAuth flow comes back to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct DialpadSettings {
     /// `DIALPAD_ENV`: `sandbox` (`https://sandbox.dialpad.com`) or `production`
     /// (`https://dialpad.com`), `docs/dialpad.md` §1.
@@ -123,10 +124,12 @@ pub struct DialpadSettings {
     /// `DIALPAD_BASE_URL`: overrides the environment's host (tests point it at a local mock).
     pub dialpad_base_url: Option<String>,
     /// `DIALPAD_API_KEY`: a server-wide company API key, used for apps without a connection.
+    #[serde(serialize_with = "bootstrap::settings::redacted")]
     pub dialpad_api_key: Option<SecretString>,
     /// `DIALPAD_CLIENT_ID`: the OAuth app's client id (needed for `/auth/dialpad/*`).
     pub dialpad_client_id: Option<String>,
     /// `DIALPAD_CLIENT_SECRET`: the OAuth app's client secret.
+    #[serde(serialize_with = "bootstrap::settings::redacted")]
     pub dialpad_client_secret: Option<SecretString>,
     /// `DIALPAD_REDIRECT_URI`: our callback as registered with Dialpad,
     /// `https://<api host>/auth/dialpad/callback`.

@@ -19,8 +19,8 @@ use anyhow::Context;
 use db::PoolSettings;
 use db::crypto::Keyring;
 use secrecy::SecretString;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// Loads `T` from defaults, the optional `CONFIG_FILE`, then the environment.
 ///
@@ -124,10 +124,11 @@ pub fn require_long_secret(name: &str, secret: Option<&SecretString>) -> anyhow:
 }
 
 /// Database settings every service shares.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct DatabaseSettings {
     /// `DATABASE_URL` (required): `postgres://user:password@host:port/db`. Contains a password,
     /// so it is never logged.
+    #[serde(serialize_with = "redacted")]
     pub database_url: Option<SecretString>,
     /// `DATABASE_POOL_SIZE`: most open connections per process.
     #[serde(default = "default_pool_size")]
@@ -175,14 +176,16 @@ impl DatabaseSettings {
 }
 
 /// The keys secrets at rest are sealed with (see `db::crypto`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct EncryptionSettings {
     /// `ENCRYPTION_KEY` (required by api and ingest): 32 random bytes, base64
     /// (`openssl rand -base64 32`). New secrets are sealed with it.
+    #[serde(serialize_with = "redacted")]
     pub encryption_key: Option<SecretString>,
     /// `ENCRYPTION_PREVIOUS_KEYS`: comma-separated former keys, still accepted for opening.
     /// To rotate: move the current key here, set a new `ENCRYPTION_KEY`, restart, then run
     /// `api reseal` (`crate::cli::reseal`) and remove the former key.
+    #[serde(serialize_with = "redacted")]
     pub encryption_previous_keys: Option<SecretString>,
 }
 
@@ -219,4 +222,16 @@ fn default_connect_timeout_ms() -> u64 {
 
 fn default_statement_timeout_ms() -> u64 {
     u64::try_from(db::DEFAULT_STATEMENT_TIMEOUT.as_millis()).unwrap_or(30_000)
+}
+
+/// Serializes a secret setting as `"[redacted]"` (or `null` when unset), so settings can be
+/// listed (names, which are set) without their values.
+///
+/// # Errors
+/// Those of the serializer.
+pub fn redacted<S: Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    secret.as_ref().map(|_| "[redacted]").serialize(serializer)
 }

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use bootstrap::settings::{DatabaseSettings, EncryptionSettings};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything the ingest service is configured with.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Settings {
     #[serde(flatten)]
     pub database: DatabaseSettings,
@@ -29,6 +29,7 @@ pub struct Settings {
     pub port: u16,
     /// `DIALPAD_WEBHOOK_SECRET` (required): HS256 secret of the unscoped route
     /// `POST /webhooks/dialpad`.
+    #[serde(serialize_with = "bootstrap::settings::redacted")]
     pub dialpad_webhook_secret: Option<SecretString>,
     /// `INGEST_DB_RETRY_BUDGET_MS`: how long one request keeps retrying while the database is
     /// unreachable before answering 503. Dialpad waits 5 s per delivery (`docs/dialpad.md` §6.3), so stay

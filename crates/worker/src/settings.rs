@@ -9,10 +9,10 @@
 use std::time::Duration;
 
 use bootstrap::settings::DatabaseSettings;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything the worker is configured with.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Settings {
     #[serde(flatten)]
     pub database: DatabaseSettings,

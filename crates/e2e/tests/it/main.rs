@@ -13,6 +13,7 @@ mod openapi;
 mod operations;
 mod response_cache;
 mod schema;
+mod settings;
 mod tenant_api;
 mod tolerant_reader;
 mod worker;
