@@ -42,6 +42,14 @@ pub(crate) struct ApiState {
     pub(crate) oauth_success_redirect_url: Option<reqwest::Url>,
 }
 
+impl ApiState {
+    /// A pooled connection. A pool timeout or an unreachable database is
+    /// [`ApiError::Unavailable`] (503), as every `DbError` is.
+    pub(crate) async fn conn(&self) -> Result<db::PooledConn<'_>, ApiError> {
+        Ok(self.pool.get().await.map_err(db::DbError::from)?)
+    }
+}
+
 /// The api server, bound and ready to run (see [`HttpService::run_until_stopped`]).
 pub type Application = HttpService;
 

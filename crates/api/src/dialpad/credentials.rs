@@ -42,7 +42,7 @@ pub(crate) async fn credential_for(
     app_id: Uuid,
 ) -> Result<SecretString, ApiError> {
     let connection = {
-        let mut conn = state.pool.get().await.map_err(DbError::from)?;
+        let mut conn = state.conn().await?;
         Connection::find(&mut conn, app_id).await?
     };
     let Some(connection) = connection else {
@@ -83,7 +83,7 @@ async fn refresh(state: &ApiState, app_id: Uuid) -> Result<SecretString, ApiErro
         "DIALPAD_CLIENT_ID and DIALPAD_CLIENT_SECRET",
     ))?;
     let keyring = &state.keyring;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     let outcome = conn
         .transaction(async |conn| {
             let Some(locked) = Connection::find_for_update(conn, app_id).await? else {

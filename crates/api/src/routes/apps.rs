@@ -8,7 +8,6 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use db::DbError;
 use db::apps::{ApiKeyInfo, App};
 use db::audit::{self, AuditEntry};
 use db::dialpad::{Connection, DialpadSubscription, DialpadWebhook};
@@ -136,7 +135,7 @@ pub(crate) async fn create_app(
     let key = NewKey::generate();
     let key_hash = hash_key(&state, &key).await?;
 
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     let app = App::create_with_key(
         &mut conn,
         &state.keyring,
@@ -262,7 +261,7 @@ pub(crate) async fn list_apps(
             Ok((at, id.parse().map_err(|_| bad())?))
         })
         .transpose()?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     let apps = App::list(&mut conn, after, limit).await?;
     let next = (apps.len() as i64 == limit)
         .then(|| apps.last())
@@ -316,7 +315,7 @@ pub(crate) async fn update_app(
             "name: must be 1 to 200 characters".into(),
         ));
     }
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     let app = App::update(&mut conn, id, name, body.active, &admin.actor)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -426,7 +425,7 @@ pub(crate) async fn issue_key(
     let revoke_existing = query.revoke_existing.unwrap_or(request.revoke_existing);
     let key = NewKey::generate();
     let key_hash = hash_key(&state, &key).await?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     let (issued, revoked) = ApiKeyInfo::issue(
         &mut conn,
         id,
@@ -474,7 +473,7 @@ pub(crate) async fn list_keys(
     id: Path<String>,
 ) -> Result<Json<KeyList>, ApiError> {
     let id = app_id(&id)?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     App::find(&mut conn, id).await?.ok_or(ApiError::NotFound)?;
     let keys = ApiKeyInfo::list(&mut conn, id).await?;
     Ok(Json(KeyList {
@@ -507,7 +506,7 @@ pub(crate) async fn revoke_key(
 ) -> Result<Json<KeyView>, ApiError> {
     let (id, key_id) = path.into_inner();
     let id = app_id(&id)?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     let key = ApiKeyInfo::revoke(&mut conn, id, &key_id, &admin.actor)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -590,7 +589,7 @@ pub(crate) async fn audit_log(
     const PAGE: i64 = 100;
     let id = app_id(&id)?;
     let before = params::id_cursor(query.cursor.as_deref())?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     App::find(&mut conn, id).await?.ok_or(ApiError::NotFound)?;
     let entries = audit::list(&mut conn, id, before, PAGE).await?;
     let next = (entries.len() as i64 == PAGE)
@@ -687,7 +686,7 @@ pub(crate) async fn get_app(
     app_id: Path<String>,
 ) -> Result<Json<AppWithDialpad>, ApiError> {
     let app_id = app_id.parse().map_err(|_| ApiError::NotFound)?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     let app = App::find(&mut conn, app_id)
         .await?
         .ok_or(ApiError::NotFound)?;

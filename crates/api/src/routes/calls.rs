@@ -10,7 +10,6 @@ use utoipa::{IntoParams, ToSchema};
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use db::DbError;
 use db::calls::Call;
 use db::listing::{self, CallFilter};
 use db::logical_calls::LogicalCallRow;
@@ -402,7 +401,7 @@ async fn list(
     let window = page.window()?;
     let app_id = tenant.app_id;
     let build = |stamp| async move {
-        let mut conn = state.pool.get().await.map_err(DbError::from)?;
+        let mut conn = state.conn().await?;
         let (rows, total, next) = if legs {
             let page = listing::legs(&mut conn, app_id, &filter, window).await?;
             let count = listing::count_legs(&mut conn, app_id, &filter);
@@ -495,7 +494,7 @@ pub(crate) async fn get_call(
     state: Data<ApiState>,
     path: Path<CallPath>,
 ) -> Result<Json<PhoneCallWithLegs>, ApiError> {
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     let (call, legs) = path.find(&mut conn, tenant.app_id).await?;
     Ok(Json(PhoneCallWithLegs {
         call: call.into(),
@@ -551,7 +550,7 @@ pub(crate) async fn call_events(
     state: Data<ApiState>,
     path: Path<CallPath>,
 ) -> Result<Json<CallEvents>, ApiError> {
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     let (call, legs) = path.find(&mut conn, tenant.app_id).await?;
     let leg_ids: Vec<i64> = legs.iter().map(|leg| leg.call_id).collect();
     let events = listing::call_events(&mut conn, tenant.app_id, &leg_ids).await?;

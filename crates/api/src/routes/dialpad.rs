@@ -12,12 +12,11 @@ use reqwest::Url;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 use utoipa::openapi::schema::{Array, ArrayBuilder, Object};
-use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use db::DbError;
 use db::apps::App;
 use db::dialpad::{
     AUTH_API_KEY, Connection, DialpadSubscription, DialpadWebhook, NewDialpadWebhook,
@@ -28,6 +27,7 @@ use crate::auth::InternalAdmin;
 use crate::dialpad::{DialpadError, SubscriptionKind, credential_for};
 use crate::error::{ApiError, ErrorBody};
 use crate::keys::validate_webhook_secret;
+use crate::routes::ids::{AppQuery, parse_dialpad_id};
 use crate::routes::params::string_enum;
 use crate::routes::{object_body, optional_body, timestamp};
 use crate::startup::ApiState;
@@ -97,49 +97,6 @@ const TARGET_TYPES: &[&str] = &[
 
 /// Values of an SMS subscription's `direction`.
 const SMS_DIRECTIONS: &[&str] = &["all", "inbound", "outbound"];
-
-/// An `app_id` parameter: a UUID, else 400 `invalid_parameter`.
-pub(crate) fn parse_app_id(raw: &str) -> Result<Uuid, ApiError> {
-    raw.parse().map_err(|_| ApiError::InvalidParameter {
-        name: "app_id",
-        message: "must be a UUID".into(),
-    })
-}
-
-/// `?app_id=` of the onboarding endpoints.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct AppQuery {
-    /// The app (a UUID).
-    #[param(required = true, value_type = String, format = "uuid")]
-    app_id: Option<String>,
-}
-
-impl AppQuery {
-    pub(crate) fn app_id(&self) -> Result<Uuid, ApiError> {
-        let raw = self.app_id.as_deref().ok_or(ApiError::InvalidParameter {
-            name: "app_id",
-            message: "is required".into(),
-        })?;
-        parse_app_id(raw)
-    }
-
-    /// The app named by `app_id`: 400 when missing or malformed, 404 when unknown.
-    async fn app(&self, state: &ApiState) -> Result<App, ApiError> {
-        let app_id = self.app_id()?;
-        let mut conn = state.pool.get().await.map_err(DbError::from)?;
-        App::find(&mut conn, app_id)
-            .await?
-            .ok_or(ApiError::NotFound)
-    }
-}
-
-fn parse_dialpad_id(name: &'static str, raw: &str) -> Result<i64, ApiError> {
-    raw.parse().map_err(|_| ApiError::InvalidParameter {
-        name,
-        message: "must be a Dialpad id (an integer)".into(),
-    })
-}
 
 /// A webhook at Dialpad as admins see it (never its secret). Times are RFC 3339 UTC.
 #[derive(Debug, Serialize, ToSchema)]
@@ -309,7 +266,7 @@ pub(crate) async fn create_webhook(
     let secret = match request.webhook_secret {
         Some(given) => SecretString::from(given),
         None => {
-            let mut conn = state.pool.get().await.map_err(DbError::from)?;
+            let mut conn = state.conn().await?;
             App::webhook_secret(&mut conn, &state.keyring, app.id).await?
         }
     };
@@ -328,8 +285,11 @@ pub(crate) async fn create_webhook(
         signature_type: signature.and_then(|s| s.kind.as_deref()).unwrap_or("jwt"),
     };
     let recorded = async {
-        let mut conn = state.pool.get().await.map_err(DbError::from)?;
-        DialpadWebhook::record(&mut conn, &state.keyring, &webhook, replaces_app_secret).await
+        let mut conn = state.conn().await?;
+        Ok::<_, ApiError>(
+            DialpadWebhook::record(&mut conn, &state.keyring, &webhook, replaces_app_secret)
+                .await?,
+        )
     }
     .await;
     if let Err(error) = recorded {
@@ -337,7 +297,7 @@ pub(crate) async fn create_webhook(
         if let Err(cleanup) = state.dialpad.delete_webhook(&token, created.id).await {
             tracing::error!(webhook.id = created.id, error = %cleanup, "Could not delete an unrecorded Dialpad webhook.");
         }
-        return Err(error.into());
+        return Err(error);
     }
     tracing::info!(app.id = %app.id, webhook.id = created.id, "Dialpad webhook created.");
     Ok(HttpResponse::Created().json(CreatedWebhook {
@@ -381,7 +341,7 @@ pub(crate) async fn list_webhooks(
     query: Query<AppQuery>,
 ) -> Result<Json<WebhookList>, ApiError> {
     let app = query.app(&state).await?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     let webhooks = DialpadWebhook::list_live(&mut conn, app.id).await?;
     Ok(Json(WebhookList {
         webhooks: webhooks.iter().map(WebhookView::from).collect(),
@@ -429,7 +389,7 @@ pub(crate) async fn delete_webhook(
     let webhook_id = parse_dialpad_id("webhook_id", &webhook_id)?;
     let app = query.app(&state).await?;
     {
-        let mut conn = state.pool.get().await.map_err(DbError::from)?;
+        let mut conn = state.conn().await?;
         DialpadWebhook::find_live(&mut conn, app.id, webhook_id)
             .await?
             .ok_or(ApiError::NotFound)?;
@@ -448,7 +408,7 @@ pub(crate) async fn delete_webhook(
     }
     let token = credential_for(&state, app.id).await?;
     delete_at_dialpad(state.dialpad.delete_webhook(&token, webhook_id).await)?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     DialpadWebhook::mark_deleted(&mut conn, app.id, webhook_id).await?;
     tracing::info!(app.id = %app.id, webhook.id = webhook_id, "Dialpad webhook deleted.");
     Ok(Json(DeletedWebhook {
@@ -660,7 +620,7 @@ pub(crate) async fn create_subscriptions(
     let request: CreateSubscriptionsRequest = optional_body(&body)?;
     let app = query.app(&state).await?;
     let webhook = {
-        let mut conn = state.pool.get().await.map_err(DbError::from)?;
+        let mut conn = state.conn().await?;
         match &request.webhook_id {
             Some(raw) => {
                 let id = raw.parse().map_err(|_| {
@@ -705,7 +665,7 @@ pub(crate) async fn create_subscriptions(
         if let Some(fields) = options.as_object_mut() {
             fields.remove("endpoint_id");
         }
-        let mut conn = state.pool.get().await.map_err(DbError::from)?;
+        let mut conn = state.conn().await?;
         let row = DialpadSubscription::record(
             &mut conn,
             app.id,
@@ -755,7 +715,7 @@ pub(crate) async fn list_subscriptions(
     query: Query<AppQuery>,
 ) -> Result<Json<SubscriptionList>, ApiError> {
     let app = query.app(&state).await?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     let subscriptions = DialpadSubscription::list_live(&mut conn, app.id).await?;
     Ok(Json(SubscriptionList {
         subscriptions: subscriptions.iter().map(SubscriptionView::from).collect(),
@@ -800,7 +760,7 @@ pub(crate) async fn delete_subscription(
     let subscription_id = parse_dialpad_id("subscription_id", &subscription_id)?;
     let app = query.app(&state).await?;
     let subscription = {
-        let mut conn = state.pool.get().await.map_err(DbError::from)?;
+        let mut conn = state.conn().await?;
         DialpadSubscription::find_live(&mut conn, app.id, subscription_id)
             .await?
             .ok_or(ApiError::NotFound)?
@@ -814,7 +774,7 @@ pub(crate) async fn delete_subscription(
             .delete_subscription(&token, kind, subscription_id)
             .await,
     )?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     DialpadSubscription::mark_deleted(&mut conn, subscription.id).await?;
     Ok(Json(DeletedSubscription {
         success: true,
@@ -887,7 +847,7 @@ pub(crate) async fn connect_with_api_key(
         Err(error) => return Err(error.into()),
     };
     let environment = state.dialpad.environment().as_str();
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     Connection::save_api_key(
         &mut conn,
         &state.keyring,

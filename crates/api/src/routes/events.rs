@@ -15,7 +15,6 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use db::DbError;
 use db::apps::App;
 use db::operations::{self, EventRecord};
 use db::queue::EventStatus;
@@ -209,7 +208,7 @@ pub(crate) async fn list_events(
         .transpose()?;
     let limit = params::limit(query.limit.as_deref())?;
     let before_id = params::id_cursor(query.cursor.as_deref())?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     let page = operations::list_events(&mut conn, status, app_id, before_id, limit).await?;
     Ok(Json(EventList {
         events: page.events.iter().map(EventView::from).collect(),
@@ -240,7 +239,7 @@ pub(crate) async fn get_event(
     id: Path<String>,
 ) -> Result<Json<EventWithPayload>, ApiError> {
     let id = event_id(&id)?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     let event = operations::find_event(&mut conn, id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -281,7 +280,7 @@ pub(crate) async fn retry_event(
     id: Path<String>,
 ) -> Result<Json<RetriedEvent>, ApiError> {
     let id = event_id(&id)?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     if !operations::retry_dead(&mut conn, id).await? {
         let event = operations::find_event(&mut conn, id)
             .await?
@@ -370,7 +369,7 @@ pub(crate) async fn reroute_events(
         .ok_or_else(|| {
             ApiError::InvalidRequest(format!("event_ids: 1 to {MAX_REROUTE} event ids"))
         })?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     App::find(&mut conn, body.app_id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -431,7 +430,7 @@ pub(crate) async fn replay(
     {
         return Err(ApiError::InvalidRequest("from: must be before to".into()));
     }
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     App::find(&mut conn, body.app_id)
         .await?
         .ok_or(ApiError::NotFound)?;

@@ -8,7 +8,6 @@ use serde_json::Value;
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
 
-use db::DbError;
 use db::listing::{self, MessageFilter};
 use db::logical_calls::VoicemailRow;
 use db::messages::MessageRow;
@@ -181,7 +180,7 @@ pub(crate) async fn list_messages(
     };
     let state = state.get_ref();
     let build = |stamp| async move {
-        let mut conn = state.pool.get().await.map_err(DbError::from)?;
+        let mut conn = state.conn().await?;
         let page = listing::messages(&mut conn, tenant.app_id, &filter, window).await?;
         let count = listing::count_messages(&mut conn, tenant.app_id, &filter);
         let key = TotalKey::Messages(tenant.app_id, filter.clone());
@@ -239,7 +238,7 @@ pub(crate) async fn list_voicemails(
     };
     let state = state.get_ref();
     let build = |stamp| async move {
-        let mut conn = state.pool.get().await.map_err(DbError::from)?;
+        let mut conn = state.conn().await?;
         let page = listing::voicemails(&mut conn, tenant.app_id, &filter, window).await?;
         let count = listing::count_voicemails(&mut conn, tenant.app_id, &filter);
         let key = TotalKey::Voicemails(tenant.app_id, filter.clone());

@@ -10,6 +10,7 @@ mod apps;
 mod calls;
 mod dialpad;
 mod events;
+mod ids;
 mod messages;
 mod oauth;
 mod params;

@@ -12,7 +12,6 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use db::DbError;
 use db::apps::App;
 use db::dialpad::{ConnectLink, Connection, NewState, OAuthState, OAuthTokens, StateRejection};
 
@@ -20,7 +19,7 @@ use crate::auth::authorize_for_app;
 use crate::dialpad::pkce::{Pkce, new_state, state_hash};
 use crate::dialpad::{OAuthApp, token_expiry};
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::dialpad::parse_app_id;
+use crate::routes::ids::parse_app_id;
 use crate::startup::ApiState;
 
 /// This module's routes (`routes::configure`).
@@ -98,7 +97,7 @@ pub(crate) async fn create_connect_link(
     let app_id = parse_app_id(&app_id)?;
     authorize_for_app(&request, &state, app_id).await?;
     let oauth = oauth_app(&state)?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     active_app(&mut conn, app_id).await?;
     let token = new_state();
     let expires_at = Utc::now() + STATE_TTL;
@@ -173,7 +172,7 @@ pub(crate) async fn connect(
     query: Query<ConnectQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let oauth = oauth_app(&state)?;
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     let (app_id, replace_company) = match (&query.link, &query.app_id) {
         (Some(link), _) => {
             let taken = ConnectLink::consume(&mut conn, &state_hash(&link.clone().into())).await?;
@@ -294,7 +293,7 @@ pub(crate) async fn callback(
         .into();
     let hash = state_hash(&oauth_state);
     if let Some(error) = present(query.error) {
-        let mut conn = state.pool.get().await.map_err(DbError::from)?;
+        let mut conn = state.conn().await?;
         OAuthState::discard(&mut conn, &hash).await?;
         return Err(if error == "access_denied" {
             ApiError::AccessDenied
@@ -315,7 +314,7 @@ pub(crate) async fn callback(
     })?;
     let oauth = oauth_app(&state)?;
     let consumed = {
-        let mut conn = state.pool.get().await.map_err(DbError::from)?;
+        let mut conn = state.conn().await?;
         OAuthState::consume(&mut conn, &state.keyring, &hash).await??
     };
     let tokens = state
@@ -334,7 +333,7 @@ pub(crate) async fn callback(
         .scope
         .clone()
         .or_else(|| Some(oauth.scopes.trim().to_owned()).filter(|s| !s.is_empty()));
-    let mut conn = state.pool.get().await.map_err(DbError::from)?;
+    let mut conn = state.conn().await?;
     let app = App::find(&mut conn, consumed.app_id)
         .await?
         .ok_or(ApiError::NotFound)?;
