@@ -24,7 +24,7 @@ use utoipa::ToSchema;
 
 use db::DbError;
 
-use crate::dialpad::DialpadError;
+use dialpad::{CredentialError, DialpadError};
 
 /// An error answered to a client.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +150,20 @@ impl ApiError {
 impl From<DialpadError> for ApiError {
     fn from(error: DialpadError) -> Self {
         ApiError::Dialpad { error, note: None }
+    }
+}
+
+impl From<CredentialError> for ApiError {
+    fn from(error: CredentialError) -> Self {
+        match error {
+            CredentialError::NotConnected => ApiError::DialpadNotConnected,
+            CredentialError::ReauthRequired => ApiError::DialpadReauthRequired,
+            CredentialError::OAuthNotConfigured => {
+                ApiError::NotConfigured("DIALPAD_CLIENT_ID and DIALPAD_CLIENT_SECRET")
+            }
+            CredentialError::Dialpad(error) => error.into(),
+            CredentialError::Db(error) => error.into(),
+        }
     }
 }
 

@@ -1,7 +1,6 @@
 #![doc = include_str!("../README.md")]
 
 mod auth;
-mod dialpad;
 mod error;
 mod keys;
 pub mod openapi;

@@ -12,7 +12,6 @@ use db::crypto::Keyring;
 
 use crate::Settings;
 use crate::auth::{API_KEY_HEADER, KeyVerifier};
-use crate::dialpad::{DialpadClient, Environment, OAuthApp};
 use crate::error::ApiError;
 use crate::rate_limit::{self, Limits, RateLimits};
 use crate::response_cache::{CACHE_STATUS_HEADER, ResponseCache};
@@ -20,6 +19,7 @@ use crate::routes;
 use crate::settings::DialpadSettings;
 use crate::totals::Totals;
 use actix_cors::Cors;
+use dialpad::{Credentials, DialpadClient, Environment, OAuthApp};
 
 /// Shared handler state.
 #[derive(Debug)]
@@ -47,6 +47,16 @@ impl ApiState {
     /// [`ApiError::Unavailable`] (503), as every `DbError` is.
     pub(crate) async fn conn(&self) -> Result<db::PooledConn<'_>, ApiError> {
         Ok(self.pool.get().await.map_err(db::DbError::from)?)
+    }
+
+    /// Where an app's Dialpad credential comes from (`dialpad::Credentials::credential_for`).
+    pub(crate) fn credentials(&self) -> Credentials<'_> {
+        Credentials {
+            pool: &self.pool,
+            client: &self.dialpad,
+            keyring: &self.keyring,
+            server_api_key: self.server_api_key.as_ref(),
+        }
     }
 }
 

@@ -24,13 +24,13 @@ use db::dialpad::{
 use domain::call::SUBSCRIBED_CALL_STATES;
 
 use crate::auth::InternalAdmin;
-use crate::dialpad::{DialpadError, SubscriptionKind, credential_for};
 use crate::error::{ApiError, ErrorBody};
 use crate::keys::validate_webhook_secret;
 use crate::routes::ids::{AppQuery, parse_dialpad_id};
 use crate::routes::params::string_enum;
 use crate::routes::{object_body, optional_body, timestamp};
 use crate::startup::ApiState;
+use dialpad::{DialpadError, SubscriptionKind};
 
 /// This module's routes (`routes::configure`). `/internal/webhooks/create` comes before
 /// `/internal/webhooks/{webhook_id}`.
@@ -261,7 +261,7 @@ pub(crate) async fn create_webhook(
     if let Some(secret) = &request.webhook_secret {
         validate_webhook_secret(secret)?;
     }
-    let token = credential_for(&state, app.id).await?;
+    let token = state.credentials().credential_for(app.id).await?;
     let replaces_app_secret = request.webhook_secret.is_some();
     let secret = match request.webhook_secret {
         Some(given) => SecretString::from(given),
@@ -406,7 +406,7 @@ pub(crate) async fn delete_webhook(
             )));
         }
     }
-    let token = credential_for(&state, app.id).await?;
+    let token = state.credentials().credential_for(app.id).await?;
     delete_at_dialpad(state.dialpad.delete_webhook(&token, webhook_id).await)?;
     let mut conn = state.conn().await?;
     DialpadWebhook::mark_deleted(&mut conn, app.id, webhook_id).await?;
@@ -647,7 +647,7 @@ pub(crate) async fn create_subscriptions(
         }
     };
     let bodies = request.dialpad_bodies(webhook.dialpad_webhook_id)?;
-    let token = credential_for(&state, app.id).await?;
+    let token = state.credentials().credential_for(app.id).await?;
 
     let mut created = Vec::new();
     for (kind, body) in bodies {
@@ -767,7 +767,7 @@ pub(crate) async fn delete_subscription(
     };
     let kind = SubscriptionKind::parse(&subscription.kind)
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown subscription kind")))?;
-    let token = credential_for(&state, app.id).await?;
+    let token = state.credentials().credential_for(app.id).await?;
     delete_at_dialpad(
         state
             .dialpad

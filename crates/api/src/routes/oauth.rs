@@ -16,11 +16,11 @@ use db::apps::App;
 use db::dialpad::{ConnectLink, Connection, NewState, OAuthState, OAuthTokens, StateRejection};
 
 use crate::auth::authorize_for_app;
-use crate::dialpad::pkce::{Pkce, new_state, state_hash};
-use crate::dialpad::{OAuthApp, token_expiry};
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::ids::parse_app_id;
 use crate::startup::ApiState;
+use dialpad::pkce::{Pkce, new_state, state_hash};
+use dialpad::{OAuthApp, token_expiry};
 
 /// This module's routes (`routes::configure`).
 pub(crate) fn configure(cfg: &mut ServiceConfig) {

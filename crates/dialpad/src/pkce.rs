@@ -13,13 +13,13 @@ const VERIFIER_LEN: usize = 64;
 /// A PKCE pair: the verifier stays with us until the code exchange; the challenge goes to the
 /// authorize URL.
 #[derive(Debug)]
-pub(crate) struct Pkce {
-    pub(crate) verifier: SecretString,
-    pub(crate) challenge: String,
+pub struct Pkce {
+    pub verifier: SecretString,
+    pub challenge: String,
 }
 
 impl Pkce {
-    pub(crate) fn generate() -> Pkce {
+    pub fn generate() -> Pkce {
         let mut rng = rand::rng();
         let verifier: String = (0..VERIFIER_LEN)
             .map(|_| char::from(VERIFIER_CHARS[rng.random_range(0..VERIFIER_CHARS.len())]))
@@ -33,19 +33,19 @@ impl Pkce {
 }
 
 /// The `S256` challenge of a verifier: `BASE64URL(SHA256(ASCII(verifier)))`, RFC 7636 §4.2.
-pub(crate) fn s256_challenge(verifier: &str) -> String {
+pub fn s256_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 /// A new OAuth `state`: 32 random bytes, base64url (RFC 6749 §10.12 wants it unguessable).
-pub(crate) fn new_state() -> SecretString {
+pub fn new_state() -> SecretString {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes).into()
 }
 
 /// What we store of a state: its SHA-256, so the table never holds a usable state.
-pub(crate) fn state_hash(state: &SecretString) -> [u8; 32] {
+pub fn state_hash(state: &SecretString) -> [u8; 32] {
     Sha256::digest(state.expose_secret().as_bytes()).into()
 }
 

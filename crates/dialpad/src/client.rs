@@ -10,23 +10,24 @@ use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+
+use crate::bodies::{Company, Subscription, TokenResponse, Webhook};
 
 /// Longest piece of Dialpad's error text we repeat to our caller.
 const MAX_MESSAGE_CHARS: usize = 200;
 
 /// A Dialpad environment and its host (`docs/dialpad.md` §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Environment {
+pub enum Environment {
     Sandbox,
     Production,
 }
 
 impl Environment {
     /// `sandbox` or `production`.
-    pub(crate) fn parse(name: &str) -> anyhow::Result<Environment> {
+    pub fn parse(name: &str) -> anyhow::Result<Environment> {
         match name {
             "sandbox" => Ok(Environment::Sandbox),
             "production" => Ok(Environment::Production),
@@ -34,7 +35,7 @@ impl Environment {
         }
     }
 
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Environment::Sandbox => "sandbox",
             Environment::Production => "production",
@@ -51,7 +52,7 @@ impl Environment {
 
 /// Why a Dialpad call failed. Messages never contain a token or a secret.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum DialpadError {
+pub enum DialpadError {
     /// Dialpad answered with a non-2xx status.
     #[error("Dialpad refused to {operation}: {status}{}", detail(.message))]
     Refused {
@@ -82,7 +83,7 @@ fn detail(message: &Option<String>) -> String {
 
 impl DialpadError {
     /// Dialpad's status, when it answered.
-    pub(crate) fn status(&self) -> Option<StatusCode> {
+    pub fn status(&self) -> Option<StatusCode> {
         match self {
             DialpadError::Refused { status, .. } => Some(*status),
             _ => None,
@@ -90,69 +91,22 @@ impl DialpadError {
     }
 }
 
-/// Dialpad's `WebhookProto` (`docs/dialpad.md` §2).
-#[derive(Debug, Deserialize)]
-pub(crate) struct Webhook {
-    #[serde(deserialize_with = "required_i64")]
-    pub(crate) id: i64,
-    pub(crate) hook_url: String,
-    #[serde(default)]
-    pub(crate) signature: Option<WebhookSignature>,
-}
-
-/// `WebhookProto.signature`: `{"algo": "HS256", "secret": ..., "type": "jwt"}`.
-#[derive(Debug, Deserialize)]
-pub(crate) struct WebhookSignature {
-    pub(crate) algo: Option<String>,
-    #[serde(rename = "type")]
-    pub(crate) kind: Option<String>,
-}
-
-/// The part of a subscription answer we keep: its id (`docs/dialpad.md` §3).
-#[derive(Debug, Deserialize)]
-pub(crate) struct Subscription {
-    #[serde(deserialize_with = "required_i64")]
-    pub(crate) id: i64,
-}
-
-/// `GET /api/v2/company`: the id of the company a credential belongs to (`docs/dialpad.md` §1).
-#[derive(Debug, Deserialize)]
-pub(crate) struct Company {
-    #[serde(deserialize_with = "required_i64")]
-    pub(crate) id: i64,
-}
-
-/// An answer of `POST /oauth2/token` (`docs/dialpad.md` §7).
-#[derive(Debug, Deserialize)]
-pub(crate) struct TokenResponse {
-    pub(crate) access_token: SecretString,
-    /// Dialpad rotates refresh tokens: when present it replaces the one we hold.
-    #[serde(default)]
-    pub(crate) refresh_token: Option<SecretString>,
-    /// Seconds until the access token expires.
-    #[serde(default, deserialize_with = "domain::json::int")]
-    pub(crate) expires_in: Option<i64>,
-    /// Granted scopes, when Dialpad says.
-    #[serde(default)]
-    pub(crate) scope: Option<String>,
-}
-
 /// What kind of subscription a path is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SubscriptionKind {
+pub enum SubscriptionKind {
     Call,
     Sms,
 }
 
 impl SubscriptionKind {
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             SubscriptionKind::Call => "call",
             SubscriptionKind::Sms => "sms",
         }
     }
 
-    pub(crate) fn parse(kind: &str) -> Option<SubscriptionKind> {
+    pub fn parse(kind: &str) -> Option<SubscriptionKind> {
         match kind {
             "call" => Some(SubscriptionKind::Call),
             "sms" => Some(SubscriptionKind::Sms),
@@ -170,17 +124,17 @@ impl SubscriptionKind {
 
 /// The OAuth app registered with Dialpad.
 #[derive(Debug, Clone)]
-pub(crate) struct OAuthApp {
-    pub(crate) client_id: String,
-    pub(crate) client_secret: SecretString,
-    pub(crate) redirect_uri: String,
+pub struct OAuthApp {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub redirect_uri: String,
     /// Space-separated additional scopes; may be empty.
-    pub(crate) scopes: String,
+    pub scopes: String,
 }
 
 /// The Dialpad client.
 #[derive(Debug, Clone)]
-pub(crate) struct DialpadClient {
+pub struct DialpadClient {
     http: reqwest::Client,
     base_url: Url,
     environment: Environment,
@@ -192,7 +146,7 @@ impl DialpadClient {
     ///
     /// # Errors
     /// An invalid base URL, or the TLS backend failing to initialise.
-    pub(crate) fn new(
+    pub fn new(
         environment: Environment,
         base_url_override: Option<&str>,
         timeout: Duration,
@@ -219,11 +173,11 @@ impl DialpadClient {
         })
     }
 
-    pub(crate) fn environment(&self) -> Environment {
+    pub fn environment(&self) -> Environment {
         self.environment
     }
 
-    pub(crate) fn oauth(&self) -> Option<&OAuthApp> {
+    pub fn oauth(&self) -> Option<&OAuthApp> {
         self.oauth.as_ref()
     }
 
@@ -235,7 +189,7 @@ impl DialpadClient {
     }
 
     /// `GET {base}/oauth2/authorize?...`: where to send the user's browser (`docs/dialpad.md` §7).
-    pub(crate) fn authorize_url(&self, oauth: &OAuthApp, state: &str, code_challenge: &str) -> Url {
+    pub fn authorize_url(&self, oauth: &OAuthApp, state: &str, code_challenge: &str) -> Url {
         let mut url = self.url("oauth2/authorize");
         {
             let mut query = url.query_pairs_mut();
@@ -255,7 +209,7 @@ impl DialpadClient {
     }
 
     /// `POST /api/v2/webhooks` `{hook_url, secret}`.
-    pub(crate) async fn create_webhook(
+    pub async fn create_webhook(
         &self,
         token: &SecretString,
         hook_url: &str,
@@ -272,7 +226,7 @@ impl DialpadClient {
     }
 
     /// `DELETE /api/v2/webhooks/{id}`.
-    pub(crate) async fn delete_webhook(
+    pub async fn delete_webhook(
         &self,
         token: &SecretString,
         webhook_id: i64,
@@ -289,7 +243,7 @@ impl DialpadClient {
 
     /// `POST /api/v2/subscriptions/{call,sms}` with `body` (which names the webhook as
     /// `endpoint_id`, `docs/dialpad.md` §3.1).
-    pub(crate) async fn create_subscription(
+    pub async fn create_subscription(
         &self,
         token: &SecretString,
         kind: SubscriptionKind,
@@ -308,7 +262,7 @@ impl DialpadClient {
     }
 
     /// `DELETE /api/v2/subscriptions/{call,sms}/{id}`.
-    pub(crate) async fn delete_subscription(
+    pub async fn delete_subscription(
         &self,
         token: &SecretString,
         kind: SubscriptionKind,
@@ -325,7 +279,7 @@ impl DialpadClient {
     }
 
     /// `GET /api/v2/company`.
-    pub(crate) async fn company(&self, token: &SecretString) -> Result<Company, DialpadError> {
+    pub async fn company(&self, token: &SecretString) -> Result<Company, DialpadError> {
         self.call(
             "read the company",
             self.authorized(Method::GET, "api/v2/company", token),
@@ -335,7 +289,7 @@ impl DialpadClient {
     }
 
     /// `POST /oauth2/token` with `grant_type=authorization_code` and the PKCE verifier.
-    pub(crate) async fn exchange_code(
+    pub async fn exchange_code(
         &self,
         oauth: &OAuthApp,
         code: &str,
@@ -358,7 +312,7 @@ impl DialpadClient {
     }
 
     /// `POST /oauth2/token` with `grant_type=refresh_token`.
-    pub(crate) async fn refresh(
+    pub async fn refresh(
         &self,
         oauth: &OAuthApp,
         refresh_token: &SecretString,
@@ -459,10 +413,6 @@ fn scrub(mut message: String, secrets: &[&SecretString]) -> String {
         }
     }
     message
-}
-
-fn required_i64<'de, D: serde::Deserializer<'de>>(de: D) -> Result<i64, D::Error> {
-    domain::json::int(de)?.ok_or_else(|| serde::de::Error::custom("missing or not an int64 id"))
 }
 
 #[cfg(test)]
