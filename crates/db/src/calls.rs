@@ -10,6 +10,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::call::{CallLeg, CallStatus, Party};
+use domain::event::EventKind;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -285,7 +286,7 @@ pub struct StoredEvent {
     pub payload: Value,
 }
 
-/// Every applied (`done`) event of `kind` (`call` or `sms`) for the given `(app_id,
+/// Every applied (`done`) event of `kind` (a call or an SMS: the kinds with an event log) for the given `(app_id,
 /// dialpad_id)` pairs: a leg's or a message's event log.
 ///
 /// One index probe per pair (`webhook_events_call_leg_idx`, `webhook_events_message_idx`):
@@ -296,13 +297,14 @@ pub struct StoredEvent {
 /// [`DbError`] from the query.
 pub async fn applied_events(
     conn: &mut AsyncPgConnection,
-    kind: &str,
+    kind: EventKind,
     pairs: &[(Uuid, i64)],
 ) -> Result<Vec<StoredEvent>, DbError> {
     let (app_ids, dialpad_ids): (Vec<Uuid>, Vec<i64>) = pairs.iter().copied().unzip();
     // The kind as a literal, so the query matches its partial index
     // (`webhook_events_call_leg_idx`, `webhook_events_message_idx`).
-    let kind = if kind == "sms" { "sms" } else { "call" };
+    // (`as_str` is one of a fixed set of names, so it is safe to inline.)
+    let kind = kind.as_str();
     let query = format!(
         "SELECT e.app_id, e.dialpad_id, e.dedupe_key, e.payload \
          FROM unnest($1::uuid[], $2::bigint[]) AS k (app_id, dialpad_id) \

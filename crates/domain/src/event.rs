@@ -51,6 +51,23 @@ impl EventKind {
         }
     }
 
+    /// Every kind, for reading a stored name back ([`EventKind::parse`]).
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Call,
+        EventKind::Sms,
+        EventKind::Contact,
+        EventKind::AgentStatus,
+        EventKind::Unknown,
+    ];
+
+    /// The kind named by [`EventKind::as_str`] (as stored in `webhook_events.kind`); `None` for
+    /// any other name.
+    pub fn parse(name: &str) -> Option<EventKind> {
+        EventKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+
     /// The name stored in the database and shown to operators.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::call::{CallLeg, CallStatus, Party};
+use crate::call::{CallLeg, CallStatus, Direction, Party};
 
 /// A leg as the linker sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +208,7 @@ impl LogicalCall {
         let ended_at = ended
             .then(|| legs.iter().filter_map(|leg| leg.ended_at).max())
             .flatten();
-        let inbound = main.direction.as_deref() == Some("inbound");
+        let inbound = main.direction() == Some(Direction::Inbound);
         let status = if ended {
             if answered_at.is_some() {
                 LogicalStatus::Leg(CallStatus::Completed)

@@ -85,8 +85,8 @@ impl Plan {
                 plan.ignore(event.id, "no tenant: received on the unscoped route");
                 continue;
             };
-            let parsed = match event.kind.as_str() {
-                kind if kind == EventKind::Call.as_str() => guarded(|| {
+            let parsed = match EventKind::parse(&event.kind) {
+                Some(EventKind::Call) => guarded(|| {
                     CallEvent::parse(&event.payload, &event.dedupe_key)
                         .map(|call| {
                             (
@@ -96,7 +96,7 @@ impl Plan {
                         })
                         .map_err(|e| e.to_string())
                 }),
-                kind if kind == EventKind::Sms.as_str() => guarded(|| {
+                Some(EventKind::Sms) => guarded(|| {
                     SmsEvent::parse(&event.payload, &event.dedupe_key)
                         .map(|sms| {
                             let key = (UnitKind::Message, app_id, sms.message_id());
@@ -202,7 +202,10 @@ async fn write_units(
         .iter()
         .map(|(key, new)| (*key, new.iter().map(|(_, event)| event.clone()).collect()))
         .collect();
-    for (kind, event_kind) in [(UnitKind::Leg, "call"), (UnitKind::Message, "sms")] {
+    for (kind, event_kind) in [
+        (UnitKind::Leg, EventKind::Call),
+        (UnitKind::Message, EventKind::Sms),
+    ] {
         let pairs: Vec<(Uuid, i64)> = units
             .keys()
             .filter(|(unit_kind, _, _)| *unit_kind == kind)

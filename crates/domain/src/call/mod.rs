@@ -28,6 +28,10 @@ use serde_json::Value;
 
 use crate::json;
 
+mod state;
+
+pub use state::{CallState, Direction, SUBSCRIBED, SUBSCRIBED_CALL_STATES, TargetType};
+
 /// A call event that can never apply: its identity is unusable. Permanent: the same payload
 /// fails the same way on every attempt. The messages name no value, so failures group by them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -97,8 +101,8 @@ pub struct CallEvent {
     /// Set by [`CallEvent::parse`] from [`json::identity`].
     #[serde(skip)]
     call_id: i64,
-    #[serde(default, deserialize_with = "json::token")]
-    pub state: Option<String>,
+    #[serde(default, deserialize_with = "call_state")]
+    pub state: Option<CallState>,
     /// `inbound` or `outbound`; another value is kept as it is.
     #[serde(default, deserialize_with = "json::token")]
     pub direction: Option<String>,
@@ -207,11 +211,11 @@ impl CallEvent {
     }
 
     fn state(&self) -> &str {
-        self.state.as_deref().unwrap_or_default()
+        self.state.as_ref().map_or("", CallState::as_str)
     }
 
     fn phase(&self) -> Phase {
-        Phase::of(self.state())
+        self.state.as_ref().map_or(Phase::InCall, Phase::of)
     }
 
     fn call_recording(&self) -> Option<&RecordingDetail> {
@@ -254,50 +258,27 @@ enum Phase {
 }
 
 impl Phase {
-    fn of(state: &str) -> Phase {
+    fn of(state: &CallState) -> Phase {
+        use CallState as S;
         match state {
-            "hangup" => Phase::Ended,
-            "recording" | "admin_recording" | "call_transcription" | "transcription"
-            | "voicemail_uploaded" | "recap_summary" | "recap_action_items" | "recap_outcome"
-            | "recap_purposes" | "postcall" | "csat" | "pcsat" | "dispositions" => Phase::PostCall,
+            S::Hangup => Phase::Ended,
+            S::Recording
+            | S::AdminRecording
+            | S::CallTranscription
+            | S::Transcription
+            | S::VoicemailUploaded
+            | S::RecapSummary
+            | S::RecapActionItems
+            | S::RecapOutcome
+            | S::RecapPurposes
+            | S::Postcall
+            | S::Csat
+            | S::Pcsat
+            | S::Dispositions => Phase::PostCall,
             _ => Phase::InCall,
         }
     }
 }
-
-/// The call states we subscribe to by default (`POST /internal/subscriptions`): every state
-/// whose meaning the status table below and the leg fold use, from the enum of Dialpad's
-/// `CreateCallEventSubscription.call_states` (`docs/dialpad.md` §4.2,
-/// <https://developers.dialpad.com/reference/webhook_call_event_subscriptioncreate>).
-/// Supervisor and admin states (`admin`, `barge`, `eavesdrop`, `monitor`, `takeover`,
-/// `ai_playbook`) are left out: they say nothing about the call itself.
-pub const SUBSCRIBED_CALL_STATES: &[&str] = &[
-    "preanswer",
-    "calling",
-    "ringing",
-    "queued",
-    "connected",
-    "hold",
-    "merged",
-    "parked",
-    "blocked",
-    "missed",
-    "voicemail",
-    "hangup",
-    "voicemail_uploaded",
-    "recording",
-    "admin_recording",
-    "call_transcription",
-    "transcription",
-    "recap_summary",
-    "recap_action_items",
-    "recap_outcome",
-    "recap_purposes",
-    "postcall",
-    "csat",
-    "pcsat",
-    "dispositions",
-];
 
 /// Our status of a call leg: the vocabulary clients filter on.
 ///
@@ -321,9 +302,11 @@ pub const SUBSCRIBED_CALL_STATES: &[&str] = &[
 /// terminal and derived from what is known, not from the last state: `completed` if it was
 /// ever connected, else `voicemail` if a voicemail was left, else `missed`. A whole phone call
 /// can also be `abandoned` (`domain::logical_call`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CallStatus {
+    /// Also the status of a leg before any event says otherwise.
+    #[default]
     Ringing,
     Queued,
     Connected,
@@ -370,21 +353,22 @@ impl CallStatus {
     }
 
     /// The status a live (not yet ended) leg has after `state`; `None` keeps the previous one.
-    fn of_live_state(state: &str) -> Option<CallStatus> {
+    fn of_live_state(state: &CallState) -> Option<CallStatus> {
+        use CallState as S;
         Some(match state {
-            "preanswer" | "calling" | "ringing" => CallStatus::Ringing,
-            "queued" => CallStatus::Queued,
-            "connected" | "merged" => CallStatus::Connected,
-            "hold" | "parked" => CallStatus::OnHold,
-            "missed" => CallStatus::Missed,
-            "voicemail" => CallStatus::Voicemail,
+            S::Preanswer | S::Calling | S::Ringing => CallStatus::Ringing,
+            S::Queued => CallStatus::Queued,
+            S::Connected | S::Merged => CallStatus::Connected,
+            S::Hold | S::Parked => CallStatus::OnHold,
+            S::Missed => CallStatus::Missed,
+            S::Voicemail => CallStatus::Voicemail,
             _ => return None,
         })
     }
 }
 
 /// The state of one call leg after all of its events: one `calls` row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CallLeg {
     pub call_id: i64,
     pub master_call_id: Option<i64>,
@@ -437,18 +421,23 @@ pub struct CallLeg {
 }
 
 impl CallLeg {
+    /// The leg's direction, typed.
+    pub fn direction(&self) -> Option<Direction> {
+        self.direction.as_deref().map(Direction::from)
+    }
+
     /// The calling party: the external number on inbound legs, the internal one on outbound.
     pub fn from_number(&self) -> Option<&str> {
-        match self.direction.as_deref() {
-            Some("outbound") => self.internal_number.as_deref(),
+        match self.direction() {
+            Some(Direction::Outbound) => self.internal_number.as_deref(),
             _ => self.external_number.as_deref(),
         }
     }
 
     /// The called party (see [`CallLeg::from_number`]).
     pub fn to_number(&self) -> Option<&str> {
-        match self.direction.as_deref() {
-            Some("outbound") => self.external_number.as_deref(),
+        match self.direction() {
+            Some(Direction::Outbound) => self.external_number.as_deref(),
             _ => self.internal_number.as_deref(),
         }
     }
@@ -468,7 +457,7 @@ impl CallLeg {
         self.target
             .as_ref()
             .and_then(|t| t.kind.as_deref())
-            .is_none_or(|kind| kind == "user")
+            .is_none_or(|kind| TargetType::from(kind) == TargetType::User)
     }
 
     /// The leg as one call event, for retention: when a leg's event log is pruned, this event
@@ -548,42 +537,7 @@ impl CallLeg {
 
         let mut leg = CallLeg {
             call_id: first.call_id(),
-            master_call_id: None,
-            entry_point_call_id: None,
-            operator_call_id: None,
-            direction: None,
-            external_number: None,
-            internal_number: None,
-            state: String::new(),
-            status: CallStatus::Ringing,
-            started_at: None,
-            rang_at: None,
-            queued_at: None,
-            connected_at: None,
-            ended_at: None,
-            duration_ms: None,
-            total_duration_ms: None,
-            talk_time_ms: None,
-            hold_time_ms: None,
-            was_recorded: false,
-            is_transferred: false,
-            mos_score: None,
-            recording_url: None,
-            voicemail_link: None,
-            transcription_text: None,
-            contact: None,
-            target: None,
-            custom_data: None,
-            recording_id: None,
-            voicemail_recording_id: None,
-            voicemail_duration_ms: None,
-            transferred_from: None,
-            recap_summary: None,
-            recap_outcome: None,
-            recap_action_items: None,
-            recap_purposes: None,
-            last_event_at: None,
-            event_count: 0,
+            ..CallLeg::default()
         };
         let mut ended = false;
         let mut voicemail_left = false;
@@ -595,11 +549,13 @@ impl CallLeg {
             if !(ended && phase == Phase::InCall) {
                 event.state().clone_into(&mut leg.state);
             }
-            if let Some(status) = CallStatus::of_live_state(event.state()) {
+            if let Some(status) = event.state.as_ref().and_then(CallStatus::of_live_state) {
                 live_status = status;
             }
-            voicemail_left |= matches!(event.state(), "voicemail" | "voicemail_uploaded")
-                || event.snapshot.as_ref().is_some_and(|s| s.voicemail_left);
+            voicemail_left |= matches!(
+                event.state,
+                Some(CallState::Voicemail | CallState::VoicemailUploaded)
+            ) || event.snapshot.as_ref().is_some_and(|s| s.voicemail_left);
 
             latest(&mut leg.master_call_id, event.master_call_id);
             latest(&mut leg.entry_point_call_id, event.entry_point_call_id);
@@ -714,6 +670,11 @@ fn fold_order(event: &CallEvent) -> (i64, Phase, &str, &str) {
     )
 }
 
+/// A call `state` as the tolerant reader reads a token ([`json::token`]).
+fn call_state<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<CallState>, D::Error> {
+    Ok(json::token(de)?.as_deref().map(CallState::from))
+}
+
 /// A JSON value that says something: not `null`, `[]`, `{}` or `""`.
 fn is_present(value: &Value) -> bool {
     match value {
@@ -756,11 +717,11 @@ mod tests {
 
     fn outbound() -> Vec<CallEvent> {
         [
-            include_str!("../../../testdata/dialpad/call_outbound_01_calling.json"),
-            include_str!("../../../testdata/dialpad/call_outbound_02_connected.json"),
-            include_str!("../../../testdata/dialpad/call_outbound_03_hangup.json"),
-            include_str!("../../../testdata/dialpad/call_outbound_04_recording.json"),
-            include_str!("../../../testdata/dialpad/call_outbound_05_recap_summary.json"),
+            include_str!("../../../../testdata/dialpad/call_outbound_01_calling.json"),
+            include_str!("../../../../testdata/dialpad/call_outbound_02_connected.json"),
+            include_str!("../../../../testdata/dialpad/call_outbound_03_hangup.json"),
+            include_str!("../../../../testdata/dialpad/call_outbound_04_recording.json"),
+            include_str!("../../../../testdata/dialpad/call_outbound_05_recap_summary.json"),
         ]
         .map(fixture)
         .to_vec()
@@ -768,12 +729,12 @@ mod tests {
 
     fn voicemail() -> Vec<CallEvent> {
         [
-            include_str!("../../../testdata/dialpad/call_inbound_vm_01_ringing.json"),
-            include_str!("../../../testdata/dialpad/call_inbound_vm_02_missed.json"),
-            include_str!("../../../testdata/dialpad/call_inbound_vm_03_voicemail.json"),
-            include_str!("../../../testdata/dialpad/call_inbound_vm_04_hangup.json"),
-            include_str!("../../../testdata/dialpad/call_inbound_vm_05_voicemail_uploaded.json"),
-            include_str!("../../../testdata/dialpad/call_inbound_vm_06_transcription.json"),
+            include_str!("../../../../testdata/dialpad/call_inbound_vm_01_ringing.json"),
+            include_str!("../../../../testdata/dialpad/call_inbound_vm_02_missed.json"),
+            include_str!("../../../../testdata/dialpad/call_inbound_vm_03_voicemail.json"),
+            include_str!("../../../../testdata/dialpad/call_inbound_vm_04_hangup.json"),
+            include_str!("../../../../testdata/dialpad/call_inbound_vm_05_voicemail_uploaded.json"),
+            include_str!("../../../../testdata/dialpad/call_inbound_vm_06_transcription.json"),
         ]
         .map(fixture)
         .to_vec()
@@ -911,7 +872,7 @@ mod tests {
     fn a_blocked_caller_id_is_kept_as_sent() {
         // `docs/dialpad.md` §10.13: `internal_number` can be the literal "blocked".
         let mut value: Value = serde_json::from_str(include_str!(
-            "../../../testdata/dialpad/call_outbound_03_hangup.json"
+            "../../../../testdata/dialpad/call_outbound_03_hangup.json"
         ))
         .expect("JSON");
         value["internal_number"] = serde_json::json!("blocked");
@@ -946,7 +907,7 @@ mod tests {
         let float = serde_json::json!({"call_id": 1.5, "state": "ringing"});
         assert!(CallEvent::parse(&float, "k").is_err());
         let edge = fixture(include_str!(
-            "../../../testdata/dialpad/call_edge_02_ids_above_2pow53.json"
+            "../../../../testdata/dialpad/call_edge_02_ids_above_2pow53.json"
         ));
         assert_eq!(edge.call_id(), 9_007_199_254_740_993);
         assert_eq!(edge.master_call_id, Some(9_007_199_254_740_995));
