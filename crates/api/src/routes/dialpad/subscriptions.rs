@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa::openapi::schema::{Array, ArrayBuilder, Object};
 
 use db::dialpad::{DialpadSubscription, DialpadWebhook};
-use domain::call::SUBSCRIBED_CALL_STATES;
+use domain::call::{CallState, SUBSCRIBED_CALL_STATES, TargetType};
 
 use super::{NOT_CONFIGURED_503, delete_at_dialpad};
 use crate::auth::InternalAdmin;
@@ -19,57 +19,6 @@ use crate::routes::params::string_enum;
 use crate::routes::{optional_body, timestamp};
 use crate::startup::ApiState;
 use dialpad::SubscriptionKind;
-
-/// Every call state Dialpad's subscription API accepts (the `call_states` enum of its `OpenAPI`
-/// spec, `docs/dialpad.md` §4.2, <https://developers.dialpad.com/reference/webhook_call_event_subscriptioncreate>).
-const DIALPAD_CALL_STATES: &[&str] = &[
-    "admin",
-    "admin_recording",
-    "ai_playbook",
-    "all",
-    "barge",
-    "blocked",
-    "call_transcription",
-    "calling",
-    "connected",
-    "csat",
-    "dispositions",
-    "eavesdrop",
-    "hangup",
-    "hold",
-    "merged",
-    "missed",
-    "monitor",
-    "parked",
-    "pcsat",
-    "postcall",
-    "preanswer",
-    "queued",
-    "recap_action_items",
-    "recap_outcome",
-    "recap_purposes",
-    "recap_summary",
-    "recording",
-    "ringing",
-    "takeover",
-    "transcription",
-    "voicemail",
-    "voicemail_uploaded",
-];
-
-/// Dialpad's subscription `target_type` enum (`docs/dialpad.md` §3.2).
-const TARGET_TYPES: &[&str] = &[
-    "callcenter",
-    "callrouter",
-    "channel",
-    "coachinggroup",
-    "coachingteam",
-    "department",
-    "office",
-    "room",
-    "staffgroup",
-    "user",
-];
 
 /// Values of an SMS subscription's `direction`.
 const SMS_DIRECTIONS: &[&str] = &["all", "inbound", "outbound"];
@@ -104,9 +53,18 @@ impl From<&DialpadSubscription> for SubscriptionView {
     }
 }
 
+/// The Dialpad spellings of a vocabulary's known values (`domain::call::state`), in its order:
+/// the enums of the request schema and the lists in error messages.
+fn spellings<T>(known: &'static [T], as_str: fn(&'static T) -> &'static str) -> Vec<&'static str> {
+    known.iter().map(as_str).collect()
+}
+
 fn call_states_schema() -> Array {
     ArrayBuilder::new()
-        .items(string_enum(DIALPAD_CALL_STATES, "A Dialpad call state."))
+        .items(string_enum(
+            &spellings(CallState::KNOWN, CallState::as_str),
+            "A Dialpad call state.",
+        ))
         .min_items(Some(1))
         .description(Some(format!(
             "Call states to subscribe to, not empty. Default: every state the worker models \
@@ -127,7 +85,7 @@ fn sms_direction_schema() -> Object {
 
 fn target_type_schema() -> Object {
     string_enum(
-        TARGET_TYPES,
+        &spellings(TargetType::KNOWN, TargetType::as_str),
         "Scope both subscriptions to one Dialpad target of this type; give `target_id` too. \
          Default: the whole company.",
     )
@@ -190,7 +148,7 @@ impl CreateSubscriptionsRequest {
                 }
                 if let Some(unknown) = states
                     .iter()
-                    .find(|s| !DIALPAD_CALL_STATES.contains(&s.as_str()))
+                    .find(|s| !CallState::from(s.as_str()).is_known())
                 {
                     return Err(ApiError::InvalidRequest(format!(
                         "call_states: {unknown:?} is not a Dialpad call state"
@@ -206,7 +164,7 @@ impl CreateSubscriptionsRequest {
         }
         let target = match (&self.target_type, &self.target_id) {
             (None, None) => None,
-            (Some(kind), Some(id)) if TARGET_TYPES.contains(&kind.as_str()) => {
+            (Some(kind), Some(id)) if TargetType::from(kind.as_str()).is_known() => {
                 let id: i64 = id.parse().map_err(|_| {
                     ApiError::InvalidRequest("target_id: must be a Dialpad id (an integer)".into())
                 })?;
@@ -215,7 +173,7 @@ impl CreateSubscriptionsRequest {
             (Some(_), Some(_)) => {
                 return Err(ApiError::InvalidRequest(format!(
                     "target_type: must be one of {}",
-                    TARGET_TYPES.join(", ")
+                    spellings(TargetType::KNOWN, TargetType::as_str).join(", ")
                 )));
             }
             _ => {
