@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt};
+use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::call::{CallLeg, CallStatus, Party};
 use domain::event::EventKind;
@@ -326,11 +326,17 @@ pub async fn applied_events(
 /// # Errors
 /// [`DbError`] from the query.
 pub async fn upsert_legs(conn: &mut AsyncPgConnection, rows: &[NewCall]) -> Result<(), DbError> {
-    use diesel::sql_types::{Bool, Double, Integer, Jsonb, Nullable, Text, Timestamptz};
     if rows.is_empty() {
         return Ok(());
     }
-    crate::unnest::unnest_upsert!(conn, rows,
+    LegUpsert::execute(conn, rows).await?;
+    Ok(())
+}
+
+crate::unnest::unnest_upsert! {
+    /// The `calls` upsert: every column it writes, declared once. On a conflict every one of
+    /// them but the key and `logical_call_id` is replaced, and `updated_at` set to `now()`.
+    struct LegUpsert for NewCall;
         table: "calls",
         conflict: ["app_id", "call_id"],
         keep: ["logical_call_id"],
@@ -378,6 +384,19 @@ pub async fn upsert_legs(conn: &mut AsyncPgConnection, rows: &[NewCall]) -> Resu
             transferred_from: Nullable<Jsonb> = "jsonb",
             logical_call_id: Nullable<BigInt> = "bigint",
         ]
-    )?;
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upsert_writes_every_column_of_calls() {
+        let missing = crate::unnest::columns_missing_from(
+            "calls",
+            LegUpsert::COLUMNS,
+            &["id", "created_at", "updated_at"],
+        );
+        assert!(missing.is_empty(), "not in the calls upsert: {missing:?}");
+    }
 }

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt};
+use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::call::CallLeg;
@@ -465,11 +465,17 @@ async fn upsert_logical_calls(
     conn: &mut AsyncPgConnection,
     rows: &[LogicalCallRow],
 ) -> Result<(), DbError> {
-    use diesel::sql_types::{Bool, Integer, Jsonb, Nullable, Text, Timestamptz};
     if rows.is_empty() {
         return Ok(());
     }
-    crate::unnest::unnest_upsert!(conn, rows,
+    LogicalCallUpsert::execute(conn, rows).await?;
+    Ok(())
+}
+
+crate::unnest::unnest_upsert! {
+    /// The `logical_calls` upsert: every column it writes, declared once. On a conflict every
+    /// one of them but the key is replaced, and `updated_at` set to `now()`.
+    struct LogicalCallUpsert for LogicalCallRow;
         table: "logical_calls",
         conflict: ["app_id", "logical_call_id"],
         keep: [],
@@ -497,10 +503,8 @@ async fn upsert_logical_calls(
             leg_count: Integer = "integer",
             last_event_at: Nullable<Timestamptz> = "timestamptz",
             recording_url: Nullable<Text> = "text",
-            mos_score: Nullable<diesel::sql_types::Double> = "double precision",
+            mos_score: Nullable<Double> = "double precision",
         ]
-    )?;
-    Ok(())
 }
 
 async fn upsert_voicemails(
@@ -531,4 +535,23 @@ async fn upsert_voicemails(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upsert_writes_every_column_of_logical_calls() {
+        // `graph_truncated` is set by its own statement after the upsert (`relink`).
+        let missing = crate::unnest::columns_missing_from(
+            "logical_calls",
+            LogicalCallUpsert::COLUMNS,
+            &["created_at", "updated_at", "graph_truncated"],
+        );
+        assert!(
+            missing.is_empty(),
+            "not in the logical_calls upsert: {missing:?}"
+        );
+    }
 }

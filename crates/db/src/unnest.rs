@@ -37,34 +37,76 @@ pub(crate) fn upsert_sql(
     )
 }
 
-/// Upserts `$rows` (a slice of structs) into `$table` with [`upsert_sql`]: each column is
-/// named once, with its struct field, its diesel SQL type and its Postgres type, so the
-/// statement's columns and its bound arrays cannot drift apart.
+/// Declares the unnest upsert of a table as one item, `$name`, from which everything else is
+/// derived: each column is named once, with its row struct field, its diesel SQL type and its
+/// Postgres type, so the statement's columns, its update list and its bound arrays cannot
+/// drift apart. `$name::COLUMNS` lists the written columns, so a test can check them against
+/// the table's (`columns_missing_from`); `$name::execute(conn, rows)` runs the statement.
 macro_rules! unnest_upsert {
     (
-        $conn:expr, $rows:expr,
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident for $row:ty;
         table: $table:literal,
         conflict: [$($conflict:literal),+],
         keep: [$($keep:literal),*],
         columns: [$($field:ident: $sql_type:ty = $pg_type:literal),+ $(,)?]
-    ) => {{
-        let rows = $rows;
-        let sql = $crate::unnest::upsert_sql(
-            $table,
-            &[$((stringify!($field), $pg_type)),+],
-            &[$($conflict),+],
-            &[$($keep),*],
-        );
-        diesel::sql_query(sql)
-            $(.bind::<diesel::sql_types::Array<$sql_type>, _>(
-                rows.iter().map(|row| row.$field.clone()).collect::<Vec<_>>(),
-            ))+
-            .execute($conn)
-            .await
-    }};
+    ) => {
+        $(#[$meta])*
+        $vis struct $name;
+
+        impl $name {
+            /// The written columns, `(name, Postgres type)`, in bind order.
+            pub(crate) const COLUMNS: &'static [(&'static str, &'static str)] =
+                &[$((stringify!($field), $pg_type)),+];
+
+            /// Upserts `rows` in one statement ([`crate::unnest::upsert_sql`]).
+            pub(crate) async fn execute(
+                conn: &mut diesel_async::AsyncPgConnection,
+                rows: &[$row],
+            ) -> diesel::QueryResult<usize> {
+                let sql = $crate::unnest::upsert_sql(
+                    $table,
+                    Self::COLUMNS,
+                    &[$($conflict),+],
+                    &[$($keep),*],
+                );
+                diesel::sql_query(sql)
+                    $(.bind::<diesel::sql_types::Array<$sql_type>, _>(
+                        rows.iter().map(|row| row.$field.clone()).collect::<Vec<_>>(),
+                    ))+
+                    .execute(conn)
+                    .await
+            }
+        }
+    };
 }
 
 pub(crate) use unnest_upsert;
+
+/// The columns of `table` in `schema.rs` that `written` does not write and that are not
+/// `exceptions` (columns the database fills: `id`, `created_at`, `updated_at`): a column added
+/// to the table but forgotten in its upsert, whose updates would be silently dropped.
+#[cfg(test)]
+pub(crate) fn columns_missing_from(
+    table: &str,
+    written: &[(&str, &str)],
+    exceptions: &[&str],
+) -> Vec<String> {
+    let schema = include_str!("schema.rs");
+    let header = format!("    {table} (");
+    let start = schema.find(&header).expect("the table is in schema.rs");
+    let body = &schema[start..];
+    let body = &body[..body.find("\n    }").expect("the table block ends")];
+    body.lines()
+        .skip(1)
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .filter_map(|line| line.trim().split_once(" -> "))
+        .map(|(name, _)| name.trim_start_matches("r#").to_owned())
+        .filter(|name| {
+            !written.iter().any(|(w, _)| w == name) && !exceptions.contains(&name.as_str())
+        })
+        .collect()
+}
 
 #[cfg(test)]
 mod tests {
@@ -89,5 +131,15 @@ mod tests {
              $3::text[], $4::jsonb[]) ON CONFLICT (a, b) DO UPDATE SET c = excluded.c, \
              updated_at = now()"
         );
+    }
+
+    #[test]
+    fn a_column_no_upsert_writes_is_reported() {
+        let missing = columns_missing_from("calls", &[("app_id", "uuid")], &["id"]);
+        assert!(
+            missing.contains(&"transferred_from".to_owned()),
+            "{missing:?}"
+        );
+        assert!(!missing.iter().any(|c| c == "app_id" || c == "id"));
     }
 }
