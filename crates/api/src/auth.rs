@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use db::Pool;
-use db::apps::{ActiveApiKey, ApiKeyInfo};
+use db::api_keys::{ActiveApiKey, ApiKeyInfo};
 use db::audit::Actor;
 
 use crate::error::ApiError;

@@ -17,11 +17,11 @@ use uuid::Uuid;
 use crate::DbError;
 use crate::schema::calls;
 
-/// A `calls` row.
+/// The columns of a `calls` row the worker writes: one struct for the upsert ([`LegUpsert`]'s
+/// rows, built by [`LegRow::from_leg`]) and for reads (embedded in [`Call`]).
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = calls)]
-pub struct Call {
-    pub id: i64,
+pub struct LegRow {
     pub app_id: Uuid,
     pub call_id: i64,
     pub master_call_id: Option<i64>,
@@ -33,6 +33,7 @@ pub struct Call {
     pub external_number: Option<String>,
     pub internal_number: Option<String>,
     pub state: String,
+    /// A [`CallStatus`] name.
     pub status: String,
     pub started_at: Option<DateTime<Utc>>,
     pub rang_at: Option<DateTime<Utc>>,
@@ -43,7 +44,9 @@ pub struct Call {
     pub duration_ms: Option<f64>,
     /// Milliseconds.
     pub total_duration_ms: Option<f64>,
+    /// Milliseconds.
     pub talk_time_ms: Option<i64>,
+    /// Milliseconds.
     pub hold_time_ms: Option<i64>,
     pub was_recorded: bool,
     pub is_transferred: bool,
@@ -57,10 +60,6 @@ pub struct Call {
     pub custom_data: Option<String>,
     pub event_count: i32,
     pub last_event_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// The phone call this leg belongs to (`logical_calls`).
-    pub logical_call_id: Option<i64>,
     pub voicemail_recording_id: Option<String>,
     /// Milliseconds.
     pub voicemail_duration_ms: Option<i64>,
@@ -70,9 +69,25 @@ pub struct Call {
     pub recap_action_items: Option<Value>,
     pub recap_purposes: Option<Value>,
     pub transferred_from: Option<Value>,
+    /// The phone call this leg belongs to (`logical_calls`). When written, the leg's own guess
+    /// (its parent's id, else its own): right for every leg whose parent is a root, so
+    /// `logical_calls::relink` rarely has to correct it. Written on insert only: only `relink`
+    /// changes it afterwards.
+    pub logical_call_id: Option<i64>,
 }
 
-impl Call {
+/// A `calls` row: the written columns and those the database fills.
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
+#[diesel(table_name = calls)]
+pub struct Call {
+    pub id: i64,
+    #[diesel(embed)]
+    pub leg: LegRow,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl LegRow {
     /// The other legs' ids this leg names (master, entry point, operator): its edges in the
     /// call graph (`crate::logical_calls`).
     pub fn linked_ids(&self) -> impl Iterator<Item = i64> + use<> {
@@ -131,56 +146,6 @@ impl Call {
     }
 }
 
-/// A folded leg ready to upsert.
-#[derive(Debug)]
-pub struct NewCall {
-    pub app_id: Uuid,
-    pub call_id: i64,
-    pub master_call_id: Option<i64>,
-    pub entry_point_call_id: Option<i64>,
-    pub operator_call_id: Option<i64>,
-    pub direction: Option<String>,
-    pub from_number: Option<String>,
-    pub to_number: Option<String>,
-    pub external_number: Option<String>,
-    pub internal_number: Option<String>,
-    pub state: String,
-    pub status: &'static str,
-    pub started_at: Option<DateTime<Utc>>,
-    pub rang_at: Option<DateTime<Utc>>,
-    pub queued_at: Option<DateTime<Utc>>,
-    pub connected_at: Option<DateTime<Utc>>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub duration_ms: Option<f64>,
-    pub total_duration_ms: Option<f64>,
-    pub talk_time_ms: Option<i64>,
-    pub hold_time_ms: Option<i64>,
-    pub was_recorded: bool,
-    pub is_transferred: bool,
-    pub mos_score: Option<f64>,
-    pub recording_url: Option<String>,
-    pub voicemail_link: Option<String>,
-    pub transcription_text: Option<String>,
-    pub target_id: Option<String>,
-    pub target: Option<Value>,
-    pub contact: Option<Value>,
-    pub custom_data: Option<String>,
-    pub event_count: i32,
-    pub last_event_at: Option<DateTime<Utc>>,
-    pub voicemail_recording_id: Option<String>,
-    pub voicemail_duration_ms: Option<i64>,
-    pub recording_id: Option<String>,
-    pub recap_summary: Option<String>,
-    pub recap_outcome: Option<String>,
-    pub recap_action_items: Option<Value>,
-    pub recap_purposes: Option<Value>,
-    pub transferred_from: Option<Value>,
-    /// On insert, the leg's own guess (its parent's id, else its own): right for every leg
-    /// whose parent is a root, so `logical_calls::relink` rarely has to correct it. Never
-    /// overwritten by the upsert: only `relink` changes it.
-    pub logical_call_id: Option<i64>,
-}
-
 /// A party read back from its stored JSON ([`party_json`]); `None` for none or an empty one.
 pub fn party_from_json(value: &Option<Value>) -> Option<Party> {
     value
@@ -202,11 +167,11 @@ pub fn party_json(party: &Party) -> Value {
     })
 }
 
-impl NewCall {
+impl LegRow {
     /// The row for a folded leg of `app_id`.
     pub fn from_leg(app_id: Uuid, leg: CallLeg) -> Self {
         let logical_call_id = Some(leg.parent_call_id().unwrap_or(leg.call_id));
-        NewCall {
+        LegRow {
             app_id,
             call_id: leg.call_id,
             master_call_id: leg.master_call_id,
@@ -218,7 +183,7 @@ impl NewCall {
             external_number: leg.external_number,
             internal_number: leg.internal_number,
             state: leg.state,
-            status: leg.status.as_str(),
+            status: leg.status.as_str().to_owned(),
             started_at: leg.started_at,
             rang_at: leg.rang_at,
             queued_at: leg.queued_at,
@@ -325,7 +290,7 @@ pub async fn applied_events(
 ///
 /// # Errors
 /// [`DbError`] from the query.
-pub async fn upsert_legs(conn: &mut AsyncPgConnection, rows: &[NewCall]) -> Result<(), DbError> {
+pub async fn upsert_legs(conn: &mut AsyncPgConnection, rows: &[LegRow]) -> Result<(), DbError> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -336,7 +301,7 @@ pub async fn upsert_legs(conn: &mut AsyncPgConnection, rows: &[NewCall]) -> Resu
 crate::unnest::unnest_upsert! {
     /// The `calls` upsert: every column it writes, declared once. On a conflict every one of
     /// them but the key and `logical_call_id` is replaced, and `updated_at` set to `now()`.
-    struct LegUpsert for NewCall;
+    struct LegUpsert for LegRow;
         table: "calls",
         conflict: ["app_id", "call_id"],
         keep: ["logical_call_id"],

@@ -3,8 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::upsert::excluded;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use domain::sms::Message;
 use serde_json::Value;
 use uuid::Uuid;
@@ -87,40 +86,59 @@ impl MessageRow {
     }
 }
 
+crate::unnest::values_upsert! {
+    /// The `messages` upsert: every column it writes, declared once. On a conflict every one of
+    /// them but the key is replaced, and `updated_at` set to `now()`. (`to_numbers` is an
+    /// array, so this is a `VALUES` insert, not an `unnest` one.)
+    struct MessageUpsert for MessageRow;
+    table: messages,
+    conflict: [app_id, message_id],
+    replace: [
+        direction,
+        from_number,
+        to_numbers,
+        text,
+        mms,
+        mms_url,
+        message_status,
+        delivery_result,
+        is_internal,
+        sender_id,
+        target,
+        contact,
+        sent_at,
+        status_updated_at,
+        last_event_at,
+        event_count,
+    ]
+}
+
 /// Inserts or replaces folded messages (one statement). Callers hold the messages' locks
 /// (`calls::lock_legs`), and each row is the fold of every event, so replacing is correct.
 ///
 /// # Errors
 /// [`DbError`] from the query.
 pub async fn upsert(conn: &mut AsyncPgConnection, rows: &[MessageRow]) -> Result<(), DbError> {
-    use messages::dsl as m;
-    if rows.is_empty() {
-        return Ok(());
+    if !rows.is_empty() {
+        MessageUpsert::execute(conn, rows).await?;
     }
-    diesel::insert_into(messages::table)
-        .values(rows)
-        .on_conflict((m::app_id, m::message_id))
-        .do_update()
-        .set((
-            m::direction.eq(excluded(m::direction)),
-            m::from_number.eq(excluded(m::from_number)),
-            m::to_numbers.eq(excluded(m::to_numbers)),
-            m::text.eq(excluded(m::text)),
-            m::mms.eq(excluded(m::mms)),
-            m::mms_url.eq(excluded(m::mms_url)),
-            m::message_status.eq(excluded(m::message_status)),
-            m::delivery_result.eq(excluded(m::delivery_result)),
-            m::is_internal.eq(excluded(m::is_internal)),
-            m::sender_id.eq(excluded(m::sender_id)),
-            m::target.eq(excluded(m::target)),
-            m::contact.eq(excluded(m::contact)),
-            m::sent_at.eq(excluded(m::sent_at)),
-            m::status_updated_at.eq(excluded(m::status_updated_at)),
-            m::last_event_at.eq(excluded(m::last_event_at)),
-            m::event_count.eq(excluded(m::event_count)),
-            m::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upsert_writes_every_column_of_messages() {
+        let missing = crate::unnest::columns_missing_from(
+            "messages",
+            MessageUpsert::COLUMNS,
+            &["created_at", "updated_at"],
+        );
+        assert!(
+            missing.is_empty(),
+            "not in the messages upsert: {missing:?}"
+        );
+    }
 }

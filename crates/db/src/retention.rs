@@ -21,8 +21,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
+use domain::event::EventKind;
+
 use crate::DbError;
-use crate::calls::{self, Call};
+use crate::calls::{self, LegRow};
 use crate::messages::MessageRow;
 use crate::queue::{EventStatus, NewWebhookEvent};
 use crate::schema::{calls as calls_table, messages, webhook_events};
@@ -95,7 +97,10 @@ pub async fn prune_batch(
             .iter()
             .filter(|c| {
                 c.status == EventStatus::Ignored.as_str()
-                    || !matches!(c.kind.as_str(), "call" | "sms")
+                    || !matches!(
+                        EventKind::parse(&c.kind),
+                        Some(EventKind::Call | EventKind::Sms)
+                    )
                     || c.app_id.is_none()
                     || c.dialpad_id.is_none()
             })
@@ -107,16 +112,18 @@ pub async fn prune_batch(
                 .await?;
 
         // Units with an old, non-snapshot event.
-        let mut units: Vec<(Uuid, String, i64)> = scanned
+        let mut units: Vec<(Uuid, EventKind, i64)> = scanned
             .iter()
             .filter(|c| c.status == EventStatus::Done.as_str())
             .filter(|c| c.event_type.as_deref() != Some(SNAPSHOT_EVENT_TYPE))
-            .filter_map(|c| match (c.app_id, c.dialpad_id, c.kind.as_str()) {
-                (Some(app_id), Some(id), kind @ ("call" | "sms")) => {
-                    Some((app_id, kind.to_owned(), id))
-                }
-                _ => None,
-            })
+            .filter_map(
+                |c| match (c.app_id, c.dialpad_id, EventKind::parse(&c.kind)) {
+                    (Some(app_id), Some(id), Some(kind @ (EventKind::Call | EventKind::Sms))) => {
+                        Some((app_id, kind, id))
+                    }
+                    _ => None,
+                },
+            )
             .collect();
         units.sort();
         units.dedup();
@@ -126,15 +133,15 @@ pub async fn prune_batch(
         calls::lock_legs(conn, &units.iter().map(|u| u.2).collect::<Vec<_>>()).await?;
         let cold = cold_units(conn, &units, cutoff).await?;
         for (app_id, kind, dialpad_id) in cold {
-            let snapshot = match kind.as_str() {
-                "call" => calls_table::table
+            let snapshot = match kind {
+                EventKind::Call => calls_table::table
                     .filter(calls_table::app_id.eq(app_id))
                     .filter(calls_table::call_id.eq(dialpad_id))
-                    .select(Call::as_select())
+                    .select(LegRow::as_select())
                     .first(conn)
                     .await
                     .optional()?
-                    .map(|call| call.to_leg().snapshot_event()),
+                    .map(|leg| leg.to_leg().snapshot_event()),
                 _ => messages::table
                     .filter(messages::app_id.eq(app_id))
                     .filter(messages::message_id.eq(dialpad_id))
@@ -159,7 +166,7 @@ pub async fn prune_batch(
             pruned.deleted += diesel::delete(
                 webhook_events::table
                     .filter(webhook_events::app_id.eq(app_id))
-                    .filter(webhook_events::kind.eq(&kind))
+                    .filter(webhook_events::kind.eq(kind.as_str()))
                     .filter(webhook_events::dialpad_id.eq(dialpad_id))
                     .filter(webhook_events::status.eq_any(["done", "ignored"]))
                     .filter(webhook_events::dedupe_key.ne(&event.dedupe_key)),
@@ -176,35 +183,31 @@ pub async fn prune_batch(
 /// The units all of whose events are processed and older than `cutoff`.
 async fn cold_units(
     conn: &mut AsyncPgConnection,
-    units: &[(Uuid, String, i64)],
+    units: &[(Uuid, EventKind, i64)],
     cutoff: DateTime<Utc>,
-) -> Result<Vec<(Uuid, String, i64)>, DbError> {
+) -> Result<Vec<(Uuid, EventKind, i64)>, DbError> {
     #[derive(QueryableByName)]
     struct Unit {
         #[diesel(sql_type = diesel::sql_types::Uuid)]
         app_id: Uuid,
-        #[diesel(sql_type = Text)]
-        kind: String,
         #[diesel(sql_type = BigInt)]
         dialpad_id: i64,
     }
-    let mut by_kind: BTreeMap<&str, Vec<(Uuid, i64)>> = BTreeMap::new();
+    let mut by_kind: BTreeMap<EventKind, Vec<(Uuid, i64)>> = BTreeMap::new();
     for (app_id, kind, id) in units {
-        by_kind
-            .entry(kind.as_str())
-            .or_default()
-            .push((*app_id, *id));
+        by_kind.entry(*kind).or_default().push((*app_id, *id));
     }
     let mut cold = Vec::new();
     for (kind, pairs) in by_kind {
         let (app_ids, ids): (Vec<Uuid>, Vec<i64>) = pairs.into_iter().unzip();
-        // The kind as a literal, so each probe uses its partial index.
-        let kind = if kind == "sms" { "sms" } else { "call" };
+        // The kind as a literal (one of our own names, never input), so each probe uses its
+        // partial index.
         let query = format!(
-            "SELECT u.app_id, '{kind}' AS kind, u.id AS dialpad_id \
+            "SELECT u.app_id, u.id AS dialpad_id \
              FROM unnest($1::uuid[], $2::bigint[]) AS u (app_id, id) WHERE NOT EXISTS ( \
-               SELECT 1 FROM webhook_events e WHERE e.app_id = u.app_id AND e.kind = '{kind}' \
-               AND e.dialpad_id = u.id AND (e.received_at >= $3 OR e.status NOT IN ('done', 'ignored')))"
+               SELECT 1 FROM webhook_events e WHERE e.app_id = u.app_id AND e.kind = '{}' \
+               AND e.dialpad_id = u.id AND (e.received_at >= $3 OR e.status NOT IN ('done', 'ignored')))",
+            kind.as_str()
         );
         let found: Vec<Unit> = diesel::sql_query(query)
             .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
@@ -212,7 +215,7 @@ async fn cold_units(
             .bind::<Timestamptz, _>(cutoff)
             .load(conn)
             .await?;
-        cold.extend(found.into_iter().map(|u| (u.app_id, u.kind, u.dialpad_id)));
+        cold.extend(found.into_iter().map(|u| (u.app_id, kind, u.dialpad_id)));
     }
     Ok(cold)
 }

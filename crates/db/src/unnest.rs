@@ -83,6 +83,55 @@ macro_rules! unnest_upsert {
 
 pub(crate) use unnest_upsert;
 
+/// Declares a diesel upsert (`INSERT ... VALUES ... ON CONFLICT DO UPDATE`) as one item, for
+/// tables with a column `unnest` cannot carry (an array column: `unnest` flattens arrays of
+/// arrays). Each column is named once: `$name::COLUMNS` lists the written columns, so a test
+/// can check them against the table's (`columns_missing_from`), and `$name::execute(conn, rows)`
+/// replaces every `replace` column and sets `updated_at` to `now()` on a conflict over
+/// `conflict`. `$row` must be `Insertable` into the table with exactly these columns.
+macro_rules! values_upsert {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident for $row:ty;
+        table: $table:ident,
+        conflict: [$($conflict:ident),+],
+        replace: [$($column:ident),+ $(,)?]
+    ) => {
+        $(#[$meta])*
+        $vis struct $name;
+
+        impl $name {
+            /// The written columns, `(name, "")`: the key's, then the replaced ones (read by the
+            /// coverage tests only).
+            #[cfg_attr(not(test), expect(dead_code))]
+            pub(crate) const COLUMNS: &'static [(&'static str, &'static str)] =
+                &[$((stringify!($conflict), "")),+, $((stringify!($column), "")),+];
+
+            /// Upserts `rows` in one statement.
+            pub(crate) async fn execute(
+                conn: &mut diesel_async::AsyncPgConnection,
+                rows: &[$row],
+            ) -> diesel::QueryResult<usize> {
+                use diesel::ExpressionMethods;
+                use diesel::upsert::excluded;
+                use $crate::schema::$table::dsl as t;
+                let statement = diesel::insert_into($crate::schema::$table::table)
+                    .values(rows)
+                    .on_conflict(($(t::$conflict),+))
+                    .do_update()
+                    .set((
+                        $(t::$column.eq(excluded(t::$column)),)+
+                        t::updated_at.eq(diesel::dsl::now),
+                    ));
+                // Spelled out: the caller's scope may hold diesel's own `RunQueryDsl` too.
+                diesel_async::RunQueryDsl::execute(statement, conn).await
+            }
+        }
+    };
+}
+
+pub(crate) use values_upsert;
+
 /// The columns of `table` in `schema.rs` that `written` does not write and that are not
 /// `exceptions` (columns the database fills: `id`, `created_at`, `updated_at`): a column added
 /// to the table but forgotten in its upsert, whose updates would be silently dropped.

@@ -12,7 +12,7 @@ use crate::json;
 /// What kind of Dialpad event a payload is, decided by its shape.
 ///
 /// Stored in `webhook_events.kind` as [`EventKind::as_str`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum EventKind {
     /// Has the key `call_id` (<https://developers.dialpad.com/docs/call-events>). Whether it and

@@ -36,19 +36,7 @@ pub fn keyring() -> db::crypto::Keyring {
     db::crypto::Keyring::from_settings(&ENCRYPTION_KEY.into(), None).expect("valid test key")
 }
 
-/// A Dialpad fixture from `testdata/dialpad/`, parsed.
-pub fn fixture(name: &str) -> Value {
-    serde_json::from_slice(&fixture_bytes(name)).expect("fixture is JSON")
-}
-
-/// A file from `testdata/dialpad/`, raw.
-pub fn fixture_bytes(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/../../testdata/dialpad/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
-}
+pub use db::testing::fixtures::{fixture, fixture_bytes};
 
 /// Signs an event as Dialpad does (the compact JWT is the whole body).
 pub fn sign(event: &Value, secret: &str) -> String {

@@ -21,7 +21,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use db::DbError;
-use db::calls::{self, NewCall};
+use db::calls::{self, LegRow};
 use db::messages::{self, MessageRow};
 use db::queue::ClaimedEvent;
 use domain::call::{CallEvent, CallLeg};
@@ -250,7 +250,7 @@ async fn write_units(
                     })
                     .collect();
                 if let Some(leg) = CallLeg::fold(&calls) {
-                    legs.push(NewCall::from_leg(app_id, leg));
+                    legs.push(LegRow::from_leg(app_id, leg));
                 }
             }
             UnitKind::Message => {

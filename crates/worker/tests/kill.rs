@@ -12,24 +12,9 @@ use uuid::Uuid;
 
 use db::queue::{NewWebhookEvent, enqueue_many};
 use db::testing::TestDatabase;
+use db::testing::fixtures::{OUTBOUND, fixture};
 
 const CALLS: i64 = 1_500;
-const OUTBOUND: [&str; 5] = [
-    "call_outbound_01_calling.json",
-    "call_outbound_02_connected.json",
-    "call_outbound_03_hangup.json",
-    "call_outbound_04_recording.json",
-    "call_outbound_05_recap_summary.json",
-];
-
-fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../../testdata/dialpad/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("JSON")
-}
-
 fn spawn_worker(database_url: &str, name: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_worker"))
         .env_remove("CONFIG_FILE")

@@ -19,11 +19,4 @@ mod tolerant_reader;
 mod worker;
 mod worker_scale;
 
-/// The outbound call lifecycle fixtures, in Dialpad's order.
-pub const OUTBOUND: [&str; 5] = [
-    "call_outbound_01_calling.json",
-    "call_outbound_02_connected.json",
-    "call_outbound_03_hangup.json",
-    "call_outbound_04_recording.json",
-    "call_outbound_05_recap_summary.json",
-];
+pub use db::testing::fixtures::OUTBOUND;

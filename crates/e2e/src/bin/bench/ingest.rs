@@ -6,21 +6,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use db::testing::fixtures::OUTBOUND;
 use e2e::{TestDatabase, UNSCOPED_SECRET, fixture, sign};
 
 use crate::common::{RUNS, median, new_app, percentile};
 
-const LIFECYCLE: [&str; 5] = [
-    "call_outbound_01_calling.json",
-    "call_outbound_02_connected.json",
-    "call_outbound_03_hangup.json",
-    "call_outbound_04_recording.json",
-    "call_outbound_05_recap_summary.json",
-];
-
 /// `events` distinct call events: the outbound lifecycle re-keyed per call.
 fn call_events(events: usize) -> Vec<Value> {
-    let lifecycle: Vec<Value> = LIFECYCLE.iter().map(|name| fixture(name)).collect();
+    let lifecycle: Vec<Value> = OUTBOUND.iter().map(|name| fixture(name)).collect();
     (0..events)
         .map(|i| {
             let mut event = lifecycle[i % lifecycle.len()].clone();

@@ -5,6 +5,8 @@
 //! parallel test processes cooperate) and reused until the migrations change. The server is
 //! `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
 
+pub mod fixtures;
+
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 

@@ -25,12 +25,16 @@
 //! a thousand legs: such a graph is a data error or abuse, and this keeps it from slowing the
 //! tenant's other calls and every other tenant.
 
+mod graph;
+
+use graph::CallGraph;
+pub use graph::MAX_CALL_GRAPH_DEPTH;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Jsonb, Nullable, Text, Timestamptz};
-use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::call::CallLeg;
 use domain::logical_call::{LegLinks, LogicalCall, link};
@@ -38,7 +42,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::DbError;
-use crate::calls::{Call, party_json};
+use crate::calls::{LegRow, party_json};
 use crate::schema::{logical_calls, voicemails};
 
 /// Namespace of the per-app relink locks (`pg_advisory_xact_lock(int, int)`): the two-key
@@ -178,7 +182,7 @@ pub async fn relink(
     let max_legs = max_legs.max(1);
     let mut graph = CallGraph::walk(conn, legs, max_legs).await?;
     let oversized = graph.oversized_groups(max_legs);
-    let mut by_app: BTreeMap<Uuid, Vec<Call>> = BTreeMap::new();
+    let mut by_app: BTreeMap<Uuid, Vec<LegRow>> = BTreeMap::new();
     for ((app_id, _), call) in std::mem::take(&mut graph.legs) {
         by_app.entry(app_id).or_default().push(call);
     }
@@ -189,7 +193,7 @@ pub async fn relink(
     let mut rows = Vec::new();
     let mut voicemail_rows = Vec::new();
     for (app_id, calls) in by_app {
-        let legs: Vec<CallLeg> = calls.iter().map(Call::to_leg).collect();
+        let legs: Vec<CallLeg> = calls.iter().map(LegRow::to_leg).collect();
         let links = link(&legs.iter().map(LegLinks::from).collect::<Vec<_>>());
         let mut groups: BTreeMap<i64, Vec<&CallLeg>> = BTreeMap::new();
         for (call, leg) in calls.iter().zip(&legs) {
@@ -216,166 +220,6 @@ pub async fn relink(
     upsert_voicemails(conn, &voicemail_rows).await?;
     mark_truncated(conn, &truncated, max_legs).await?;
     Ok(())
-}
-
-/// How many levels of the call graph a walk follows at most. Dialpad's graphs are two or three
-/// levels deep (entry point → call center → agent); a longer chain is cut here, like a group
-/// over the leg bound.
-pub const MAX_CALL_GRAPH_DEPTH: usize = 32;
-
-/// The legs connected to a set of written legs, read by a bounded breadth-first walk.
-#[derive(Debug, Default)]
-struct CallGraph {
-    /// Every leg read, by `(app_id, call_id)`.
-    legs: HashMap<(Uuid, i64), Call>,
-    /// Which ids are connected (legs, and the ids they name that have no leg yet).
-    groups: UnionFind,
-    /// Ids the walk did not follow because their group hit a bound.
-    cut: Vec<(Uuid, i64)>,
-}
-
-impl CallGraph {
-    /// Walks the graph from `seeds`, one level per query ([`legs_naming`]): the legs with an id
-    /// of the frontier as their own, master, entry-point or operator id, then the ids those
-    /// legs name. A group stops growing once it holds more than `max_legs` legs, and each
-    /// lookup reads at most `max_legs + 1` legs (in `call_id` order), so an id named by 100k
-    /// legs costs what one named by a thousand does.
-    async fn walk(
-        conn: &mut AsyncPgConnection,
-        seeds: &[(Uuid, i64)],
-        max_legs: usize,
-    ) -> Result<CallGraph, DbError> {
-        let mut graph = CallGraph::default();
-        let mut asked: HashSet<(Uuid, i64)> = seeds.iter().copied().collect();
-        let mut frontier: Vec<(Uuid, i64)> = asked.iter().copied().collect();
-        for _ in 0..MAX_CALL_GRAPH_DEPTH {
-            if frontier.is_empty() {
-                break;
-            }
-            frontier.sort_unstable();
-            let found = legs_naming(conn, &frontier, max_legs + 1).await?;
-            let mut named: Vec<(Uuid, i64)> = Vec::new();
-            for call in found {
-                let key = (call.app_id, call.call_id);
-                if graph.legs.contains_key(&key) {
-                    continue;
-                }
-                graph.groups.find(key);
-                for id in call.linked_ids() {
-                    graph.groups.union(key, (call.app_id, id));
-                    named.push((call.app_id, id));
-                }
-                graph.legs.insert(key, call);
-            }
-            let sizes = graph.group_sizes();
-            frontier.clear();
-            for key in named {
-                if !asked.insert(key) {
-                    continue;
-                }
-                let group = graph.groups.find(key);
-                if sizes.get(&group).copied().unwrap_or(0) > max_legs {
-                    graph.cut.push(key);
-                } else {
-                    frontier.push(key);
-                }
-            }
-        }
-        // Ids still unvisited after the deepest level: their groups were cut too.
-        graph.cut.extend(frontier);
-        Ok(graph)
-    }
-
-    /// How many legs have been read of each group (by representative).
-    fn group_sizes(&mut self) -> HashMap<(Uuid, i64), usize> {
-        let mut sizes = HashMap::new();
-        let keys: Vec<(Uuid, i64)> = self.legs.keys().copied().collect();
-        for key in keys {
-            *sizes.entry(self.groups.find(key)).or_default() += 1;
-        }
-        sizes
-    }
-
-    /// The representatives of the groups past the bound: more than `max_legs` legs read, or
-    /// ids left unfollowed.
-    fn oversized_groups(&mut self, max_legs: usize) -> HashSet<(Uuid, i64)> {
-        let sizes = self.group_sizes();
-        let cut = std::mem::take(&mut self.cut);
-        let mut oversized: HashSet<(Uuid, i64)> =
-            cut.into_iter().map(|key| self.groups.find(key)).collect();
-        oversized.extend(
-            sizes
-                .into_iter()
-                .filter(|(_, size)| *size > max_legs)
-                .map(|(group, _)| group),
-        );
-        oversized
-    }
-}
-
-/// Union-find over `(app_id, id)`; a group's representative is its smallest member.
-#[derive(Debug, Default)]
-struct UnionFind {
-    parent: HashMap<(Uuid, i64), (Uuid, i64)>,
-}
-
-impl UnionFind {
-    fn find(&mut self, key: (Uuid, i64)) -> (Uuid, i64) {
-        let mut root = key;
-        while let Some(parent) = self.parent.get(&root).copied().filter(|p| *p != root) {
-            root = parent;
-        }
-        let mut node = key;
-        while node != root {
-            let next = self.parent.insert(node, root).unwrap_or(root);
-            node = next;
-        }
-        root
-    }
-
-    fn union(&mut self, a: (Uuid, i64), b: (Uuid, i64)) {
-        let (a, b) = (self.find(a), self.find(b));
-        let (low, high) = if a < b { (a, b) } else { (b, a) };
-        self.parent.insert(high, low);
-    }
-}
-
-/// The legs that have one of `ids` (`(app_id, id)` pairs) as their own, master, entry-point or
-/// operator id: four index lookups per id (`calls (app_id, call_id)`, `calls_master_idx`,
-/// `calls_entry_point_idx`, `calls_operator_idx`), each reading at most `limit` legs, in
-/// `call_id` order. A leg may come back more than once.
-///
-/// Plan (`EXPLAIN ANALYZE`, one tenant with 1M legs, 750 ids of a worker batch): a Nested Loop
-/// over the ids' Function Scan, with an Append of four index scans (the last three under
-/// Limit), 7 ms; the rows read are the rows returned. (The single recursive query this
-/// replaces joined on `app_id` with the four columns in one `OR`: a hash join that read every
-/// leg of the tenant at each step, 700 ms per batch on a 20k-call tenant.)
-async fn legs_naming(
-    conn: &mut AsyncPgConnection,
-    ids: &[(Uuid, i64)],
-    limit: usize,
-) -> Result<Vec<Call>, DbError> {
-    let (app_ids, call_ids): (Vec<Uuid>, Vec<i64>) = ids.iter().copied().unzip();
-    Ok(diesel::sql_query(
-        "SELECT c.* FROM unnest($1::uuid[], $2::bigint[]) AS f (app_id, id) \
-         CROSS JOIN LATERAL ( \
-             (SELECT * FROM calls WHERE app_id = f.app_id AND call_id = f.id) \
-           UNION ALL \
-             (SELECT * FROM calls WHERE app_id = f.app_id AND master_call_id = f.id \
-              ORDER BY call_id LIMIT $3) \
-           UNION ALL \
-             (SELECT * FROM calls WHERE app_id = f.app_id AND entry_point_call_id = f.id \
-              ORDER BY call_id LIMIT $3) \
-           UNION ALL \
-             (SELECT * FROM calls WHERE app_id = f.app_id AND operator_call_id = f.id \
-              ORDER BY call_id LIMIT $3) \
-         ) AS c",
-    )
-    .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
-    .bind::<Array<BigInt>, _>(call_ids)
-    .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
-    .load(conn)
-    .await?)
 }
 
 /// Flags the logical calls whose graph was cut, logging each one the first time only (the flag
@@ -507,33 +351,36 @@ crate::unnest::unnest_upsert! {
         ]
 }
 
+crate::unnest::unnest_upsert! {
+    /// The `voicemails` upsert: every column it writes, declared once. On a conflict every one
+    /// of them but the key is replaced, and `updated_at` set to `now()`.
+    struct VoicemailUpsert for VoicemailRow;
+    table: "voicemails",
+    conflict: ["app_id", "call_id"],
+    keep: [],
+    columns: [
+        app_id: diesel::sql_types::Uuid = "uuid",
+        call_id: BigInt = "bigint",
+        logical_call_id: Nullable<BigInt> = "bigint",
+        from_number: Nullable<Text> = "text",
+        to_number: Nullable<Text> = "text",
+        contact: Nullable<Jsonb> = "jsonb",
+        target: Nullable<Jsonb> = "jsonb",
+        duration_ms: Nullable<BigInt> = "bigint",
+        link: Nullable<Text> = "text",
+        recording_id: Nullable<Text> = "text",
+        transcription_text: Nullable<Text> = "text",
+        left_at: Nullable<Timestamptz> = "timestamptz",
+    ]
+}
+
 async fn upsert_voicemails(
     conn: &mut AsyncPgConnection,
     rows: &[VoicemailRow],
 ) -> Result<(), DbError> {
-    use voicemails::dsl as v;
-    if rows.is_empty() {
-        return Ok(());
+    if !rows.is_empty() {
+        VoicemailUpsert::execute(conn, rows).await?;
     }
-    diesel::insert_into(voicemails::table)
-        .values(rows)
-        .on_conflict((v::app_id, v::call_id))
-        .do_update()
-        .set((
-            v::logical_call_id.eq(excluded(v::logical_call_id)),
-            v::from_number.eq(excluded(v::from_number)),
-            v::to_number.eq(excluded(v::to_number)),
-            v::contact.eq(excluded(v::contact)),
-            v::target.eq(excluded(v::target)),
-            v::duration_ms.eq(excluded(v::duration_ms)),
-            v::link.eq(excluded(v::link)),
-            v::recording_id.eq(excluded(v::recording_id)),
-            v::transcription_text.eq(excluded(v::transcription_text)),
-            v::left_at.eq(excluded(v::left_at)),
-            v::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
     Ok(())
 }
 
@@ -552,6 +399,19 @@ mod tests {
         assert!(
             missing.is_empty(),
             "not in the logical_calls upsert: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn the_upsert_writes_every_column_of_voicemails() {
+        let missing = crate::unnest::columns_missing_from(
+            "voicemails",
+            VoicemailUpsert::COLUMNS,
+            &["created_at", "updated_at"],
+        );
+        assert!(
+            missing.is_empty(),
+            "not in the voicemails upsert: {missing:?}"
         );
     }
 }

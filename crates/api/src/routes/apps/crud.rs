@@ -1,36 +1,22 @@
-//! `/internal/apps`: tenant administration.
+//! Create, list, get and update apps (`/internal/apps`, `/internal/apps/{app_id}`).
 
 use actix_web::HttpResponse;
-use actix_web::web::{Bytes, Data, Json, Path, Query};
-use actix_web::{delete, get, patch, post};
+use actix_web::web::{Data, Json, Path, Query};
+use actix_web::{get, patch, post};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
-use utoipa_actix_web::service_config::ServiceConfig;
 
-use db::apps::{ApiKeyInfo, App};
-use db::audit::{self, AuditEntry};
+use db::apps::App;
 use db::dialpad::{Connection, DialpadSubscription, DialpadWebhook};
 use uuid::Uuid;
 
+use super::{app_id, hash_key};
 use crate::auth::InternalAdmin;
 use crate::error::{ApiError, ErrorBody};
 use crate::keys::{NewKey, generate_webhook_secret, validate_webhook_secret};
 use crate::routes::dialpad::{SubscriptionView, WebhookView};
-use crate::routes::{JsonObject, optional_body, params, rfc3339, timestamp};
+use crate::routes::{JsonObject, params, rfc3339, timestamp};
 use crate::startup::ApiState;
-
-/// This module's routes (`routes::configure`).
-pub(crate) fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(create_app)
-        .service(list_apps)
-        .service(get_app)
-        .service(update_app)
-        .service(issue_key)
-        .service(list_keys)
-        .service(revoke_key)
-        .service(audit_log);
-}
 
 /// Body of `POST /internal/apps`.
 #[derive(Deserialize, ToSchema)]
@@ -52,7 +38,7 @@ impl std::fmt::Debug for CreateAppRequest {
             .field("name", &self.name)
             .field(
                 "webhook_secret",
-                &super::redacted(self.webhook_secret.as_ref()),
+                &crate::routes::redacted(self.webhook_secret.as_ref()),
             )
             .finish()
     }
@@ -97,11 +83,11 @@ impl std::fmt::Debug for CreatedApp {
         f.debug_struct("CreatedApp")
             .field("app_id", &self.app_id)
             .field("name", &self.name)
-            .field("api_key", &super::redacted(Some(&self.api_key)))
+            .field("api_key", &crate::routes::redacted(Some(&self.api_key)))
             .field("webhook_path", &self.webhook_path)
             .field(
                 "webhook_secret",
-                &super::redacted(Some(&self.webhook_secret)),
+                &crate::routes::redacted(Some(&self.webhook_secret)),
             )
             .field("message", &self.message)
             .finish()
@@ -160,19 +146,6 @@ pub(crate) async fn create_app(
                   signed with webhook_secret."
             .into(),
     }))
-}
-
-/// The bcrypt hash of a new key, computed off the async executor (it is deliberately slow).
-async fn hash_key(state: &ApiState, key: &NewKey) -> Result<String, ApiError> {
-    let (cost, to_hash) = (state.bcrypt_cost, key.key.clone());
-    tokio::task::spawn_blocking(move || bcrypt::hash(to_hash, cost))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .map_err(|e| ApiError::Internal(e.into()))
-}
-
-fn app_id(raw: &str) -> Result<Uuid, ApiError> {
-    raw.parse().map_err(|_| ApiError::NotFound)
 }
 
 /// An app (tenant). Times are RFC 3339 UTC.
@@ -324,283 +297,6 @@ pub(crate) async fn update_app(
     Ok(Json(AppView::from(&app)))
 }
 
-/// Body of `POST /internal/apps/{app_id}/api-key` (optional: an empty body means the defaults).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct IssueKeyRequest {
-    /// Revoke the app's other keys in the same step (rotation). Default false: old keys stay
-    /// valid until revoked.
-    #[serde(default)]
-    revoke_existing: bool,
-}
-
-/// Query of `POST /internal/apps/{app_id}/api-key`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct IssueKeyQuery {
-    /// Revoke the app's other keys in the same step; overrides the body's `revoke_existing`.
-    revoke_existing: Option<bool>,
-}
-
-/// An API key as admins see it, never its secret. Times are RFC 3339 UTC.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = ApiKey)]
-pub(crate) struct KeyView {
-    /// The key's public id: the `{key_id}` of `raw_{key_id}_{secret}`.
-    key_id: String,
-    created_at: String,
-    /// When the key last authenticated a request (recorded at most once a minute); `null` if
-    /// never.
-    last_used_at: Option<String>,
-    /// When it was revoked; `null` while it is valid.
-    revoked_at: Option<String>,
-}
-
-impl From<&ApiKeyInfo> for KeyView {
-    fn from(key: &ApiKeyInfo) -> Self {
-        KeyView {
-            key_id: key.key_id.clone(),
-            created_at: timestamp(key.created_at),
-            last_used_at: rfc3339(key.last_used_at),
-            revoked_at: rfc3339(key.revoked_at),
-        }
-    }
-}
-
-/// A new API key, shown only in this answer.
-#[derive(Serialize, ToSchema)]
-#[schema(as = IssuedApiKey)]
-pub(crate) struct IssuedKey {
-    /// The tenant API key, `raw_{key_id}_{secret}`, for the `x-app-api-key` header. Shown only
-    /// here: only its bcrypt hash is stored.
-    api_key: String,
-    /// The key's public id.
-    key_id: String,
-    /// RFC 3339 UTC.
-    created_at: String,
-    /// How many of the app's other keys were revoked with it (`revoke_existing`).
-    revoked: usize,
-}
-
-impl std::fmt::Debug for IssuedKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedKey")
-            .field("api_key", &super::redacted(Some(&self.api_key)))
-            .field("key_id", &self.key_id)
-            .field("created_at", &self.created_at)
-            .field("revoked", &self.revoked)
-            .finish()
-    }
-}
-
-/// Issue an API key
-///
-/// Issues a new key for the app; `revoke_existing=true` (as query or body) revokes its other
-/// keys in the same step (rotation). The key is shown only in this answer.
-#[utoipa::path(
-    tag = "apps",
-    security(("internal_api_secret" = [])),
-    params(
-        ("app_id" = String, Path, description = "The app's id (a UUID; anything else is not found)", format = "uuid"),
-        IssueKeyQuery,
-    ),
-    request_body(content = Option<IssueKeyRequest>, description = "Optional: an empty body means the defaults"),
-    responses(
-        (status = 201, description = "The new key (shown only here)", body = IssuedKey),
-        (status = 400, description = "`invalid_json`: the body is not a valid request; `invalid_parameter`: `revoke_existing` is not a boolean", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such app", body = ErrorBody),
-    )
-)]
-#[post("/internal/apps/{app_id}/api-key")]
-#[tracing::instrument(skip_all)]
-pub(crate) async fn issue_key(
-    admin: InternalAdmin,
-    state: Data<ApiState>,
-    id: Path<String>,
-    query: Query<IssueKeyQuery>,
-    body: Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let id = app_id(&id)?;
-    let request: IssueKeyRequest = optional_body(&body)?;
-    let revoke_existing = query.revoke_existing.unwrap_or(request.revoke_existing);
-    let key = NewKey::generate();
-    let key_hash = hash_key(&state, &key).await?;
-    let mut conn = state.conn().await?;
-    let (issued, revoked) = ApiKeyInfo::issue(
-        &mut conn,
-        id,
-        &key.key_id,
-        &key_hash,
-        revoke_existing,
-        &admin.actor,
-    )
-    .await?
-    .ok_or(ApiError::NotFound)?;
-    state.keys.forget_rows();
-    tracing::info!(app.id = %id, key.id = %issued.key_id, revoked, "API key issued.");
-    Ok(HttpResponse::Created().json(IssuedKey {
-        api_key: key.key,
-        key_id: issued.key_id,
-        created_at: timestamp(issued.created_at),
-        revoked,
-    }))
-}
-
-/// The keys of an app.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = ApiKeyList)]
-pub(crate) struct KeyList {
-    /// Newest first, revoked ones included.
-    keys: Vec<KeyView>,
-}
-
-/// List an app's API keys
-///
-/// The app's keys, revoked ones included, newest first; never their secret.
-#[utoipa::path(
-    tag = "apps",
-    security(("internal_api_secret" = [])),
-    params(("app_id" = String, Path, description = "The app's id (a UUID; anything else is not found)", format = "uuid")),
-    responses(
-        (status = 200, description = "The app's keys", body = KeyList),
-        (status = 404, description = "`not_found`: no such app", body = ErrorBody),
-    )
-)]
-#[get("/internal/apps/{app_id}/api-keys")]
-pub(crate) async fn list_keys(
-    _admin: InternalAdmin,
-    state: Data<ApiState>,
-    id: Path<String>,
-) -> Result<Json<KeyList>, ApiError> {
-    let id = app_id(&id)?;
-    let mut conn = state.conn().await?;
-    App::find(&mut conn, id).await?.ok_or(ApiError::NotFound)?;
-    let keys = ApiKeyInfo::list(&mut conn, id).await?;
-    Ok(Json(KeyList {
-        keys: keys.iter().map(KeyView::from).collect(),
-    }))
-}
-
-/// Revoke an API key
-///
-/// Revokes the key at once on every api replica (each request checks revocation in the
-/// database). Revoking a revoked key changes nothing and answers it as it is.
-#[utoipa::path(
-    tag = "apps",
-    security(("internal_api_secret" = [])),
-    params(
-        ("app_id" = String, Path, description = "The app's id (a UUID; anything else is not found)", format = "uuid"),
-        ("key_id" = String, Path, description = "The key's public id (`key_id`)"),
-    ),
-    responses(
-        (status = 200, description = "The key, revoked", body = KeyView),
-        (status = 404, description = "`not_found`: the app has no such key (or no such app)", body = ErrorBody),
-    )
-)]
-#[delete("/internal/apps/{app_id}/api-keys/{key_id}")]
-#[tracing::instrument(skip_all)]
-pub(crate) async fn revoke_key(
-    admin: InternalAdmin,
-    state: Data<ApiState>,
-    path: Path<(String, String)>,
-) -> Result<Json<KeyView>, ApiError> {
-    let (id, key_id) = path.into_inner();
-    let id = app_id(&id)?;
-    let mut conn = state.conn().await?;
-    let key = ApiKeyInfo::revoke(&mut conn, id, &key_id, &admin.actor)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    state.keys.forget_rows();
-    tracing::info!(app.id = %id, key.id = %key.key_id, "API key revoked.");
-    Ok(Json(KeyView::from(&key)))
-}
-
-/// Query of `GET /internal/apps/{app_id}/audit`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct AuditQuery {
-    /// A previous page's `next_cursor`: the entries before it.
-    cursor: Option<String>,
-}
-
-/// One change to an app, as recorded. Never holds a secret.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = AuditEntry)]
-pub(crate) struct AuditEntryView {
-    /// The entry's id (an integer, as a string).
-    id: String,
-    /// `app.created`, `app.renamed`, `app.deactivated`, `app.reactivated`, `api_key.issued` or
-    /// `api_key.revoked`.
-    action: String,
-    /// Who made the change: `admin@{client address}`.
-    actor: String,
-    /// What changed (never a secret), e.g. `{"key_id": ...}` or `{"from": ..., "to": ...}`.
-    #[schema(value_type = Object)]
-    details: Value,
-    /// RFC 3339 UTC.
-    created_at: String,
-}
-
-impl From<&AuditEntry> for AuditEntryView {
-    fn from(entry: &AuditEntry) -> Self {
-        AuditEntryView {
-            id: entry.id.to_string(),
-            action: entry.action.clone(),
-            actor: entry.actor.clone(),
-            details: entry.details.clone(),
-            created_at: timestamp(entry.created_at),
-        }
-    }
-}
-
-/// A page of an app's audit log.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct AuditLog {
-    /// Newest first, at most 100.
-    entries: Vec<AuditEntryView>,
-    /// The `cursor` of the next page; `null` when this page is the last.
-    next_cursor: Option<String>,
-}
-
-/// Get an app's audit log
-///
-/// Every change made to the app (creation, renames, (de)activation, keys issued and revoked),
-/// newest first, 100 per page; pass `next_cursor` as `cursor` for the next page.
-#[utoipa::path(
-    tag = "apps",
-    security(("internal_api_secret" = [])),
-    params(
-        ("app_id" = String, Path, description = "The app's id (a UUID; anything else is not found)", format = "uuid"),
-        AuditQuery,
-    ),
-    responses(
-        (status = 200, description = "A page of the audit log", body = AuditLog),
-        (status = 400, description = "`invalid_parameter`: `cursor` is not a `next_cursor`", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such app", body = ErrorBody),
-    )
-)]
-#[get("/internal/apps/{app_id}/audit")]
-pub(crate) async fn audit_log(
-    _admin: InternalAdmin,
-    state: Data<ApiState>,
-    id: Path<String>,
-    query: Query<AuditQuery>,
-) -> Result<Json<AuditLog>, ApiError> {
-    const PAGE: i64 = 100;
-    let id = app_id(&id)?;
-    let before = params::id_cursor(query.cursor.as_deref())?;
-    let mut conn = state.conn().await?;
-    App::find(&mut conn, id).await?.ok_or(ApiError::NotFound)?;
-    let entries = audit::list(&mut conn, id, before, PAGE).await?;
-    let next = (entries.len() as i64 == PAGE)
-        .then(|| entries.last().map(|e| e.id.to_string()))
-        .flatten();
-    Ok(Json(AuditLog {
-        entries: entries.iter().map(AuditEntryView::from).collect(),
-        next_cursor: next,
-    }))
-}
-
 /// An app's Dialpad connection as admins see it: its state, never its tokens. Times are
 /// RFC 3339 UTC.
 #[derive(Debug, Serialize, ToSchema)]
@@ -723,15 +419,6 @@ pub(super) fn debug_samples(secret: &str) -> Vec<String> {
                 webhook_path: "/webhooks/dialpad/x".into(),
                 webhook_secret: secret.into(),
                 message: String::new(),
-            }
-        ),
-        format!(
-            "{:?}",
-            IssuedKey {
-                api_key: secret.into(),
-                key_id: "k".into(),
-                created_at: String::new(),
-                revoked: 0,
             }
         ),
     ]

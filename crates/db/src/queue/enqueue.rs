@@ -1,0 +1,145 @@
+//! Storing verified events: one idempotent insert for a batch of webhooks.
+
+use super::*;
+
+/// A verified event to store.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = webhook_events)]
+pub struct NewWebhookEvent {
+    /// The tenant from the route; `None` on the unscoped route.
+    pub app_id: Option<Uuid>,
+    pub kind: &'static str,
+    pub event_type: Option<String>,
+    pub dialpad_id: Option<i64>,
+    pub event_timestamp: Option<DateTime<Utc>>,
+    pub dedupe_key: String,
+    pub payload: Value,
+    pub status: &'static str,
+}
+
+impl NewWebhookEvent {
+    /// The row for a verified Dialpad event received for `app_id` (`None`: the unscoped route,
+    /// stored as [`EventStatus::Unroutable`]). Kind, type, Dialpad id, time and dedupe key are
+    /// read from the payload (`domain::event::EventSummary`); U+0000, which `jsonb` cannot hold,
+    /// is replaced (`domain::event::replace_nul_characters`) after the dedupe key is taken.
+    pub fn from_verified(app_id: Option<Uuid>, event: serde_json::Map<String, Value>) -> Self {
+        let summary = EventSummary::of(&event);
+        let mut payload = Value::Object(event);
+        if replace_nul_characters(&mut payload) {
+            tracing::warn!("Event carried U+0000, which jsonb cannot store; replaced by U+FFFD.");
+        }
+        NewWebhookEvent {
+            app_id,
+            kind: summary.kind.as_str(),
+            event_type: summary.event_type,
+            dialpad_id: summary.dialpad_id,
+            // A time Postgres cannot hold is stored as null: the payload keeps the value, and a
+            // verified event is never refused for it.
+            event_timestamp: summary
+                .event_timestamp_ms
+                .and_then(domain::json::storable_time),
+            dedupe_key: summary.dedupe_key,
+            payload,
+            status: match app_id {
+                Some(_) => EventStatus::Pending.as_str(),
+                None => EventStatus::Unroutable.as_str(),
+            },
+        }
+    }
+}
+
+/// The outcome of storing one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// A new row was committed with this id.
+    Stored(i64),
+    /// The same event was already stored under this id; nothing was written.
+    Duplicate(i64),
+}
+
+impl Enqueued {
+    /// The event's id either way.
+    pub fn id(self) -> i64 {
+        match self {
+            Enqueued::Stored(id) | Enqueued::Duplicate(id) => id,
+        }
+    }
+}
+
+/// Stores events in one statement (one transaction, one commit, one `NOTIFY`), skipping any
+/// already stored (same app, same dedupe key). Returns one outcome per event, in order; an
+/// event repeated within `events` is `Stored` once and `Duplicate` after.
+///
+/// When it returns `Ok`, every row is committed.
+///
+/// # Errors
+/// [`DbError::Unavailable`] when the database cannot be reached; [`DbError::Query`] otherwise.
+/// An error in the duplicate lookup comes after the insert has committed, so some rows may be
+/// stored: retrying is always safe, because the insert is idempotent.
+pub async fn enqueue_many(
+    conn: &mut AsyncPgConnection,
+    events: &[NewWebhookEvent],
+) -> Result<Vec<Enqueued>, DbError> {
+    use std::collections::HashMap;
+    use webhook_events::dsl as e;
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let inserted: Vec<(i64, Option<Uuid>, String)> = diesel::insert_into(webhook_events::table)
+        .values(events)
+        .on_conflict(on_constraint("webhook_events_dedupe_key"))
+        .do_nothing()
+        .returning((e::id, e::app_id, e::dedupe_key))
+        .get_results(conn)
+        .await?;
+    let inserted: HashMap<(Option<Uuid>, &str), i64> = inserted
+        .iter()
+        .map(|(id, app, key)| ((*app, key.as_str()), *id))
+        .collect();
+
+    // Already stored: look them up per app, so both columns of the `(app_id, dedupe_key)`
+    // unique index are used (a batch rarely spans more than a few apps).
+    let mut missing: HashMap<Option<Uuid>, Vec<&str>> = HashMap::new();
+    for event in events {
+        if !inserted.contains_key(&(event.app_id, event.dedupe_key.as_str())) {
+            missing
+                .entry(event.app_id)
+                .or_default()
+                .push(&event.dedupe_key);
+        }
+    }
+    let mut existing: Vec<(i64, Option<Uuid>, String)> = Vec::new();
+    for (app_id, keys) in missing {
+        let same_app = webhook_events::table
+            .filter(e::dedupe_key.eq_any(keys))
+            .into_boxed();
+        let same_app = match app_id {
+            Some(app_id) => same_app.filter(e::app_id.eq(app_id)),
+            None => same_app.filter(e::app_id.is_null()),
+        };
+        existing.extend(
+            same_app
+                .select((e::id, e::app_id, e::dedupe_key))
+                .load::<(i64, Option<Uuid>, String)>(conn)
+                .await?,
+        );
+    }
+    let existing: HashMap<(Option<Uuid>, &str), i64> = existing
+        .iter()
+        .map(|(id, app, key)| ((*app, key.as_str()), *id))
+        .collect();
+
+    let mut answered = std::collections::HashSet::new();
+    events
+        .iter()
+        .map(|event| {
+            let key = (event.app_id, event.dedupe_key.as_str());
+            match (inserted.get(&key), existing.get(&key)) {
+                (Some(id), _) if answered.insert(key) => Ok(Enqueued::Stored(*id)),
+                (Some(id), _) | (None, Some(id)) => Ok(Enqueued::Duplicate(*id)),
+                // Unreachable: a skipped row conflicts with a committed one, which is found.
+                (None, None) => Err(DbError::Query(diesel::result::Error::NotFound)),
+            }
+        })
+        .collect()
+}
