@@ -45,6 +45,7 @@ const ADMIN_BEARER: &str = "internal_api_secret";
         (name = "calls", description = "A tenant's phone calls, their legs and events"),
         (name = "messages", description = "A tenant's SMS/MMS and voicemails"),
         (name = "apps", description = "Tenants (apps), their API keys and audit log"),
+        (name = "push", description = "A tenant's webhook subscriptions: the worker pushes signed events to them (docs/events.md)"),
         (name = "dialpad", description = "Onboarding an app at Dialpad: connection, webhooks, subscriptions"),
         (name = "oauth", description = "The Dialpad OAuth 2.0 flow (PKCE)"),
         (name = "operations", description = "The webhook event queue: dead letters, re-routing, replay"),

@@ -40,6 +40,13 @@ pub struct Settings {
     /// `API_KEY_BCRYPT_COST`: bcrypt cost for new API keys (4–31; each step doubles the work).
     #[serde(default = "default_bcrypt_cost")]
     pub api_key_bcrypt_cost: u32,
+    /// `ALLOW_PRIVATE_WEBHOOK_URLS`: accept subscription URLs on loopback, private and other
+    /// non-public addresses (development and tests only; default false).
+    #[serde(default)]
+    pub allow_private_webhook_urls: bool,
+    /// `PUSH_MAX_SUBSCRIPTIONS_PER_APP`: webhook subscriptions an app may hold (default 20).
+    #[serde(default = "default_max_push_subscriptions")]
+    pub push_max_subscriptions_per_app: usize,
     /// `API_KEY_CACHE_TTL_MS`: how long a verified key skips bcrypt, milliseconds.
     #[serde(default = "default_key_cache_ttl_ms")]
     pub api_key_cache_ttl_ms: u64,
@@ -93,6 +100,9 @@ impl Settings {
             port: 0,
             internal_api_secret: Some(internal_api_secret.into()),
             api_key_bcrypt_cost: bcrypt_min_cost(),
+            push_max_subscriptions_per_app: default_max_push_subscriptions(),
+            // Tests' receivers listen on 127.0.0.1; the guard's own tests turn this off.
+            allow_private_webhook_urls: true,
             api_key_cache_ttl_ms: default_key_cache_ttl_ms(),
             // Tests check totals right after writing rows.
             total_cache_ttl_ms: 0,
@@ -192,6 +202,10 @@ fn default_host() -> String {
 
 fn default_port() -> u16 {
     8080
+}
+
+fn default_max_push_subscriptions() -> usize {
+    20
 }
 
 fn default_bcrypt_cost() -> u32 {

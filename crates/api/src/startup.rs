@@ -33,6 +33,10 @@ pub(crate) struct ApiState {
     /// Tenants' list answers until their data changes.
     pub(crate) pages: ResponseCache,
     pub(crate) bcrypt_cost: u32,
+    /// `PUSH_MAX_SUBSCRIPTIONS_PER_APP`.
+    pub(crate) max_push_subscriptions: usize,
+    /// Which webhook URLs subscriptions may name (`routes::push`).
+    pub(crate) webhook_urls: crate::routes::WebhookUrlPolicy,
     pub(crate) keyring: Keyring,
     pub(crate) dialpad: DialpadClient,
     /// `DIALPAD_API_KEY`: the credential of apps without a connection.
@@ -175,6 +179,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
             pool.clone(),
         ),
         bcrypt_cost: settings.api_key_bcrypt_cost,
+        max_push_subscriptions: settings.push_max_subscriptions_per_app,
+        webhook_urls: crate::routes::WebhookUrlPolicy {
+            allow_private: settings.allow_private_webhook_urls,
+            require_https: dialpad_settings.dialpad_env == "production",
+        },
         keyring,
         dialpad,
         server_api_key: dialpad_settings.dialpad_api_key,

@@ -14,6 +14,7 @@ pub mod messages;
 pub mod migrations;
 pub mod operations;
 mod pool;
+pub mod push;
 pub mod queue;
 pub mod reseal;
 pub mod retention;
@@ -21,6 +22,7 @@ pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod unnest;
+pub mod views;
 
 pub use diesel_async::AsyncPgConnection;
 pub use error::DbError;

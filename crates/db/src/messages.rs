@@ -113,16 +113,21 @@ crate::unnest::values_upsert! {
     ]
 }
 
-/// Inserts or replaces folded messages (one statement). Callers hold the messages' locks
+/// Inserts or replaces folded messages (one statement), and announces what changed to the
+/// tenants' push subscriptions (`crate::push`). Callers hold the messages' locks
 /// (`calls::lock_legs`), and each row is the fold of every event, so replacing is correct.
 ///
 /// # Errors
-/// [`DbError`] from the query.
+/// [`DbError`] from the queries.
 pub async fn upsert(conn: &mut AsyncPgConnection, rows: &[MessageRow]) -> Result<(), DbError> {
-    if !rows.is_empty() {
-        MessageUpsert::execute(conn, rows).await?;
+    if rows.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let announced = crate::push::subscribed_rows(conn, rows, |row| row.app_id).await?;
+    let keys: Vec<(Uuid, i64)> = announced.iter().map(|m| (m.app_id, m.message_id)).collect();
+    let before = crate::push::messages_before(conn, &keys).await?;
+    MessageUpsert::execute(conn, rows).await?;
+    crate::push::announce_message_changes(conn, &before, &announced).await
 }
 
 #[cfg(test)]
@@ -134,7 +139,7 @@ mod tests {
         let missing = crate::unnest::columns_missing_from(
             "messages",
             MessageUpsert::COLUMNS,
-            &["created_at", "updated_at"],
+            &["created_at", "updated_at", "push_sequence"],
         );
         assert!(
             missing.is_empty(),

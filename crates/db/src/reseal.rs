@@ -9,7 +9,7 @@
 //! and counted, so it cannot stop the app's other secrets from being resealed.
 //!
 //! What is sealed: apps' inbound webhook secrets, Dialpad connections' tokens (or API key) and
-//! Dialpad webhooks' secrets. OAuth states' PKCE verifiers are not resealed: they expire within
+//! Dialpad webhooks' and push subscriptions' secrets. OAuth states' PKCE verifiers are not resealed: they expire within
 //! minutes of being sealed.
 
 use diesel::prelude::*;
@@ -21,7 +21,8 @@ use crate::DbError;
 use crate::apps::App;
 use crate::crypto::Keyring;
 use crate::dialpad::{Connection, DialpadWebhook};
-use crate::schema::{apps, dialpad_connections, dialpad_webhooks};
+use crate::push::PushSubscription;
+use crate::schema::{apps, dialpad_connections, dialpad_webhooks, push_subscriptions};
 
 /// A connection's app id, sealed access token (or API key), sealed refresh token, key id.
 type SealedTokens = (Uuid, Vec<u8>, Option<Vec<u8>>, String);
@@ -50,6 +51,7 @@ pub async fn reseal_all(
     reseal_app_secrets(conn, keyring, &mut total).await?;
     reseal_connections(conn, keyring, &mut total).await?;
     reseal_webhook_secrets(conn, keyring, &mut total).await?;
+    reseal_push_secrets(conn, keyring, &mut total).await?;
     Ok(total)
 }
 
@@ -212,6 +214,54 @@ async fn reseal_webhook_secrets(
             .set((
                 dialpad_webhooks::secret_ciphertext.eq(&sealed.ciphertext),
                 dialpad_webhooks::secret_key_id.eq(&sealed.key_id),
+            ))
+            .execute(conn)
+            .await?;
+        }
+    }
+}
+
+async fn reseal_push_secrets(
+    conn: &mut AsyncPgConnection,
+    keyring: &Keyring,
+    total: &mut Resealed,
+) -> Result<(), DbError> {
+    let current = keyring.current_key_id().to_owned();
+    let mut after = Uuid::nil();
+    loop {
+        let rows: Vec<(Uuid, Vec<u8>, String)> = push_subscriptions::table
+            .filter(push_subscriptions::id.gt(after))
+            .filter(push_subscriptions::secret_key_id.ne(&current))
+            .order(push_subscriptions::id)
+            .limit(BATCH)
+            .select((
+                push_subscriptions::id,
+                push_subscriptions::secret_ciphertext,
+                push_subscriptions::secret_key_id,
+            ))
+            .load(conn)
+            .await?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.0;
+        for (id, ciphertext, key_id) in rows {
+            let place = PushSubscription::secret_place(id);
+            let Ok(secret) = keyring.open_str(&ciphertext, &key_id, &place) else {
+                tracing::warn!(push_subscription.id = %id, key.id = %key_id, "A push subscription's secret cannot be opened by any key; skipped.");
+                total.unreadable += 1;
+                continue;
+            };
+            let sealed = keyring.seal_str(secret.expose_secret(), &place);
+            total.resealed += diesel::update(
+                push_subscriptions::table
+                    .find(id)
+                    .filter(push_subscriptions::secret_key_id.eq(&key_id))
+                    .filter(push_subscriptions::secret_ciphertext.eq(&ciphertext)),
+            )
+            .set((
+                push_subscriptions::secret_ciphertext.eq(&sealed.ciphertext),
+                push_subscriptions::secret_key_id.eq(&sealed.key_id),
             ))
             .execute(conn)
             .await?;

@@ -152,6 +152,7 @@ diesel::table! {
         graph_truncated -> Bool,
         recording_url -> Nullable<Text>,
         mos_score -> Nullable<Float8>,
+        push_sequence -> Int8,
     }
 }
 
@@ -178,6 +179,7 @@ diesel::table! {
         event_count -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        push_sequence -> Int8,
     }
 }
 
@@ -278,6 +280,69 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Client apps' webhook subscriptions (tenant-managed).
+    push_subscriptions (id) {
+        id -> Uuid,
+        app_id -> Uuid,
+        webhook_url -> Text,
+        events -> Array<Text>,
+        description -> Nullable<Text>,
+        secret_ciphertext -> Bytea,
+        secret_key_id -> Text,
+        active -> Bool,
+        consecutive_failures -> Int4,
+        last_success_at -> Nullable<Timestamptz>,
+        last_failure_at -> Nullable<Timestamptz>,
+        failing_since -> Nullable<Timestamptz>,
+        disabled_reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// The outbox: events announced to client apps, committed with their cause.
+    push_events (id) {
+        id -> Uuid,
+        app_id -> Uuid,
+        event_type -> Text,
+        body -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// One delivery of an announced event to one subscription.
+    push_deliveries (id) {
+        id -> Int8,
+        event_id -> Uuid,
+        subscription_id -> Uuid,
+        app_id -> Uuid,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        lease_token -> Nullable<Uuid>,
+        last_status_code -> Nullable<Int4>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    /// Every delivery attempt: the receiver's answer and how long it took.
+    push_attempts (id) {
+        id -> Int8,
+        delivery_id -> Int8,
+        attempt -> Int4,
+        status_code -> Nullable<Int4>,
+        latency_ms -> Int4,
+        error -> Nullable<Text>,
+        attempted_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(api_keys -> apps (app_id));
 diesel::joinable!(audit_log -> apps (app_id));
 diesel::joinable!(calls -> apps (app_id));
@@ -290,6 +355,11 @@ diesel::joinable!(dialpad_webhooks -> apps (app_id));
 diesel::joinable!(oauth_states -> apps (app_id));
 diesel::joinable!(connect_links -> apps (app_id));
 diesel::joinable!(webhook_events -> apps (app_id));
+diesel::joinable!(push_subscriptions -> apps (app_id));
+diesel::joinable!(push_events -> apps (app_id));
+diesel::joinable!(push_deliveries -> push_events (event_id));
+diesel::joinable!(push_deliveries -> push_subscriptions (subscription_id));
+diesel::joinable!(push_attempts -> push_deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     apps,
@@ -304,6 +374,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     logical_calls,
     messages,
     oauth_states,
+    push_attempts,
+    push_deliveries,
+    push_events,
+    push_subscriptions,
     voicemails,
     webhook_events,
 );

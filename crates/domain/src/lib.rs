@@ -5,4 +5,5 @@ pub mod call;
 pub mod event;
 pub mod json;
 pub mod logical_call;
+pub mod push;
 pub mod sms;

@@ -119,7 +119,43 @@ impl TestStack {
         settings.worker_backoff_base_ms = 10;
         settings.worker_backoff_max_ms = 50;
         settings.worker_max_attempts = 3;
+        settings.encryption.encryption_key = Some(ENCRYPTION_KEY.into());
+        settings.push.push_retry_schedule_ms = "20,20,20,20,20,20,20".into();
+        settings.push.push_poll_interval_ms = 20;
+        settings.push.allow_private_webhook_urls = true;
         settings
+    }
+
+    /// Starts the worker's push delivery loop in the background, stopped with the stack.
+    pub fn start_deliveries(&self) {
+        let (worker, shutdown) = (self.worker.clone(), self.shutdown.clone());
+        tokio::spawn(async move {
+            worker
+                .run_deliveries(shutdown)
+                .await
+                .expect("push loop runs")
+        });
+    }
+
+    /// A tenant request with `method` and an optional JSON body; status and JSON body (`Null`
+    /// when there is none).
+    pub async fn tenant(
+        &self,
+        api_key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.api_url))
+            .header("x-app-api-key", api_key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("api answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// Creates a tenant through the admin API.

@@ -1,4 +1,5 @@
-//! The wake-up channel: a dedicated connection that `LISTEN`s on the queue's channel.
+//! Wake-ups: a dedicated connection that `LISTEN`s on a channel (the queue's, the push
+//! deliveries').
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use db::{changes, queue};
+use db::changes;
 
 /// Listens until `shutdown`, waking the batch loops that take new events (`wakes`) on every
 /// notification. Reconnects with backoff when the connection drops, and wakes the loops after
@@ -16,13 +17,13 @@ use db::{changes, queue};
 /// covers any other gap.
 pub(crate) async fn listen(
     database_url: SecretString,
+    channel: &'static str,
     wakes: Vec<Arc<Notify>>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
-        match changes::listen_connection(database_url.expose_secret(), queue::NOTIFY_CHANNEL).await
-        {
+        match changes::listen_connection(database_url.expose_secret(), channel).await {
             Ok(mut conn) => {
                 backoff = Duration::from_millis(100);
                 wake_all(&wakes);

@@ -4,11 +4,13 @@
 //! `WORKER_MAX_ATTEMPTS` (10), `WORKER_BACKOFF_BASE_MS` (1000), `WORKER_BACKOFF_MAX_MS`
 //! (3600000), `WORKER_ID` (default `<hostname>-<pid>`), `RETENTION_DAYS` (90),
 //! `RETENTION_INTERVAL_MS` (3600000), `WORKER_MAX_CALL_GRAPH_LEGS` (1000),
-//! `WORKER_BACKLOG_AFTER_MS` (1000), plus the shared `DATABASE_*` and `LOG_FORMAT`.
+//! `WORKER_BACKLOG_AFTER_MS` (1000), the push deliveries' `PUSH_*` ([`PushSettings`]),
+//! `ENCRYPTION_KEY` (to open subscription secrets; without it no push is delivered), plus the
+//! shared `DATABASE_*` and `LOG_FORMAT`.
 
 use std::time::Duration;
 
-use bootstrap::settings::DatabaseSettings;
+use bootstrap::settings::{DatabaseSettings, EncryptionSettings};
 use serde::{Deserialize, Serialize};
 
 /// Everything the worker is configured with.
@@ -16,6 +18,10 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     #[serde(flatten)]
     pub database: DatabaseSettings,
+    #[serde(flatten)]
+    pub encryption: EncryptionSettings,
+    #[serde(flatten)]
+    pub push: PushSettings,
     /// `WORKER_POLL_INTERVAL_MS`: fallback poll period when no notification arrives.
     #[serde(default = "default_poll_interval_ms")]
     pub worker_poll_interval_ms: u64,
@@ -57,6 +63,8 @@ impl Settings {
     pub fn new(database_url: &str) -> Self {
         Settings {
             database: DatabaseSettings::for_url(database_url),
+            encryption: EncryptionSettings::default(),
+            push: PushSettings::default(),
             worker_poll_interval_ms: default_poll_interval_ms(),
             worker_batch_size: default_batch_size(),
             worker_max_attempts: default_max_attempts(),
@@ -116,4 +124,91 @@ fn default_backoff_base_ms() -> u64 {
 
 fn default_backoff_max_ms() -> u64 {
     3_600_000
+}
+
+/// How push deliveries are sent (`crate::push`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct PushSettings {
+    /// `PUSH_CONCURRENCY`: requests in flight per worker (default 32).
+    #[serde(default = "default_push_concurrency")]
+    pub push_concurrency: usize,
+    /// `PUSH_PER_SUBSCRIPTION`: of which at most this many to one subscription (default 4).
+    #[serde(default = "default_push_per_subscription")]
+    pub push_per_subscription: usize,
+    /// `PUSH_TIMEOUT_MS`: connect plus response, per request (default 5000).
+    #[serde(default = "default_push_timeout_ms")]
+    pub push_timeout_ms: u64,
+    /// `PUSH_POLL_INTERVAL_MS`: how often due retries are looked for without a notification
+    /// (default 1000).
+    #[serde(default = "default_push_poll_interval_ms")]
+    pub push_poll_interval_ms: u64,
+    /// `PUSH_RETRY_SCHEDULE_MS`: comma-separated delays after each failed attempt, ms (default
+    /// the Standard Webhooks schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; eight attempts).
+    #[serde(default = "default_push_retry_schedule_ms")]
+    pub push_retry_schedule_ms: String,
+    /// `ALLOW_PRIVATE_WEBHOOK_URLS`: send to loopback, private and other non-public addresses
+    /// (development and tests only; default false).
+    #[serde(default)]
+    pub allow_private_webhook_urls: bool,
+    /// `PUSH_MAX_CONSECUTIVE_FAILURES`: failed attempts in a row that deactivate a subscription
+    /// (default 100).
+    #[serde(default = "default_push_max_consecutive_failures")]
+    pub push_max_consecutive_failures: i32,
+    /// `PUSH_DISABLE_AFTER_HOURS`: a subscription failing every attempt for this long is
+    /// deactivated (default 120: 5 days).
+    #[serde(default = "default_push_disable_after_hours")]
+    pub push_disable_after_hours: u32,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        PushSettings {
+            push_concurrency: default_push_concurrency(),
+            push_per_subscription: default_push_per_subscription(),
+            push_timeout_ms: default_push_timeout_ms(),
+            push_poll_interval_ms: default_push_poll_interval_ms(),
+            push_retry_schedule_ms: default_push_retry_schedule_ms(),
+            push_max_consecutive_failures: default_push_max_consecutive_failures(),
+            allow_private_webhook_urls: false,
+            push_disable_after_hours: default_push_disable_after_hours(),
+        }
+    }
+}
+
+impl PushSettings {
+    /// `PUSH_RETRY_SCHEDULE_MS` parsed; entries that are not numbers are skipped.
+    pub fn retry_schedule_ms(&self) -> Vec<u64> {
+        self.push_retry_schedule_ms
+            .split(',')
+            .filter_map(|delay| delay.trim().parse().ok())
+            .collect()
+    }
+}
+
+fn default_push_concurrency() -> usize {
+    32
+}
+
+fn default_push_per_subscription() -> usize {
+    4
+}
+
+fn default_push_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_push_poll_interval_ms() -> u64 {
+    1_000
+}
+
+fn default_push_retry_schedule_ms() -> String {
+    "5000,300000,1800000,7200000,18000000,36000000,36000000".into()
+}
+
+fn default_push_max_consecutive_failures() -> i32 {
+    100
+}
+
+fn default_push_disable_after_hours() -> u32 {
+    120
 }

@@ -23,7 +23,7 @@ use domain::backoff::retry_delay;
 
 use crate::Settings;
 use crate::apply::{Outcome, Plan};
-use crate::listener;
+use crate::{listener, push};
 
 /// Events scanned per retention batch (one short transaction each).
 const RETENTION_BATCH: i64 = 1_000;
@@ -242,9 +242,11 @@ impl Worker {
             .collect();
         let listener = tokio::spawn(listener::listen(
             self.database_url.clone(),
+            queue::NOTIFY_CHANNEL,
             woken,
             shutdown.clone(),
         ));
+        let push = self.spawn_push_loop(&shutdown)?;
         let retention = tokio::spawn(self.clone().retention_loop(shutdown.clone()));
         tracing::info!(worker.id = %self.id, lanes = lanes.len(), "Worker started.");
         let loops: Vec<_> = lanes
@@ -260,6 +262,10 @@ impl Worker {
             batch_loop.await.context("Batch loop failed")?;
         }
         listener.await.context("Queue listener task failed")?;
+        if let Some((deliveries, listener)) = push {
+            deliveries.await.context("Push delivery loop failed")?;
+            listener.await.context("Push listener task failed")?;
+        }
         retention.await.context("Retention task failed")?;
         tracing::info!(worker.id = %self.id, "Worker stopped.");
         Ok(())
@@ -311,7 +317,49 @@ impl Worker {
     }
 }
 
+/// The push delivery loop's task and its listener's.
+type PushTasks = (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>);
+
 impl Worker {
+    /// Runs only the push delivery loop until `shutdown` (tests and tools;
+    /// [`Worker::run_until_stopped`] runs it beside the batch loops).
+    ///
+    /// # Errors
+    /// As [`Worker::run_until_stopped`].
+    pub async fn run_deliveries(&self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        if let Some((deliveries, listener)) = self.spawn_push_loop(&shutdown)? {
+            deliveries.await.context("Push delivery loop failed")?;
+            listener.await.context("Push listener task failed")?;
+        }
+        Ok(())
+    }
+
+    /// Starts the push delivery loop and its listener, unless `ENCRYPTION_KEY` is missing
+    /// (then deliveries wait, logged once).
+    ///
+    /// # Errors
+    /// A malformed `ENCRYPTION_KEY`, or an HTTP client that cannot be built.
+    fn spawn_push_loop(&self, shutdown: &CancellationToken) -> anyhow::Result<Option<PushTasks>> {
+        if self.settings.encryption.encryption_key.is_none() {
+            tracing::warn!(
+                "ENCRYPTION_KEY is not set: push deliveries are not sent by this worker."
+            );
+            return Ok(None);
+        }
+        let keyring = self.settings.encryption.keyring()?;
+        let deliverer =
+            push::Deliverer::new(self.pool.clone(), keyring, self.settings.push.clone())?;
+        let wake = Arc::new(Notify::new());
+        let listener = tokio::spawn(listener::listen(
+            self.database_url.clone(),
+            db::push::DELIVERIES_CHANNEL,
+            vec![Arc::clone(&wake)],
+            shutdown.clone(),
+        ));
+        let deliveries = tokio::spawn(deliverer.run(wake, shutdown.clone()));
+        Ok(Some((deliveries, listener)))
+    }
+
     /// Runs a retention pass every `RETENTION_INTERVAL_MS` until `shutdown`. Every replica
     /// runs it; concurrent passes only skip each other's rows (unit locks, idempotent deletes).
     async fn retention_loop(self, shutdown: CancellationToken) {

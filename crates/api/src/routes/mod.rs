@@ -1,7 +1,6 @@
 //! The route table: one module per resource.
 
 use actix_web::HttpResponse;
-use chrono::{DateTime, SecondsFormat, Utc};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::error::ApiError;
@@ -14,6 +13,9 @@ mod ids;
 mod messages;
 mod oauth;
 mod params;
+mod push;
+
+pub(crate) use push::WebhookUrlPolicy;
 
 /// The whole route table (health routes come from `bootstrap::http`). Each handler carries its
 /// route (`#[get(...)]`, ...) and its OpenAPI operation (`#[utoipa::path]`), so the document
@@ -29,7 +31,8 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
         .configure(apps::configure)
         .configure(dialpad::configure)
         .configure(events::configure)
-        .configure(oauth::configure);
+        .configure(oauth::configure)
+        .configure(push::configure);
 }
 
 /// Any request no route takes: `405` with `Allow` when the path is documented for other
@@ -104,15 +107,7 @@ pub(crate) fn object_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result
     }
 }
 
-/// RFC 3339 UTC with milliseconds (`2026-11-19T16:00:00.112Z`), the API's one time format.
-pub(crate) fn timestamp(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// [`timestamp`] of a time that may be unknown.
-pub(crate) fn rfc3339(time: Option<DateTime<Utc>>) -> Option<String> {
-    time.map(timestamp)
-}
+pub(crate) use db::views::{rfc3339, timestamp};
 
 /// What `Debug` prints for a secret field (an API key, a webhook secret): whether it is set,
 /// never the value, so a logged request or answer cannot leak it.
@@ -132,6 +127,7 @@ mod tests {
         for printed in [
             super::apps::debug_samples(SECRET),
             super::dialpad::debug_samples(SECRET),
+            super::push::debug_samples(SECRET),
         ]
         .concat()
         {

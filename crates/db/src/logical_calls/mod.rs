@@ -43,6 +43,7 @@ use uuid::Uuid;
 
 use crate::DbError;
 use crate::calls::{LegRow, party_json};
+use crate::push;
 use crate::schema::{logical_calls, voicemails};
 
 /// Namespace of the per-app relink locks (`pg_advisory_xact_lock(int, int)`): the two-key
@@ -214,9 +215,18 @@ pub async fn relink(
         }));
     }
 
+    // Push: the stored state of the calls of subscribing tenants, before this write changes it.
+    let announced = push::subscribed_rows(conn, &rows, |row| row.app_id).await?;
+    let keys: Vec<(Uuid, i64)> = announced
+        .iter()
+        .map(|row| (row.app_id, row.logical_call_id))
+        .collect();
+    let before = push::calls_before(conn, &keys).await?;
+
     set_logical_ids(conn, &relinked).await?;
     delete_logical_calls(conn, &stale).await?;
     upsert_logical_calls(conn, &rows).await?;
+    push::announce_call_changes(conn, &before, &announced).await?;
     upsert_voicemails(conn, &voicemail_rows).await?;
     mark_truncated(conn, &truncated, max_legs).await?;
     Ok(())
@@ -390,11 +400,16 @@ mod tests {
 
     #[test]
     fn the_upsert_writes_every_column_of_logical_calls() {
-        // `graph_truncated` is set by its own statement after the upsert (`relink`).
+        // `graph_truncated` and `push_sequence` are set by their own statements (`relink`, `push`).
         let missing = crate::unnest::columns_missing_from(
             "logical_calls",
             LogicalCallUpsert::COLUMNS,
-            &["created_at", "updated_at", "graph_truncated"],
+            &[
+                "created_at",
+                "updated_at",
+                "graph_truncated",
+                "push_sequence",
+            ],
         );
         assert!(
             missing.is_empty(),

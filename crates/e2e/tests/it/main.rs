@@ -11,6 +11,7 @@ mod limits;
 mod migrations;
 mod openapi;
 mod operations;
+mod push;
 mod response_cache;
 mod schema;
 mod settings;

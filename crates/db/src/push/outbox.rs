@@ -1,0 +1,374 @@
+//! The outbox: what a write announces, written in the writer's transaction, with one delivery
+//! per matching active subscription.
+
+use super::*;
+
+/// An event to announce: its id (the `webhook-id` of its deliveries), tenant, name and body.
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    pub id: Uuid,
+    pub app_id: Uuid,
+    pub event_type: &'static str,
+    pub body: Value,
+}
+
+/// Writes `announcements` to the outbox and a delivery for each active subscription of their
+/// app that takes their event (two statements, whatever their number). Call it in the
+/// transaction of the change that caused them.
+///
+/// # Errors
+/// [`DbError`] from the queries.
+pub async fn announce(
+    conn: &mut AsyncPgConnection,
+    announcements: &[Announcement],
+) -> Result<(), DbError> {
+    if announcements.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = announcements.iter().map(|a| a.id).collect();
+    let app_ids: Vec<Uuid> = announcements.iter().map(|a| a.app_id).collect();
+    let types: Vec<&str> = announcements.iter().map(|a| a.event_type).collect();
+    let bodies: Vec<&Value> = announcements.iter().map(|a| &a.body).collect();
+    diesel::sql_query(
+        "INSERT INTO push_events (id, app_id, event_type, body) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[])",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&ids)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&app_ids)
+    .bind::<Array<Text>, _>(&types)
+    .bind::<Array<Jsonb>, _>(&bodies)
+    .execute(conn)
+    .await?;
+    // One probe of `push_subscriptions_app_idx` per event; a tenant without subscriptions
+    // inserts nothing (and fires no notification).
+    diesel::sql_query(
+        "INSERT INTO push_deliveries (event_id, subscription_id, app_id) \
+         SELECT e.id, s.id, e.app_id \
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS e (id, app_id, event_type) \
+         JOIN push_subscriptions s ON s.app_id = e.app_id AND s.active \
+          AND ('*' = ANY (s.events) OR e.event_type = ANY (s.events))",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&ids)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&app_ids)
+    .bind::<Array<Text>, _>(&types)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The apps among `app_ids` with an active subscription: the only ones whose changes are
+/// announced (one index probe each), so a tenant without subscriptions pays one cheap query
+/// per batch and writes nothing.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn subscribed_apps(
+    conn: &mut AsyncPgConnection,
+    app_ids: &[Uuid],
+) -> Result<HashSet<Uuid>, DbError> {
+    if app_ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    #[derive(QueryableByName)]
+    struct Subscribed {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        app_id: Uuid,
+    }
+    let found: Vec<Subscribed> = diesel::sql_query(
+        "SELECT a.app_id FROM unnest($1::uuid[]) AS a (app_id) WHERE EXISTS ( \
+           SELECT 1 FROM push_subscriptions s WHERE s.app_id = a.app_id AND s.active)",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
+    .load(conn)
+    .await?;
+    Ok(found.into_iter().map(|s| s.app_id).collect())
+}
+
+/// The rows of `rows` whose tenant has an active subscription ([`subscribed_apps`]).
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn subscribed_rows<T: Clone>(
+    conn: &mut AsyncPgConnection,
+    rows: &[T],
+    app_of: impl Fn(&T) -> Uuid,
+) -> Result<Vec<T>, DbError> {
+    let app_ids: Vec<Uuid> = rows
+        .iter()
+        .map(&app_of)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let subscribed = subscribed_apps(conn, &app_ids).await?;
+    Ok(rows
+        .iter()
+        .filter(|row| subscribed.contains(&app_of(row)))
+        .cloned()
+        .collect())
+}
+
+/// A push body: `{id, event, callId, status, timestamp, sequence, data}` (`docs/events.md`).
+fn body(
+    id: Uuid,
+    event: PushEvent,
+    subject_id: String,
+    status: Option<&str>,
+    sequence: i64,
+    data: Value,
+) -> Value {
+    json!({
+        "id": id.to_string(),
+        "event": event.as_str(),
+        "callId": subject_id,
+        "status": status,
+        "timestamp": timestamp(Utc::now()),
+        "sequence": sequence,
+        "data": data,
+    })
+}
+
+/// The last `sequence` announced for each of the given phone calls, `(app_id,
+/// logical_call_id)`, with what the announcement rules read of them; absent calls are new.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct CallBefore {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub app_id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    pub logical_call_id: i64,
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = Bool)]
+    pub answered: bool,
+    #[diesel(sql_type = Bool)]
+    pub ended: bool,
+    #[diesel(sql_type = Bool)]
+    pub recorded: bool,
+    #[diesel(sql_type = BigInt)]
+    pub push_sequence: i64,
+}
+
+/// The stored state of the given phone calls (one index probe each), before a write changes
+/// them.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn calls_before(
+    conn: &mut AsyncPgConnection,
+    calls: &[(Uuid, i64)],
+) -> Result<Vec<CallBefore>, DbError> {
+    if calls.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (app_ids, ids): (Vec<Uuid>, Vec<i64>) = calls.iter().copied().unzip();
+    Ok(diesel::sql_query(
+        "SELECT l.app_id, l.logical_call_id, l.status, l.answered_at IS NOT NULL AS answered, \
+           l.ended_at IS NOT NULL AS ended, l.recording_url IS NOT NULL AS recorded, \
+           l.push_sequence \
+         FROM unnest($1::uuid[], $2::bigint[]) AS k (app_id, id) \
+         JOIN logical_calls l ON l.app_id = k.app_id AND l.logical_call_id = k.id",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
+    .bind::<Array<BigInt>, _>(ids)
+    .load(conn)
+    .await?)
+}
+
+/// Stores the last announced `sequence` of phone calls, `(app_id, logical_call_id, sequence)`.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn set_call_sequences(
+    conn: &mut AsyncPgConnection,
+    sequences: &[(Uuid, i64, i64)],
+) -> Result<(), DbError> {
+    if sequences.is_empty() {
+        return Ok(());
+    }
+    let app_ids: Vec<Uuid> = sequences.iter().map(|s| s.0).collect();
+    let ids: Vec<i64> = sequences.iter().map(|s| s.1).collect();
+    let values: Vec<i64> = sequences.iter().map(|s| s.2).collect();
+    diesel::sql_query(
+        "UPDATE logical_calls l SET push_sequence = k.sequence \
+         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS k (app_id, id, sequence) \
+         WHERE l.app_id = k.app_id AND l.logical_call_id = k.id",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
+    .bind::<Array<BigInt>, _>(ids)
+    .bind::<Array<BigInt>, _>(values)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Announces what changed in the phone calls `after` (just written) since `before` (their
+/// stored state, read before the write by [`calls_before`]), and stores each call's last
+/// `sequence`.
+///
+/// # Errors
+/// [`DbError`] from the queries.
+pub async fn announce_call_changes(
+    conn: &mut AsyncPgConnection,
+    before: &[CallBefore],
+    after: &[LogicalCallRow],
+) -> Result<(), DbError> {
+    let before: HashMap<(Uuid, i64), &CallBefore> = before
+        .iter()
+        .map(|b| ((b.app_id, b.logical_call_id), b))
+        .collect();
+    let mut announcements = Vec::new();
+    let mut sequences = Vec::new();
+    for call in after {
+        let key = (call.app_id, call.logical_call_id);
+        let stored = before.get(&key);
+        let facts = |status: &str, answered, ended, recorded| CallFacts {
+            status: status.to_owned(),
+            inbound: call.direction.as_deref() == Some("inbound"),
+            answered,
+            ended,
+            recorded,
+        };
+        let then = stored.map(|b| facts(&b.status, b.answered, b.ended, b.recorded));
+        let now = facts(
+            &call.status,
+            call.answered_at.is_some(),
+            call.ended_at.is_some(),
+            call.recording_url.is_some(),
+        );
+        let events = call_announcements(then.as_ref(), &now);
+        if events.is_empty() {
+            continue;
+        }
+        let mut sequence = stored.map_or(0, |b| b.push_sequence);
+        let data = serde_json::to_value(PhoneCallView::from(call.clone())).unwrap_or_default();
+        for event in events {
+            sequence += 1;
+            let id = Uuid::new_v4();
+            announcements.push(Announcement {
+                id,
+                app_id: call.app_id,
+                event_type: event.as_str(),
+                body: body(
+                    id,
+                    event,
+                    call.logical_call_id.to_string(),
+                    Some(&call.status),
+                    sequence,
+                    data.clone(),
+                ),
+            });
+        }
+        sequences.push((call.app_id, call.logical_call_id, sequence));
+    }
+    announce(conn, &announcements).await?;
+    set_call_sequences(conn, &sequences).await
+}
+
+/// What the announcement rules read of a stored message, before a write changes it.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct MessageBefore {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub app_id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    pub message_id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub message_status: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    pub push_sequence: i64,
+}
+
+/// The stored state of the given messages, `(app_id, message_id)` (one index probe each);
+/// absent messages are new.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn messages_before(
+    conn: &mut AsyncPgConnection,
+    messages: &[(Uuid, i64)],
+) -> Result<Vec<MessageBefore>, DbError> {
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (app_ids, ids): (Vec<Uuid>, Vec<i64>) = messages.iter().copied().unzip();
+    Ok(diesel::sql_query(
+        "SELECT m.app_id, m.message_id, m.message_status, m.push_sequence \
+         FROM unnest($1::uuid[], $2::bigint[]) AS k (app_id, id) \
+         JOIN messages m ON m.app_id = k.app_id AND m.message_id = k.id",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
+    .bind::<Array<BigInt>, _>(ids)
+    .load(conn)
+    .await?)
+}
+
+/// Announces what changed in the messages `after` (just written) since `before`
+/// ([`messages_before`]), and stores each message's last `sequence`. The body's `callId` is
+/// the message's id.
+///
+/// # Errors
+/// [`DbError`] from the queries.
+pub async fn announce_message_changes(
+    conn: &mut AsyncPgConnection,
+    before: &[MessageBefore],
+    after: &[MessageRow],
+) -> Result<(), DbError> {
+    let before: HashMap<(Uuid, i64), &MessageBefore> = before
+        .iter()
+        .map(|b| ((b.app_id, b.message_id), b))
+        .collect();
+    let mut announcements = Vec::new();
+    let mut sequences = Vec::new();
+    for message in after {
+        let stored = before.get(&(message.app_id, message.message_id));
+        let inbound = message.direction.as_deref() == Some("inbound");
+        let then = stored.map(|b| MessageFacts {
+            inbound,
+            status: b.message_status.clone(),
+        });
+        let now = MessageFacts {
+            inbound,
+            status: message.message_status.clone(),
+        };
+        let events = message_announcements(then.as_ref(), &now);
+        if events.is_empty() {
+            continue;
+        }
+        let mut sequence = stored.map_or(0, |b| b.push_sequence);
+        let data = serde_json::to_value(MessageView::from(message.clone())).unwrap_or_default();
+        for event in events {
+            sequence += 1;
+            let id = Uuid::new_v4();
+            announcements.push(Announcement {
+                id,
+                app_id: message.app_id,
+                event_type: event.as_str(),
+                body: body(
+                    id,
+                    event,
+                    message.message_id.to_string(),
+                    message.message_status.as_deref(),
+                    sequence,
+                    data.clone(),
+                ),
+            });
+        }
+        sequences.push((message.app_id, message.message_id, sequence));
+    }
+    announce(conn, &announcements).await?;
+    if sequences.is_empty() {
+        return Ok(());
+    }
+    let app_ids: Vec<Uuid> = sequences.iter().map(|s| s.0).collect();
+    let ids: Vec<i64> = sequences.iter().map(|s| s.1).collect();
+    let values: Vec<i64> = sequences.iter().map(|s| s.2).collect();
+    diesel::sql_query(
+        "UPDATE messages m SET push_sequence = k.sequence \
+         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS k (app_id, id, sequence) \
+         WHERE m.app_id = k.app_id AND m.message_id = k.id",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
+    .bind::<Array<BigInt>, _>(ids)
+    .bind::<Array<BigInt>, _>(values)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

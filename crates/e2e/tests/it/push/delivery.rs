@@ -1,0 +1,241 @@
+//! Deliveries end to end: a call's and a message's events, signed both ways; retries with the
+//! same id; 410 deactivates until the tenant revives the subscription; a replay announces nothing.
+
+use super::*;
+
+#[tokio::test]
+async fn a_subscriber_gets_a_calls_events_signed_both_ways_and_a_replay_announces_nothing() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("Acme").await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let created = subscribe(&stack, &app, &receiver, json!(["*"])).await;
+    let secret = created["secret_key"].as_str().expect("secret shown once");
+    assert!(
+        secret.starts_with("whsec_") && secret.len() == 50,
+        "{secret}"
+    );
+    assert_eq!(created["active"], true);
+    assert_eq!(created["events"], json!(["*"]));
+    stack.start_deliveries();
+
+    stack.post_fixtures(&app, &OUTBOUND).await;
+    stack.run_worker().await;
+    // The whole lifecycle in one batch is one change: nothing to completed.
+    let expected = [
+        "call.started",
+        "call.answered",
+        "call.status.changed",
+        "call.recording.ready",
+        "call.ended",
+        "call.completed",
+    ];
+    let requests = received(&receiver, expected.len()).await;
+    let mut bodies: Vec<Value> = requests.iter().map(body_of).collect();
+    bodies.sort_by_key(|b| b["sequence"].as_i64());
+    let events: Vec<&str> = bodies
+        .iter()
+        .map(|b| b["event"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(events, expected);
+    for (n, body) in bodies.iter().enumerate() {
+        assert_eq!(body["sequence"], json!(n + 1));
+        assert_eq!(body["status"], "completed");
+        assert!(body["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
+    for request in &requests {
+        assert_signed(request, secret);
+        assert_eq!(
+            body_of(request)["id"],
+            request.headers["webhook-id"].to_str().expect("ascii")
+        );
+    }
+    // `data` is the phone call exactly as the tenant API shows it.
+    let call_id = bodies[0]["callId"].as_str().expect("callId").to_owned();
+    let (status, shown) = stack.get_calls(&app.api_key, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(shown["calls"][0]["call_id"], call_id.as_str());
+    assert_eq!(bodies.last().expect("events")["data"], shown["calls"][0]);
+
+    // The subscription's health.
+    let id = created["id"].as_str().expect("id");
+    let path = format!("/api/webhooks/subscriptions/{id}");
+    let subscription =
+        subscription_when(&stack, &app, &path, |s| s["last_success_at"].is_string()).await;
+    assert_eq!(subscription["consecutive_failures"], 0);
+    assert!(subscription["last_success_at"].is_string());
+    assert!(
+        subscription.get("secret_key").is_none(),
+        "the secret is shown only once"
+    );
+
+    // Redelivered and replayed Dialpad events change nothing, so announce nothing.
+    stack.post_fixtures(&app, &OUTBOUND).await;
+    let (status, _) = stack
+        .admin(
+            Method::POST,
+            "/internal/replay",
+            Some(json!({ "app_id": app.app_id, "from": "2026-11-19T00:00:00Z", "to": "2026-11-20T00:00:00Z" })),
+        )
+        .await;
+    assert_eq!(status, 202);
+    stack.run_worker().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(received(&receiver, 0).await.len(), expected.len());
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_the_same_event_again_and_410_deactivates_until_revived() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("Acme").await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&receiver)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .with_priority(2)
+        .mount(&receiver)
+        .await;
+    let created = subscribe(&stack, &app, &receiver, json!(["call.started"])).await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    stack.start_deliveries();
+
+    stack.post_fixtures(&app, &OUTBOUND[..1]).await;
+    stack.run_worker().await;
+    let requests = received(&receiver, 4).await;
+    assert_eq!(requests.len(), 4, "three failures, then a success");
+    let first = &requests[0];
+    for retry in &requests[1..] {
+        assert_eq!(retry.headers["webhook-id"], first.headers["webhook-id"]);
+        assert_eq!(retry.body, first.body);
+    }
+    assert_eq!(body_of(first)["event"], "call.started");
+    let subscription_path = format!("/api/webhooks/subscriptions/{id}");
+    let subscription = subscription_when(&stack, &app, &subscription_path, |s| {
+        s["last_success_at"].is_string()
+    })
+    .await;
+    assert_eq!(subscription["consecutive_failures"], 0);
+    assert_eq!(subscription["active"], true);
+    assert!(subscription["last_failure_at"].is_string());
+
+    // 410 Gone deactivates at once, without retries.
+    receiver.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(410))
+        .mount(&receiver)
+        .await;
+    let (status, _) = stack
+        .tenant(
+            &app.api_key,
+            Method::PATCH,
+            &subscription_path,
+            Some(json!({ "events": ["*"] })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    stack.post_fixtures(&app, &OUTBOUND[1..2]).await;
+    stack.run_worker().await;
+    let subscription =
+        subscription_when(&stack, &app, &subscription_path, |s| s["active"] == false).await;
+    assert_eq!(subscription["active"], false, "{subscription}");
+    assert!(
+        subscription["disabled_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("410")),
+        "{subscription}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let gone = received(&receiver, 0).await;
+    let mut ids: Vec<_> = gone
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    ids.dedup();
+    assert_eq!(ids.len(), gone.len(), "no retry after 410");
+
+    // Reactivated by its tenant: failures forgotten.
+    let (status, revived) = stack
+        .tenant(
+            &app.api_key,
+            Method::PATCH,
+            &subscription_path,
+            Some(json!({ "active": true })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(revived["active"], true);
+    assert_eq!(revived["consecutive_failures"], 0);
+    assert_eq!(revived["disabled_reason"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_message_announces_that_it_was_sent_or_received_and_each_status() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("Acme").await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    subscribe(
+        &stack,
+        &app,
+        &receiver,
+        json!(["sms.sent", "sms.received", "sms.status.changed"]),
+    )
+    .await;
+    stack.start_deliveries();
+
+    let mut seen = 0;
+    for (fixture, expected) in [
+        (
+            "sms_outbound_01_pending.json",
+            vec![("sms.sent", 1), ("sms.status.changed", 2)],
+        ),
+        (
+            "sms_outbound_02_status_success.json",
+            vec![("sms.status.changed", 3)],
+        ),
+        (
+            "sms_inbound_01_received.json",
+            vec![("sms.received", 1), ("sms.status.changed", 2)],
+        ),
+    ] {
+        stack.post_fixtures(&app, &[fixture]).await;
+        stack.run_worker().await;
+        seen += expected.len();
+        let requests = received(&receiver, seen).await;
+        assert_eq!(requests.len(), seen, "{fixture}");
+        let mut bodies: Vec<Value> = requests[seen - expected.len()..]
+            .iter()
+            .map(body_of)
+            .collect();
+        bodies.sort_by_key(|b| b["sequence"].as_i64());
+        let events: Vec<(&str, i64)> = bodies
+            .iter()
+            .map(|b| {
+                (
+                    b["event"].as_str().unwrap_or(""),
+                    b["sequence"].as_i64().unwrap_or(0),
+                )
+            })
+            .collect();
+        assert_eq!(events, expected, "{fixture}");
+        for body in &bodies {
+            assert_eq!(
+                body["callId"], body["data"]["message_id"],
+                "the message's id"
+            );
+            assert_eq!(body["status"], body["data"]["status"]);
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Push to client apps: a tenant subscribes over HTTP, the worker announces what a Dialpad
+//! event changed, and a local receiver gets it signed both ways, again with the same id after
+//! failures; 410 deactivates, `PATCH active: true` revives; a replay announces nothing twice.
+
+mod delivery;
+mod ssrf;
+mod subscriptions;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use e2e::{TestApp, TestStack};
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::OUTBOUND;
+
+/// Subscribes `app` to `events` at the receiver's `/hook`; the subscription's JSON.
+async fn subscribe(
+    stack: &TestStack,
+    app: &TestApp,
+    receiver: &MockServer,
+    events: Value,
+) -> Value {
+    let (status, created) = stack
+        .tenant(
+            &app.api_key,
+            Method::POST,
+            "/api/webhooks/subscriptions",
+            Some(json!({ "webhook_url": format!("{}/hook", receiver.uri()), "events": events })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
+/// The receiver's requests, once it has at least `count` of them (waits up to 10 s).
+async fn received(receiver: &MockServer, count: usize) -> Vec<Request> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let requests = receiver.received_requests().await.unwrap_or_default();
+        if requests.len() >= count || Instant::now() > deadline {
+            return requests;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The subscription at `path` once `ready` holds of it (waits up to 10 s: the worker records an
+/// attempt after the receiver has answered).
+async fn subscription_when(
+    stack: &TestStack,
+    app: &TestApp,
+    path: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, subscription) = stack.tenant(&app.api_key, Method::GET, path, None).await;
+        assert_eq!(status, 200, "{subscription}");
+        if ready(&subscription) || Instant::now() > deadline {
+            return subscription;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Checks both signatures of a delivery the way a receiver would, from the secret alone.
+fn assert_signed(request: &Request, secret: &str) {
+    let header = |name: &str| {
+        request.headers[name]
+            .to_str()
+            .expect("ascii header")
+            .to_owned()
+    };
+    let legacy = format!(
+        "sha256={}",
+        hex::encode(hmac(secret.as_bytes(), &request.body))
+    );
+    assert_eq!(header("x-webhook-signature"), legacy);
+
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").expect("whsec_ secret"))
+        .expect("base64 secret");
+    let id = header("webhook-id");
+    let timestamp = header("webhook-timestamp");
+    let age = chrono::Utc::now().timestamp() - timestamp.parse::<i64>().expect("seconds");
+    assert!((0..60).contains(&age), "fresh timestamp");
+    let mut signed = format!("{id}.{timestamp}.").into_bytes();
+    signed.extend_from_slice(&request.body);
+    let expected = format!("v1,{}", STANDARD.encode(hmac(&key, &signed)));
+    assert!(
+        header("webhook-signature")
+            .split(' ')
+            .any(|s| s == expected),
+        "a v1 signature verifies"
+    );
+    // A tampered body no longer verifies.
+    let mut tampered = format!("{id}.{timestamp}.").into_bytes();
+    tampered.extend_from_slice(&request.body);
+    tampered.push(b' ');
+    assert_ne!(
+        format!("v1,{}", STANDARD.encode(hmac(&key, &tampered))),
+        expected
+    );
+}
+
+fn body_of(request: &Request) -> Value {
+    serde_json::from_slice(&request.body).expect("JSON body")
+}
