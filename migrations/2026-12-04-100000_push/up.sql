@@ -62,6 +62,8 @@ CREATE INDEX push_deliveries_subscription_idx ON push_deliveries (subscription_i
 CREATE TABLE push_attempts (
     id bigserial PRIMARY KEY,
     delivery_id bigint NOT NULL REFERENCES push_deliveries (id) ON DELETE CASCADE,
+    -- Denormalised so a subscription's attempt log is one index range, newest first.
+    subscription_id uuid NOT NULL,
     attempt integer NOT NULL,
     -- NULL when no response came (connect error, timeout).
     status_code integer,
@@ -69,7 +71,7 @@ CREATE TABLE push_attempts (
     error text,
     attempted_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX push_attempts_delivery_idx ON push_attempts (delivery_id, id);
+CREATE INDEX push_attempts_subscription_idx ON push_attempts (subscription_id, id);
 
 -- Wakes the delivery loops when deliveries are written (at commit).
 CREATE FUNCTION notify_push_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -335,6 +335,7 @@ diesel::table! {
     push_attempts (id) {
         id -> Int8,
         delivery_id -> Int8,
+        subscription_id -> Uuid,
         attempt -> Int4,
         status_code -> Nullable<Int4>,
         latency_ms -> Int4,

@@ -222,12 +222,19 @@ pub async fn relink(
         .map(|row| (row.app_id, row.logical_call_id))
         .collect();
     let before = push::calls_before(conn, &keys).await?;
+    let announced_apps: BTreeSet<Uuid> = announced.iter().map(|row| row.app_id).collect();
+    let announced_voicemails: Vec<VoicemailRow> = voicemail_rows
+        .iter()
+        .filter(|v| announced_apps.contains(&v.app_id))
+        .cloned()
+        .collect();
+    let new_voicemails = push::new_voicemails(conn, &announced_voicemails).await?;
 
     set_logical_ids(conn, &relinked).await?;
     delete_logical_calls(conn, &stale).await?;
     upsert_logical_calls(conn, &rows).await?;
-    push::announce_call_changes(conn, &before, &announced).await?;
     upsert_voicemails(conn, &voicemail_rows).await?;
+    push::announce_call_changes(conn, &before, &announced, &new_voicemails).await?;
     mark_truncated(conn, &truncated, max_legs).await?;
     Ok(())
 }

@@ -149,14 +149,16 @@ pub async fn record_attempt(
             return Ok(false);
         }
         diesel::sql_query(
-            "INSERT INTO push_attempts (delivery_id, attempt, status_code, latency_ms, error) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO push_attempts \
+               (delivery_id, subscription_id, attempt, status_code, latency_ms, error) \
+             VALUES ($1, $6, $2, $3, $4, $5)",
         )
         .bind::<BigInt, _>(delivery.id)
         .bind::<Integer, _>(delivery.attempt)
         .bind::<Nullable<Integer>, _>(code)
         .bind::<Integer, _>(latency)
         .bind::<Nullable<Text>, _>(result.error.as_deref())
+        .bind::<diesel::sql_types::Uuid, _>(delivery.subscription_id)
         .execute(conn)
         .await?;
         if succeeded {
@@ -195,4 +197,82 @@ pub async fn record_attempt(
         Ok(true)
     })
     .await
+}
+
+/// One attempt of a subscription's delivery, as its tenant sees it in the attempt log.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct AttemptRecord {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub delivery_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub event_id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub event_type: String,
+    #[diesel(sql_type = Integer)]
+    pub attempt: i32,
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub status_code: Option<i32>,
+    /// Milliseconds.
+    #[diesel(sql_type = Integer)]
+    pub latency_ms: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub error: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub attempted_at: DateTime<Utc>,
+    /// The delivery's state now: `pending`, `delivered` or `failed`.
+    #[diesel(sql_type = Text)]
+    pub delivery_status: String,
+}
+
+/// A page of a subscription's attempt log, newest first: at most `limit` attempts older than
+/// `before` (an attempt id; `None`: the newest). One range of `push_attempts_subscription_idx`.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn attempts(
+    conn: &mut AsyncPgConnection,
+    app_id: Uuid,
+    subscription_id: Uuid,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<AttemptRecord>, DbError> {
+    Ok(diesel::sql_query(
+        "SELECT a.id, a.delivery_id, d.event_id, e.event_type, a.attempt, a.status_code, \
+           a.latency_ms, a.error, a.attempted_at, d.status AS delivery_status \
+         FROM push_attempts a \
+         JOIN push_deliveries d ON d.id = a.delivery_id AND d.app_id = $1 \
+         JOIN push_events e ON e.id = d.event_id \
+         WHERE a.subscription_id = $2 AND a.id < coalesce($3, 9223372036854775807) \
+         ORDER BY a.id DESC LIMIT $4",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(app_id)
+    .bind::<diesel::sql_types::Uuid, _>(subscription_id)
+    .bind::<Nullable<BigInt>, _>(before)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?)
+}
+
+/// Queues an app's delivery again, now, with a fresh retry schedule (`attempts` back to 0):
+/// `false` for an unknown delivery or another app's.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn resend(
+    conn: &mut AsyncPgConnection,
+    app_id: Uuid,
+    delivery_id: i64,
+) -> Result<bool, DbError> {
+    let queued = diesel::sql_query(
+        "UPDATE push_deliveries SET status = 'pending', attempts = 0, lease_token = NULL, \
+           next_attempt_at = now(), updated_at = now() \
+         WHERE id = $1 AND app_id = $2",
+    )
+    .bind::<BigInt, _>(delivery_id)
+    .bind::<diesel::sql_types::Uuid, _>(app_id)
+    .execute(conn)
+    .await?;
+    Ok(queued > 0)
 }

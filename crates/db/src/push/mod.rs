@@ -20,12 +20,13 @@ mod outbox;
 mod subscriptions;
 
 pub use deliveries::{
-    AttemptResult, FailurePolicy, LeasedDelivery, claim_deliveries, record_attempt,
+    AttemptRecord, AttemptResult, FailurePolicy, LeasedDelivery, attempts, claim_deliveries,
+    record_attempt, resend,
 };
 pub use outbox::{
     Announcement, CallBefore, MessageBefore, announce, announce_call_changes,
-    announce_message_changes, calls_before, messages_before, set_call_sequences, subscribed_apps,
-    subscribed_rows,
+    announce_message_changes, calls_before, messages_before, new_voicemails, set_call_sequences,
+    subscribed_apps, subscribed_rows,
 };
 pub use subscriptions::{NewSubscription, PushSubscription, SubscriptionChanges};
 
@@ -43,10 +44,10 @@ use domain::push::{CallFacts, MessageFacts, PushEvent, call_announcements, messa
 
 use crate::DbError;
 use crate::crypto::Keyring;
-use crate::logical_calls::LogicalCallRow;
+use crate::logical_calls::{LogicalCallRow, VoicemailRow};
 use crate::messages::MessageRow;
 use crate::schema::{apps, push_subscriptions};
-use crate::views::{MessageView, PhoneCallView, timestamp};
+use crate::views::{MessageView, PhoneCallView, VoicemailView, timestamp};
 
 /// The channel the deliveries' insert trigger notifies; delivery loops `LISTEN` on it.
 pub const DELIVERIES_CHANNEL: &str = "push_deliveries";

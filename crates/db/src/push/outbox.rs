@@ -201,8 +201,10 @@ pub async fn set_call_sequences(
 }
 
 /// Announces what changed in the phone calls `after` (just written) since `before` (their
-/// stored state, read before the write by [`calls_before`]), and stores each call's last
-/// `sequence`.
+/// stored state, read before the write by [`calls_before`]), and the voicemails left on them
+/// (`new_voicemails`: rows that did not exist before, [`new_voicemails`]), and stores each
+/// call's last `sequence`. A `voicemail.created` body's `data` is the voicemail as
+/// `GET /api/voicemails` lists it.
 ///
 /// # Errors
 /// [`DbError`] from the queries.
@@ -210,7 +212,17 @@ pub async fn announce_call_changes(
     conn: &mut AsyncPgConnection,
     before: &[CallBefore],
     after: &[LogicalCallRow],
+    new_voicemails: &[VoicemailRow],
 ) -> Result<(), DbError> {
+    let mut voicemails: HashMap<(Uuid, i64), Vec<&VoicemailRow>> = HashMap::new();
+    for voicemail in new_voicemails {
+        if let Some(call) = voicemail.logical_call_id {
+            voicemails
+                .entry((voicemail.app_id, call))
+                .or_default()
+                .push(voicemail);
+        }
+    }
     let before: HashMap<(Uuid, i64), &CallBefore> = before
         .iter()
         .map(|b| ((b.app_id, b.logical_call_id), b))
@@ -235,12 +247,24 @@ pub async fn announce_call_changes(
             call.recording_url.is_some(),
         );
         let events = call_announcements(then.as_ref(), &now);
-        if events.is_empty() {
+        let left = voicemails.get(&key).map(Vec::as_slice).unwrap_or_default();
+        if events.is_empty() && left.is_empty() {
             continue;
         }
         let mut sequence = stored.map_or(0, |b| b.push_sequence);
         let data = serde_json::to_value(PhoneCallView::from(call.clone())).unwrap_or_default();
-        for event in events {
+        let voicemail_data = left.iter().map(|voicemail| {
+            let view = VoicemailView::from((*voicemail).clone());
+            (
+                PushEvent::VoicemailCreated,
+                serde_json::to_value(view).unwrap_or_default(),
+            )
+        });
+        for (event, data) in events
+            .into_iter()
+            .map(|event| (event, data.clone()))
+            .chain(voicemail_data)
+        {
             sequence += 1;
             let id = Uuid::new_v4();
             announcements.push(Announcement {
@@ -253,7 +277,7 @@ pub async fn announce_call_changes(
                     call.logical_call_id.to_string(),
                     Some(&call.status),
                     sequence,
-                    data.clone(),
+                    data,
                 ),
             });
         }
@@ -371,4 +395,42 @@ pub async fn announce_message_changes(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The voicemails of `rows` that are not stored yet (one index probe each): the ones a write
+/// of `rows` creates.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn new_voicemails(
+    conn: &mut AsyncPgConnection,
+    rows: &[VoicemailRow],
+) -> Result<Vec<VoicemailRow>, DbError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    #[derive(QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        app_id: Uuid,
+        #[diesel(sql_type = BigInt)]
+        call_id: i64,
+    }
+    let (app_ids, ids): (Vec<Uuid>, Vec<i64>) = rows.iter().map(|v| (v.app_id, v.call_id)).unzip();
+    let stored: HashSet<(Uuid, i64)> = diesel::sql_query(
+        "SELECT v.app_id, v.call_id FROM unnest($1::uuid[], $2::bigint[]) AS k (app_id, id) \
+         JOIN voicemails v ON v.app_id = k.app_id AND v.call_id = k.id",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
+    .bind::<Array<BigInt>, _>(ids)
+    .load::<Stored>(conn)
+    .await?
+    .into_iter()
+    .map(|s| (s.app_id, s.call_id))
+    .collect();
+    Ok(rows
+        .iter()
+        .filter(|v| !stored.contains(&(v.app_id, v.call_id)))
+        .cloned()
+        .collect())
 }

@@ -64,8 +64,7 @@ async fn a_subscriber_gets_a_calls_events_signed_both_ways_and_a_replay_announce
     // The subscription's health.
     let id = created["id"].as_str().expect("id");
     let path = format!("/api/webhooks/subscriptions/{id}");
-    let subscription =
-        subscription_when(&stack, &app, &path, |s| s["last_success_at"].is_string()).await;
+    let subscription = get_when(&stack, &app, &path, |s| s["last_success_at"].is_string()).await;
     assert_eq!(subscription["consecutive_failures"], 0);
     assert!(subscription["last_success_at"].is_string());
     assert!(
@@ -119,7 +118,7 @@ async fn a_failing_receiver_gets_the_same_event_again_and_410_deactivates_until_
     }
     assert_eq!(body_of(first)["event"], "call.started");
     let subscription_path = format!("/api/webhooks/subscriptions/{id}");
-    let subscription = subscription_when(&stack, &app, &subscription_path, |s| {
+    let subscription = get_when(&stack, &app, &subscription_path, |s| {
         s["last_success_at"].is_string()
     })
     .await;
@@ -144,8 +143,7 @@ async fn a_failing_receiver_gets_the_same_event_again_and_410_deactivates_until_
     assert_eq!(status, 200);
     stack.post_fixtures(&app, &OUTBOUND[1..2]).await;
     stack.run_worker().await;
-    let subscription =
-        subscription_when(&stack, &app, &subscription_path, |s| s["active"] == false).await;
+    let subscription = get_when(&stack, &app, &subscription_path, |s| s["active"] == false).await;
     assert_eq!(subscription["active"], false, "{subscription}");
     assert!(
         subscription["disabled_reason"]
@@ -238,4 +236,115 @@ async fn a_message_announces_that_it_was_sent_or_received_and_each_status() {
             assert_eq!(body["status"], body["data"]["status"]);
         }
     }
+}
+
+#[tokio::test]
+async fn a_voicemail_is_announced_once_with_its_link() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("Acme").await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    subscribe(&stack, &app, &receiver, json!(["voicemail.created"])).await;
+    stack.start_deliveries();
+
+    // Event by event, as Dialpad sends them: the voicemail appears with its upload.
+    for name in db::testing::fixtures::INBOUND_VOICEMAIL {
+        stack.post_fixtures(&app, &[name]).await;
+        stack.run_worker().await;
+    }
+    let requests = received(&receiver, 1).await;
+    assert_eq!(requests.len(), 1);
+    let body = body_of(&requests[0]);
+    assert_eq!(body["event"], "voicemail.created");
+    assert!(body["data"]["link"].is_string(), "{body}");
+    assert_eq!(body["data"]["logical_call_id"], body["callId"]);
+    let (_, listed) = stack
+        .tenant(&app.api_key, Method::GET, "/api/voicemails", None)
+        .await;
+    // As GET /api/voicemails lists it, but when it was left: its transcript came later.
+    let mut shown = listed["voicemails"][0].clone();
+    assert!(shown["transcription_text"].is_string());
+    shown["transcription_text"] = Value::Null;
+    assert_eq!(body["data"], shown);
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(received(&receiver, 0).await.len(), 1, "announced once");
+}
+
+#[tokio::test]
+async fn the_attempt_log_shows_each_attempt_and_a_delivery_can_be_resent() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("Acme").await;
+    let other = stack.create_app("Other").await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&receiver)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&receiver)
+        .await;
+    let created = subscribe(&stack, &app, &receiver, json!(["call.started"])).await;
+    let log = format!(
+        "/api/webhooks/subscriptions/{}/deliveries",
+        created["id"].as_str().expect("id")
+    );
+    stack.start_deliveries();
+    stack.post_fixtures(&app, &OUTBOUND[..1]).await;
+    stack.run_worker().await;
+    assert_eq!(received(&receiver, 2).await.len(), 2);
+
+    let attempts = get_when(&stack, &app, &log, |l| {
+        l["attempts"].as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    let attempts = attempts["attempts"].as_array().expect("attempts").clone();
+    assert_eq!(attempts[0]["attempt"], 2, "newest first");
+    assert_eq!(attempts[0]["status_code"], 200);
+    assert_eq!(attempts[0]["delivery_status"], "delivered");
+    assert_eq!(attempts[0]["event"], "call.started");
+    assert_eq!(attempts[1]["attempt"], 1);
+    assert_eq!(attempts[1]["status_code"], 503);
+    assert!(
+        attempts[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("503"))
+    );
+    assert!(attempts[1]["latency_ms"].is_number());
+
+    let resend = format!(
+        "/api/webhooks/deliveries/{}/resend",
+        attempts[0]["delivery_id"].as_str().expect("delivery id")
+    );
+    let (status, _) = stack
+        .tenant(&other.api_key, Method::POST, &resend, None)
+        .await;
+    assert_eq!(status, 404, "another app's delivery");
+    let (status, _) = stack.tenant(&other.api_key, Method::GET, &log, None).await;
+    assert_eq!(status, 404, "another app's log");
+    let (status, error) = stack
+        .tenant(&app.api_key, Method::GET, &format!("{log}?cursor=x"), None)
+        .await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (400, Some("invalid_parameter"))
+    );
+    let (status, resent) = stack
+        .tenant(&app.api_key, Method::POST, &resend, None)
+        .await;
+    assert_eq!((status, resent["status"].as_str()), (202, Some("pending")));
+    let requests = received(&receiver, 3).await;
+    assert_eq!(requests.len(), 3);
+    assert_eq!(
+        requests[2].headers["webhook-id"],
+        requests[0].headers["webhook-id"]
+    );
+    assert_eq!(requests[2].body, requests[0].body);
 }

@@ -51,9 +51,9 @@ async fn received(receiver: &MockServer, count: usize) -> Vec<Request> {
     }
 }
 
-/// The subscription at `path` once `ready` holds of it (waits up to 10 s: the worker records an
+/// What a tenant `GET` of `path` answers once `ready` holds of it (waits up to 10 s: the worker records an
 /// attempt after the receiver has answered).
-async fn subscription_when(
+async fn get_when(
     stack: &TestStack,
     app: &TestApp,
     path: &str,

@@ -104,8 +104,7 @@ async fn the_worker_refuses_to_send_to_a_host_that_resolves_to_a_private_address
         "/api/webhooks/subscriptions/{}",
         created["id"].as_str().expect("id")
     );
-    let subscription =
-        subscription_when(&stack, &app, &path, |s| s["last_failure_at"].is_string()).await;
+    let subscription = get_when(&stack, &app, &path, |s| s["last_failure_at"].is_string()).await;
     assert!(
         subscription["last_failure_at"].is_string(),
         "{subscription}"
