@@ -12,6 +12,10 @@ CREATE TABLE push_subscriptions (
     -- `whsec_...`, sealed (AES-256-GCM, bound to the subscription id).
     secret_ciphertext bytea NOT NULL,
     secret_key_id text NOT NULL,
+    -- After a rotation, the former secret still signs (a second signature) until it expires.
+    previous_secret_ciphertext bytea,
+    previous_secret_key_id text,
+    previous_secret_expires_at timestamptz,
     active boolean NOT NULL DEFAULT true,
     consecutive_failures integer NOT NULL DEFAULT 0,
     last_success_at timestamptz,

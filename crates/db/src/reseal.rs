@@ -52,6 +52,7 @@ pub async fn reseal_all(
     reseal_connections(conn, keyring, &mut total).await?;
     reseal_webhook_secrets(conn, keyring, &mut total).await?;
     reseal_push_secrets(conn, keyring, &mut total).await?;
+    reseal_previous_push_secrets(conn, keyring, &mut total).await?;
     Ok(total)
 }
 
@@ -262,6 +263,58 @@ async fn reseal_push_secrets(
             .set((
                 push_subscriptions::secret_ciphertext.eq(&sealed.ciphertext),
                 push_subscriptions::secret_key_id.eq(&sealed.key_id),
+            ))
+            .execute(conn)
+            .await?;
+        }
+    }
+}
+
+/// The former secrets of rotated subscriptions (still signing until they expire).
+async fn reseal_previous_push_secrets(
+    conn: &mut AsyncPgConnection,
+    keyring: &Keyring,
+    total: &mut Resealed,
+) -> Result<(), DbError> {
+    let current = keyring.current_key_id().to_owned();
+    let mut after = Uuid::nil();
+    loop {
+        let rows: Vec<(Uuid, Option<Vec<u8>>, Option<String>)> = push_subscriptions::table
+            .filter(push_subscriptions::id.gt(after))
+            .filter(push_subscriptions::previous_secret_key_id.ne(&current))
+            .order(push_subscriptions::id)
+            .limit(BATCH)
+            .select((
+                push_subscriptions::id,
+                push_subscriptions::previous_secret_ciphertext,
+                push_subscriptions::previous_secret_key_id,
+            ))
+            .load(conn)
+            .await?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.0;
+        for (id, ciphertext, key_id) in rows {
+            let (Some(ciphertext), Some(key_id)) = (ciphertext, key_id) else {
+                continue;
+            };
+            let place = PushSubscription::secret_place(id);
+            let Ok(secret) = keyring.open_str(&ciphertext, &key_id, &place) else {
+                tracing::warn!(push_subscription.id = %id, key.id = %key_id, "A push subscription's former secret cannot be opened by any key; skipped.");
+                total.unreadable += 1;
+                continue;
+            };
+            let sealed = keyring.seal_str(secret.expose_secret(), &place);
+            total.resealed += diesel::update(
+                push_subscriptions::table
+                    .find(id)
+                    .filter(push_subscriptions::previous_secret_key_id.eq(&key_id))
+                    .filter(push_subscriptions::previous_secret_ciphertext.eq(&ciphertext)),
+            )
+            .set((
+                push_subscriptions::previous_secret_ciphertext.eq(&sealed.ciphertext),
+                push_subscriptions::previous_secret_key_id.eq(&sealed.key_id),
             ))
             .execute(conn)
             .await?;

@@ -127,8 +127,11 @@ impl Deliverer {
     /// Sends one delivery and records the attempt; a database failure leaves the lease to
     /// expire, so the delivery is sent again (at-least-once, same `webhook-id`).
     async fn deliver(&self, delivery: LeasedDelivery) {
-        let result = match delivery.secret(&self.keyring) {
-            Ok(secret) => self.send(&delivery, &secret).await,
+        let secrets = delivery
+            .secret(&self.keyring)
+            .and_then(|secret| Ok((secret, delivery.previous_secret(&self.keyring)?)));
+        let result = match secrets {
+            Ok((secret, previous)) => self.send(&delivery, &secret, previous.as_ref()).await,
             Err(error) => {
                 tracing::error!(subscription.id = %delivery.subscription_id, error = %error, "A subscription's secret does not open.");
                 failed(
@@ -168,15 +171,24 @@ impl Deliverer {
         }
     }
 
-    /// POSTs the body with both signatures; the attempt's result.
-    async fn send(&self, delivery: &LeasedDelivery, secret: &SecretString) -> AttemptResult {
+    /// POSTs the body with both signatures (and, during a rotation, a second Standard Webhooks
+    /// signature made with the former secret); the attempt's result.
+    async fn send(
+        &self,
+        delivery: &LeasedDelivery,
+        secret: &SecretString,
+        previous: Option<&SecretString>,
+    ) -> AttemptResult {
         let body = serde_json::to_vec(&delivery.body).unwrap_or_default();
         let message_id = delivery.event_id.to_string();
         let timestamp = chrono::Utc::now().timestamp();
         let secret = secret.expose_secret();
-        let standard = match domain::push::standard_signature(secret, &message_id, timestamp, &body)
-        {
-            Ok(signature) => signature,
+        let standard = std::iter::once(secret)
+            .chain(previous.map(|p| p.expose_secret()))
+            .map(|key| domain::push::standard_signature(key, &message_id, timestamp, &body))
+            .collect::<Result<Vec<_>, _>>();
+        let standard = match standard {
+            Ok(signatures) => signatures.join(" "),
             Err(error) => {
                 return failed(delivery, None, 0, error.to_string(), None, &self.settings);
             }

@@ -25,6 +25,11 @@ pub struct LeasedDelivery {
     secret_ciphertext: Vec<u8>,
     #[diesel(sql_type = Text)]
     secret_key_id: String,
+    /// The former secret while a rotation's grace period lasts.
+    #[diesel(sql_type = Nullable<diesel::sql_types::Bytea>)]
+    previous_secret_ciphertext: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    previous_secret_key_id: Option<String>,
 }
 
 impl LeasedDelivery {
@@ -38,6 +43,25 @@ impl LeasedDelivery {
             &self.secret_key_id,
             &PushSubscription::secret_place(self.subscription_id),
         )?)
+    }
+
+    /// The former secret, while a rotation's grace period lasts: deliveries carry a second
+    /// signature made with it.
+    ///
+    /// # Errors
+    /// [`DbError::Secret`] when no key of `keyring` opens it.
+    pub fn previous_secret(&self, keyring: &Keyring) -> Result<Option<SecretString>, DbError> {
+        let (Some(ciphertext), Some(key_id)) = (
+            &self.previous_secret_ciphertext,
+            &self.previous_secret_key_id,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(keyring.open_str(
+            ciphertext,
+            key_id,
+            &PushSubscription::secret_place(self.subscription_id),
+        )?))
     }
 }
 
@@ -75,7 +99,11 @@ pub async fn claim_deliveries(
          FROM chosen, push_events e, push_subscriptions s \
          WHERE d.id = chosen.id AND e.id = d.event_id AND s.id = d.subscription_id \
          RETURNING d.id, d.event_id, d.subscription_id, d.attempts AS attempt, d.lease_token, \
-           s.webhook_url, e.body, s.secret_ciphertext, s.secret_key_id",
+           s.webhook_url, e.body, s.secret_ciphertext, s.secret_key_id, \
+           CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret_ciphertext END \
+             AS previous_secret_ciphertext, \
+           CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret_key_id END \
+             AS previous_secret_key_id",
     )
     .bind::<BigInt, _>(to_i64(limit))
     .bind::<BigInt, _>(to_i64(per_subscription))

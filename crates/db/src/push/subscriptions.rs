@@ -192,4 +192,46 @@ impl PushSubscription {
         .await?;
         Ok(deleted > 0)
     }
+
+    /// Replaces the secret by `new_secret` (sealed); the former one keeps signing, as a second
+    /// signature, for `grace_s` seconds. `None` for an unknown id or another app's. Returns the
+    /// subscription and when the former secret stops signing.
+    ///
+    /// # Errors
+    /// [`DbError`] from the query.
+    pub async fn rotate_secret(
+        conn: &mut AsyncPgConnection,
+        keyring: &Keyring,
+        app_id: Uuid,
+        id: Uuid,
+        new_secret: &str,
+        grace_s: i64,
+    ) -> Result<Option<(PushSubscription, DateTime<Utc>)>, DbError> {
+        use push_subscriptions::dsl as s;
+        let sealed = keyring.seal_str(new_secret, &Self::secret_place(id));
+        let rotated = diesel::sql_query(
+            "UPDATE push_subscriptions SET \
+               previous_secret_ciphertext = secret_ciphertext, \
+               previous_secret_key_id = secret_key_id, \
+               previous_secret_expires_at = now() + $5 * interval '1 second', \
+               secret_ciphertext = $3, secret_key_id = $4, updated_at = now() \
+             WHERE app_id = $1 AND id = $2",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(app_id)
+        .bind::<diesel::sql_types::Uuid, _>(id)
+        .bind::<diesel::sql_types::Bytea, _>(&sealed.ciphertext)
+        .bind::<Text, _>(&sealed.key_id)
+        .bind::<BigInt, _>(grace_s)
+        .execute(conn)
+        .await?;
+        if rotated == 0 {
+            return Ok(None);
+        }
+        let (subscription, expires_at) = s::push_subscriptions
+            .filter(s::id.eq(id))
+            .select((PushSubscription::as_select(), s::previous_secret_expires_at))
+            .first::<(PushSubscription, Option<DateTime<Utc>>)>(conn)
+            .await?;
+        Ok(Some((subscription, expires_at.unwrap_or_else(Utc::now))))
+    }
 }

@@ -27,6 +27,7 @@ pub(crate) fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfi
         .service(subscriptions::get_subscription)
         .service(subscriptions::update_subscription)
         .service(subscriptions::delete_subscription)
+        .service(subscriptions::rotate_secret)
         .service(deliveries::list_attempts)
         .service(deliveries::resend_delivery);
 }

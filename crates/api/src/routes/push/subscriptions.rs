@@ -266,26 +266,110 @@ pub(crate) async fn delete_subscription(
     }
 }
 
+/// How long a rotated-out secret keeps signing (a second signature), in seconds: 24 h.
+const ROTATION_GRACE_S: i64 = 24 * 3_600;
+
+/// A new secret after a rotation, shown only in this answer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RotatedWebhookSecret)]
+pub(crate) struct RotatedSecret {
+    id: String,
+    /// The new `whsec_...` secret. Shown only here.
+    secret_key: String,
+    /// Until then (RFC 3339 UTC) deliveries carry a second `webhook-signature` made with the
+    /// former secret, so receivers can switch without losing events.
+    previous_secret_expires_at: String,
+}
+
+impl std::fmt::Debug for RotatedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotatedSecret")
+            .field("id", &self.id)
+            .field(
+                "secret_key",
+                &crate::routes::redacted(Some(&self.secret_key)),
+            )
+            .field(
+                "previous_secret_expires_at",
+                &self.previous_secret_expires_at,
+            )
+            .finish()
+    }
+}
+
+/// Rotate a subscription's secret
+///
+/// Issues a new `secret_key` (shown only in this answer). For 24 hours the former secret keeps
+/// signing too: `webhook-signature` then holds two `v1,` signatures, one per secret (Standard
+/// Webhooks); `x-webhook-signature` uses the new secret.
+#[utoipa::path(
+    tag = "push",
+    security(("app_api_key" = [])),
+    params(("id" = String, Path, description = "The subscription's id")),
+    responses(
+        (status = 200, description = "The new secret", body = RotatedSecret),
+        (status = 404, description = "`not_found`: no such subscription for this app", body = ErrorBody),
+    )
+)]
+#[post("/api/webhooks/subscriptions/{id}/rotate-secret")]
+#[tracing::instrument(skip_all, fields(app.id = %tenant.app_id))]
+pub(crate) async fn rotate_secret(
+    tenant: Tenant,
+    state: Data<ApiState>,
+    id: Path<String>,
+) -> Result<Json<RotatedSecret>, ApiError> {
+    let id = subscription_id(&id)?;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret_key = domain::push::secret_from_bytes(&bytes);
+    let mut conn = state.conn().await?;
+    let (subscription, expires_at) = PushSubscription::rotate_secret(
+        &mut conn,
+        &state.keyring,
+        tenant.app_id,
+        id,
+        &secret_key,
+        ROTATION_GRACE_S,
+    )
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    Ok(Json(RotatedSecret {
+        id: subscription.id.to_string(),
+        secret_key,
+        previous_secret_expires_at: timestamp(expires_at),
+    }))
+}
+
 /// `Debug` of each type here that holds a secret, filled with `secret` (for the redaction test).
 #[cfg(test)]
 pub(super) fn debug_samples(secret: &str) -> Vec<String> {
-    vec![format!(
-        "{:?}",
-        CreatedSubscription {
-            subscription: SubscriptionView {
+    vec![
+        format!(
+            "{:?}",
+            CreatedSubscription {
+                subscription: SubscriptionView {
+                    id: String::new(),
+                    webhook_url: String::new(),
+                    events: Vec::new(),
+                    description: None,
+                    active: true,
+                    consecutive_failures: 0,
+                    last_success_at: None,
+                    last_failure_at: None,
+                    disabled_reason: None,
+                    created_at: String::new(),
+                    updated_at: String::new(),
+                },
+                secret_key: secret.into(),
+            }
+        ),
+        format!(
+            "{:?}",
+            RotatedSecret {
                 id: String::new(),
-                webhook_url: String::new(),
-                events: Vec::new(),
-                description: None,
-                active: true,
-                consecutive_failures: 0,
-                last_success_at: None,
-                last_failure_at: None,
-                disabled_reason: None,
-                created_at: String::new(),
-                updated_at: String::new(),
-            },
-            secret_key: secret.into(),
-        }
-    )]
+                secret_key: secret.into(),
+                previous_secret_expires_at: String::new(),
+            }
+        ),
+    ]
 }

@@ -157,3 +157,52 @@ async fn resealed_subscription_secrets_still_sign_with_the_new_key_alone() {
     stop.cancel();
     deliveries.await.expect("joins").expect("push loop stops");
 }
+
+#[tokio::test]
+async fn a_rotated_out_secret_keeps_signing_beside_the_new_one() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("Acme").await;
+    let other = stack.create_app("Other").await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let created = subscribe(&stack, &app, &receiver, json!(["call.started"])).await;
+    let old = created["secret_key"].as_str().expect("secret").to_owned();
+    let rotate = format!(
+        "/api/webhooks/subscriptions/{}/rotate-secret",
+        created["id"].as_str().expect("id")
+    );
+    let (status, _) = stack
+        .tenant(&other.api_key, Method::POST, &rotate, None)
+        .await;
+    assert_eq!(status, 404, "another app's subscription");
+    let (status, rotated) = stack
+        .tenant(&app.api_key, Method::POST, &rotate, None)
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let new = rotated["secret_key"].as_str().expect("new secret");
+    assert!(new.starts_with("whsec_") && new != old);
+    let expires: chrono::DateTime<chrono::Utc> = rotated["previous_secret_expires_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("an expiry");
+    let hours = (expires - chrono::Utc::now()).num_minutes() as f64 / 60.0;
+    assert!((23.9..=24.0).contains(&hours), "{hours} h");
+
+    stack.start_deliveries();
+    stack.post_fixtures(&app, &OUTBOUND[..1]).await;
+    stack.run_worker().await;
+    let requests = received(&receiver, 1).await;
+    assert_eq!(requests.len(), 1);
+    assert_signed(&requests[0], new);
+    assert!(
+        standard_verifies(&requests[0], &old),
+        "the former secret still verifies"
+    );
+    let signatures = requests[0].headers["webhook-signature"]
+        .to_str()
+        .expect("ascii");
+    assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+}
