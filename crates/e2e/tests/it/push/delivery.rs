@@ -348,3 +348,108 @@ async fn the_attempt_log_shows_each_attempt_and_a_delivery_can_be_resent() {
     );
     assert_eq!(requests[2].body, requests[0].body);
 }
+
+/// A receiver that hangs on every request holds at most `PUSH_PER_SUBSCRIPTION` of the
+/// delivery loop's slots: another tenant's receiver gets its events at once meanwhile.
+#[tokio::test]
+async fn a_hanging_receiver_does_not_delay_another() {
+    let stack = TestStack::spawn().await;
+    let slow = stack.create_app("Slow").await;
+    let quick = stack.create_app("Quick").await;
+    let hanging = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(4)))
+        .mount(&hanging)
+        .await;
+    let fast = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&fast)
+        .await;
+    subscribe(&stack, &slow, &hanging, json!(["*"])).await;
+    subscribe(&stack, &quick, &fast, json!(["call.started"])).await;
+    stack.start_deliveries();
+
+    // The slow tenant's events first: more than the loop could hold if it let them.
+    for lifecycle in db::testing::fixtures::LIFECYCLES {
+        stack.post_fixtures(&slow, lifecycle).await;
+    }
+    stack.run_worker().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    stack.post_fixtures(&quick, &OUTBOUND[..1]).await;
+    stack.run_worker().await;
+    assert_eq!(received(&fast, 1).await.len(), 1);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(2),
+        "the quick receiver waited {waited:?}"
+    );
+    let in_flight = received(&hanging, 0).await.len();
+    assert!(
+        (1..=4).contains(&in_flight),
+        "{in_flight} requests to the hanging receiver: at most PUSH_PER_SUBSCRIPTION"
+    );
+}
+
+/// Announcements are written in the transaction of the change that caused them: when that
+/// transaction fails, nothing is announced; when it is retried, everything is, once.
+#[tokio::test]
+async fn announcements_roll_back_with_the_change_that_caused_them() {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        events: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        deliveries: i64,
+    }
+    /// Events announced and deliveries queued.
+    async fn outbox(stack: &TestStack) -> (i64, i64) {
+        use diesel_async::RunQueryDsl;
+        let mut conn = stack.db.connect().await;
+        let count = diesel::sql_query(
+            "SELECT (SELECT count(*) FROM push_events) AS events, \
+                    (SELECT count(*) FROM push_deliveries) AS deliveries",
+        )
+        .get_result::<Count>(&mut conn)
+        .await
+        .expect("counts");
+        (count.events, count.deliveries)
+    }
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("Acme").await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    subscribe(&stack, &app, &receiver, json!(["call.started"])).await;
+    // Completing an event fails: the batch's transaction rolls back after the outbox write.
+    stack
+        .run_sql(
+            "CREATE FUNCTION refuse_done() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.status = 'done' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$",
+        )
+        .await;
+    stack
+        .run_sql(
+            "CREATE TRIGGER refuse_done BEFORE UPDATE ON webhook_events \
+             FOR EACH ROW EXECUTE FUNCTION refuse_done()",
+        )
+        .await;
+    stack.post_fixtures(&app, &OUTBOUND[..1]).await;
+    assert!(
+        stack.worker.process_batch().await.is_err(),
+        "the batch fails"
+    );
+    assert_eq!(outbox(&stack).await, (0, 0), "nothing announced");
+
+    stack
+        .run_sql("DROP TRIGGER refuse_done ON webhook_events")
+        .await;
+    stack.run_worker().await;
+    // call.started, call.ringing, call.status.changed; the subscription takes call.started.
+    assert_eq!(outbox(&stack).await, (3, 1));
+    stack.start_deliveries();
+    assert_eq!(received(&receiver, 1).await.len(), 1);
+}
