@@ -39,6 +39,8 @@ CREATE TABLE push_events (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX push_events_app_idx ON push_events (app_id, created_at, id);
+-- Retention deletes the oldest first.
+CREATE INDEX push_events_created_idx ON push_events (created_at);
 COMMENT ON TABLE push_events IS 'The outbox: events announced to client apps, committed with their cause.';
 
 CREATE TABLE push_deliveries (

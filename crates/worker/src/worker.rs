@@ -177,7 +177,9 @@ impl Worker {
     }
 
     /// Runs one retention pass (see `db::retention`): prunes processed events older than
-    /// `RETENTION_DAYS`, batch by batch, each in its own short transaction. Returns the totals.
+    /// `RETENTION_DAYS`, batch by batch, each in its own short transaction, then the push
+    /// announcements of that age that are no longer pending (`db::push::prune_announcements`).
+    /// Returns the totals of the event log.
     ///
     /// # Errors
     /// [`DbError`] from a batch; batches before it stay committed.
@@ -192,6 +194,9 @@ impl Worker {
             let batch =
                 retention::prune_batch(&mut conn, cutoff, total.last_id, RETENTION_BATCH).await?;
             if batch.scanned == 0 {
+                // Then what was announced before the cutoff and is no longer pending.
+                while db::push::prune_announcements(&mut conn, cutoff, RETENTION_BATCH).await? > 0 {
+                }
                 return Ok(total);
             }
             total.scanned += batch.scanned;

@@ -434,3 +434,26 @@ pub async fn new_voicemails(
         .cloned()
         .collect())
 }
+
+/// Deletes up to `limit` announced events older than `cutoff` none of whose deliveries is still
+/// pending (their deliveries and attempt logs go with them); how many. Retention calls it until
+/// it returns 0.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn prune_announcements(
+    conn: &mut AsyncPgConnection,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<usize, DbError> {
+    Ok(diesel::sql_query(
+        "DELETE FROM push_events WHERE id IN ( \
+           SELECT e.id FROM push_events e WHERE e.created_at < $1 AND NOT EXISTS ( \
+             SELECT 1 FROM push_deliveries d WHERE d.event_id = e.id AND d.status = 'pending') \
+           ORDER BY e.created_at LIMIT $2)",
+    )
+    .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
+    .bind::<BigInt, _>(limit)
+    .execute(conn)
+    .await?)
+}

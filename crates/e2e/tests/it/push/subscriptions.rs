@@ -206,3 +206,48 @@ async fn a_rotated_out_secret_keeps_signing_beside_the_new_one() {
         .expect("ascii");
     assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
 }
+
+/// Retention prunes announcements as old as the events it prunes, once none of their
+/// deliveries is pending; a pending one is kept.
+#[tokio::test]
+async fn retention_prunes_old_announcements_that_are_no_longer_pending() {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    async fn announced(stack: &TestStack) -> i64 {
+        let mut conn = stack.db.connect().await;
+        diesel::sql_query("SELECT count(*) AS n FROM push_events")
+            .get_result::<Count>(&mut conn)
+            .await
+            .expect("counts")
+            .n
+    }
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("Acme").await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    subscribe(&stack, &app, &receiver, json!(["call.started"])).await;
+    stack.post_fixtures(&app, &OUTBOUND[..1]).await;
+    stack.run_worker().await;
+    stack
+        .run_sql("UPDATE push_events SET created_at = now() - interval '400 days'")
+        .await;
+    // No delivery loop yet: call.started is pending, kept; the two events nobody takes go.
+    stack.worker.prune_expired().await.expect("retention runs");
+    assert_eq!(announced(&stack).await, 1);
+
+    stack.start_deliveries();
+    assert_eq!(received(&receiver, 1).await.len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while announced(&stack).await > 0 && Instant::now() < deadline {
+        stack.worker.prune_expired().await.expect("retention runs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(announced(&stack).await, 0, "delivered, then pruned");
+}
