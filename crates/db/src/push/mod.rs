@@ -26,7 +26,7 @@ pub use deliveries::{
 pub use outbox::{
     Announcement, CallBefore, MessageBefore, announce, announce_call_changes,
     announce_message_changes, calls_before, messages_before, new_voicemails, prune_announcements,
-    set_call_sequences, subscribed_apps, subscribed_rows,
+    subscribed_apps, subscribed_rows,
 };
 pub use subscriptions::{NewSubscription, PushSubscription, SubscriptionChanges};
 

@@ -107,24 +107,72 @@ pub async fn subscribed_rows<T: Clone>(
         .collect())
 }
 
-/// A push body: `{id, event, callId, status, timestamp, sequence, data}` (`docs/events.md`).
-fn body(
-    id: Uuid,
-    event: PushEvent,
-    subject_id: String,
+/// Appends one announcement per `(event, data)` about subject `subject_id` (a phone call's or a
+/// message's id) to `out`, numbered after `sequence`; returns the last number. Each body is
+/// `{id, event, callId, status, timestamp, sequence, data}` (`docs/events.md`).
+fn number_announcements(
+    out: &mut Vec<Announcement>,
+    app_id: Uuid,
+    subject_id: i64,
     status: Option<&str>,
-    sequence: i64,
-    data: Value,
-) -> Value {
-    json!({
-        "id": id.to_string(),
-        "event": event.as_str(),
-        "callId": subject_id,
-        "status": status,
-        "timestamp": timestamp(Utc::now()),
-        "sequence": sequence,
-        "data": data,
-    })
+    mut sequence: i64,
+    events: impl IntoIterator<Item = (PushEvent, Value)>,
+) -> i64 {
+    for (event, data) in events {
+        sequence += 1;
+        let id = Uuid::new_v4();
+        out.push(Announcement {
+            id,
+            app_id,
+            event_type: event.as_str(),
+            body: json!({
+                "id": id.to_string(),
+                "event": event.as_str(),
+                "callId": subject_id.to_string(),
+                "status": status,
+                "timestamp": timestamp(Utc::now()),
+                "sequence": sequence,
+                "data": data,
+            }),
+        });
+    }
+    sequence
+}
+
+/// Where an announced subject's last `sequence` is kept.
+#[derive(Debug, Clone, Copy)]
+enum Sequenced {
+    LogicalCalls,
+    Messages,
+}
+
+/// Stores the last announced `sequence` of subjects, `(app_id, id, sequence)`.
+async fn set_sequences(
+    conn: &mut AsyncPgConnection,
+    table: Sequenced,
+    sequences: &[(Uuid, i64, i64)],
+) -> Result<(), DbError> {
+    if sequences.is_empty() {
+        return Ok(());
+    }
+    let (table, id) = match table {
+        Sequenced::LogicalCalls => ("logical_calls", "logical_call_id"),
+        Sequenced::Messages => ("messages", "message_id"),
+    };
+    let app_ids: Vec<Uuid> = sequences.iter().map(|s| s.0).collect();
+    let ids: Vec<i64> = sequences.iter().map(|s| s.1).collect();
+    let values: Vec<i64> = sequences.iter().map(|s| s.2).collect();
+    diesel::sql_query(format!(
+        "UPDATE {table} t SET push_sequence = k.sequence \
+         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS k (app_id, id, sequence) \
+         WHERE t.app_id = k.app_id AND t.{id} = k.id"
+    ))
+    .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
+    .bind::<Array<BigInt>, _>(ids)
+    .bind::<Array<BigInt>, _>(values)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The last `sequence` announced for each of the given phone calls, `(app_id,
@@ -171,33 +219,6 @@ pub async fn calls_before(
     .bind::<Array<BigInt>, _>(ids)
     .load(conn)
     .await?)
-}
-
-/// Stores the last announced `sequence` of phone calls, `(app_id, logical_call_id, sequence)`.
-///
-/// # Errors
-/// [`DbError`] from the query.
-pub async fn set_call_sequences(
-    conn: &mut AsyncPgConnection,
-    sequences: &[(Uuid, i64, i64)],
-) -> Result<(), DbError> {
-    if sequences.is_empty() {
-        return Ok(());
-    }
-    let app_ids: Vec<Uuid> = sequences.iter().map(|s| s.0).collect();
-    let ids: Vec<i64> = sequences.iter().map(|s| s.1).collect();
-    let values: Vec<i64> = sequences.iter().map(|s| s.2).collect();
-    diesel::sql_query(
-        "UPDATE logical_calls l SET push_sequence = k.sequence \
-         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS k (app_id, id, sequence) \
-         WHERE l.app_id = k.app_id AND l.logical_call_id = k.id",
-    )
-    .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
-    .bind::<Array<BigInt>, _>(ids)
-    .bind::<Array<BigInt>, _>(values)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Announces what changed in the phone calls `after` (just written) since `before` (their
@@ -251,40 +272,27 @@ pub async fn announce_call_changes(
         if events.is_empty() && left.is_empty() {
             continue;
         }
-        let mut sequence = stored.map_or(0, |b| b.push_sequence);
         let data = serde_json::to_value(PhoneCallView::from(call.clone())).unwrap_or_default();
         let voicemail_data = left.iter().map(|voicemail| {
             let view = VoicemailView::from((*voicemail).clone());
-            (
-                PushEvent::VoicemailCreated,
-                serde_json::to_value(view).unwrap_or_default(),
-            )
+            let data = serde_json::to_value(view).unwrap_or_default();
+            (PushEvent::VoicemailCreated, data)
         });
-        for (event, data) in events
-            .into_iter()
-            .map(|event| (event, data.clone()))
-            .chain(voicemail_data)
-        {
-            sequence += 1;
-            let id = Uuid::new_v4();
-            announcements.push(Announcement {
-                id,
-                app_id: call.app_id,
-                event_type: event.as_str(),
-                body: body(
-                    id,
-                    event,
-                    call.logical_call_id.to_string(),
-                    Some(&call.status),
-                    sequence,
-                    data,
-                ),
-            });
-        }
-        sequences.push((call.app_id, call.logical_call_id, sequence));
+        let last = number_announcements(
+            &mut announcements,
+            call.app_id,
+            call.logical_call_id,
+            Some(&call.status),
+            stored.map_or(0, |b| b.push_sequence),
+            events
+                .into_iter()
+                .map(|event| (event, data.clone()))
+                .chain(voicemail_data),
+        );
+        sequences.push((call.app_id, call.logical_call_id, last));
     }
     announce(conn, &announcements).await?;
-    set_call_sequences(conn, &sequences).await
+    set_sequences(conn, Sequenced::LogicalCalls, &sequences).await
 }
 
 /// What the announcement rules read of a stored message, before a write changes it.
@@ -356,45 +364,19 @@ pub async fn announce_message_changes(
         if events.is_empty() {
             continue;
         }
-        let mut sequence = stored.map_or(0, |b| b.push_sequence);
         let data = serde_json::to_value(MessageView::from(message.clone())).unwrap_or_default();
-        for event in events {
-            sequence += 1;
-            let id = Uuid::new_v4();
-            announcements.push(Announcement {
-                id,
-                app_id: message.app_id,
-                event_type: event.as_str(),
-                body: body(
-                    id,
-                    event,
-                    message.message_id.to_string(),
-                    message.message_status.as_deref(),
-                    sequence,
-                    data.clone(),
-                ),
-            });
-        }
-        sequences.push((message.app_id, message.message_id, sequence));
+        let last = number_announcements(
+            &mut announcements,
+            message.app_id,
+            message.message_id,
+            message.message_status.as_deref(),
+            stored.map_or(0, |b| b.push_sequence),
+            events.into_iter().map(|event| (event, data.clone())),
+        );
+        sequences.push((message.app_id, message.message_id, last));
     }
     announce(conn, &announcements).await?;
-    if sequences.is_empty() {
-        return Ok(());
-    }
-    let app_ids: Vec<Uuid> = sequences.iter().map(|s| s.0).collect();
-    let ids: Vec<i64> = sequences.iter().map(|s| s.1).collect();
-    let values: Vec<i64> = sequences.iter().map(|s| s.2).collect();
-    diesel::sql_query(
-        "UPDATE messages m SET push_sequence = k.sequence \
-         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS k (app_id, id, sequence) \
-         WHERE m.app_id = k.app_id AND m.message_id = k.id",
-    )
-    .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
-    .bind::<Array<BigInt>, _>(ids)
-    .bind::<Array<BigInt>, _>(values)
-    .execute(conn)
-    .await?;
-    Ok(())
+    set_sequences(conn, Sequenced::Messages, &sequences).await
 }
 
 /// The voicemails of `rows` that are not stored yet (one index probe each): the ones a write
