@@ -78,6 +78,8 @@ CREATE TABLE push_attempts (
     attempted_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX push_attempts_subscription_idx ON push_attempts (subscription_id, id);
+-- The cascade from a deleted delivery (retention): without it each delete scans every attempt.
+CREATE INDEX push_attempts_delivery_idx ON push_attempts (delivery_id);
 
 -- Wakes the delivery loops when deliveries are written (at commit).
 CREATE FUNCTION notify_push_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
