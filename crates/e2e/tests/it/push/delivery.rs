@@ -179,11 +179,7 @@ async fn a_failing_receiver_gets_the_same_event_again_and_410_deactivates_until_
 async fn a_message_announces_that_it_was_sent_or_received_and_each_status() {
     let stack = TestStack::spawn().await;
     let app = stack.create_app("Acme").await;
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
+    let receiver = receiver_answering(ResponseTemplate::new(200)).await;
     subscribe(
         &stack,
         &app,
@@ -242,11 +238,7 @@ async fn a_message_announces_that_it_was_sent_or_received_and_each_status() {
 async fn a_voicemail_is_announced_once_with_its_link() {
     let stack = TestStack::spawn().await;
     let app = stack.create_app("Acme").await;
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
+    let receiver = receiver_answering(ResponseTemplate::new(200)).await;
     subscribe(&stack, &app, &receiver, json!(["voicemail.created"])).await;
     stack.start_deliveries();
 
@@ -356,16 +348,9 @@ async fn a_hanging_receiver_does_not_delay_another() {
     let stack = TestStack::spawn().await;
     let slow = stack.create_app("Slow").await;
     let quick = stack.create_app("Quick").await;
-    let hanging = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(4)))
-        .mount(&hanging)
-        .await;
-    let fast = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&fast)
-        .await;
+    let hanging =
+        receiver_answering(ResponseTemplate::new(200).set_delay(Duration::from_secs(4))).await;
+    let fast = receiver_answering(ResponseTemplate::new(200)).await;
     subscribe(&stack, &slow, &hanging, json!(["*"])).await;
     subscribe(&stack, &quick, &fast, json!(["call.started"])).await;
     stack.start_deliveries();
@@ -418,11 +403,7 @@ async fn announcements_roll_back_with_the_change_that_caused_them() {
     }
     let stack = TestStack::spawn().await;
     let app = stack.create_app("Acme").await;
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
+    let receiver = receiver_answering(ResponseTemplate::new(200)).await;
     subscribe(&stack, &app, &receiver, json!(["call.started"])).await;
     // Completing an event fails: the batch's transaction rolls back after the outbox write.
     stack

@@ -21,6 +21,16 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::OUTBOUND;
 
+/// A local receiver answering every `POST` with `response`.
+async fn receiver_answering(response: ResponseTemplate) -> MockServer {
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(response)
+        .mount(&receiver)
+        .await;
+    receiver
+}
+
 /// Subscribes `app` to `events` at the receiver's `/hook`; the subscription's JSON.
 async fn subscribe(
     stack: &TestStack,

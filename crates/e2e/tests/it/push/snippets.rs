@@ -40,11 +40,7 @@ fn run(program: &str, args: &[&str], script: &str, cases: &Value) -> Value {
 async fn the_documented_verifiers_accept_a_delivery_and_refuse_tampering() {
     let stack = TestStack::spawn().await;
     let app = stack.create_app("Acme").await;
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
+    let receiver = receiver_answering(ResponseTemplate::new(200)).await;
     let created = subscribe(&stack, &app, &receiver, json!(["call.started"])).await;
     let secret = created["secret_key"].as_str().expect("secret");
     stack.start_deliveries();

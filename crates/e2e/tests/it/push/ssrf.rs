@@ -72,11 +72,7 @@ async fn webhook_urls_that_reach_non_public_addresses_are_refused() {
 async fn the_worker_refuses_to_send_to_a_host_that_resolves_to_a_private_address() {
     let stack = TestStack::spawn().await;
     let app = stack.create_app("Acme").await;
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
+    let receiver = receiver_answering(ResponseTemplate::new(200)).await;
     let port = receiver.address().port();
     let (status, created) = stack
         .tenant(

@@ -121,11 +121,7 @@ async fn resealed_subscription_secrets_still_sign_with_the_new_key_alone() {
     const NEW_KEY: &str = "bmV3LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGVzLTAwMDA=";
     let stack = TestStack::spawn().await;
     let app = stack.create_app("Acme").await;
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
+    let receiver = receiver_answering(ResponseTemplate::new(200)).await;
     let created = subscribe(&stack, &app, &receiver, json!(["call.started"])).await;
     let secret = created["secret_key"].as_str().expect("secret");
     // Announced (in the outbox) before the reseal, sent after it.
@@ -163,11 +159,7 @@ async fn a_rotated_out_secret_keeps_signing_beside_the_new_one() {
     let stack = TestStack::spawn().await;
     let app = stack.create_app("Acme").await;
     let other = stack.create_app("Other").await;
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
+    let receiver = receiver_answering(ResponseTemplate::new(200)).await;
     let created = subscribe(&stack, &app, &receiver, json!(["call.started"])).await;
     let old = created["secret_key"].as_str().expect("secret").to_owned();
     let rotate = format!(
@@ -227,11 +219,7 @@ async fn retention_prunes_old_announcements_that_are_no_longer_pending() {
     }
     let stack = TestStack::spawn().await;
     let app = stack.create_app("Acme").await;
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
+    let receiver = receiver_answering(ResponseTemplate::new(200)).await;
     subscribe(&stack, &app, &receiver, json!(["call.started"])).await;
     stack.post_fixtures(&app, &OUTBOUND[..1]).await;
     stack.run_worker().await;
