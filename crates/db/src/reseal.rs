@@ -22,7 +22,7 @@ use crate::apps::App;
 use crate::crypto::Keyring;
 use crate::dialpad::{Connection, DialpadWebhook};
 use crate::push::PushSubscription;
-use crate::schema::{apps, dialpad_connections, dialpad_webhooks, push_subscriptions};
+use crate::schema::{apps, dialpad_connections, dialpad_webhooks};
 
 /// A connection's app id, sealed access token (or API key), sealed refresh token, key id.
 type SealedTokens = (Uuid, Vec<u8>, Option<Vec<u8>>, String);
@@ -51,8 +51,8 @@ pub async fn reseal_all(
     reseal_app_secrets(conn, keyring, &mut total).await?;
     reseal_connections(conn, keyring, &mut total).await?;
     reseal_webhook_secrets(conn, keyring, &mut total).await?;
-    reseal_push_secrets(conn, keyring, &mut total).await?;
-    reseal_previous_push_secrets(conn, keyring, &mut total).await?;
+    reseal_push_secrets(conn, keyring, PushSecret::Current, &mut total).await?;
+    reseal_push_secrets(conn, keyring, PushSecret::Previous, &mut total).await?;
     Ok(total)
 }
 
@@ -222,100 +222,76 @@ async fn reseal_webhook_secrets(
     }
 }
 
+/// Which secret of a push subscription a pass reseals: its columns' prefix.
+#[derive(Debug, Clone, Copy)]
+enum PushSecret {
+    /// `secret_*`.
+    Current,
+    /// `previous_secret_*`: the former secret of a rotated subscription, still signing until it
+    /// expires.
+    Previous,
+}
+
+/// Reseals one secret of every push subscription (both are bound to the same place).
 async fn reseal_push_secrets(
     conn: &mut AsyncPgConnection,
     keyring: &Keyring,
+    which: PushSecret,
     total: &mut Resealed,
 ) -> Result<(), DbError> {
-    let current = keyring.current_key_id().to_owned();
-    let mut after = Uuid::nil();
-    loop {
-        let rows: Vec<(Uuid, Vec<u8>, String)> = push_subscriptions::table
-            .filter(push_subscriptions::id.gt(after))
-            .filter(push_subscriptions::secret_key_id.ne(&current))
-            .order(push_subscriptions::id)
-            .limit(BATCH)
-            .select((
-                push_subscriptions::id,
-                push_subscriptions::secret_ciphertext,
-                push_subscriptions::secret_key_id,
-            ))
-            .load(conn)
-            .await?;
-        let Some(last) = rows.last() else {
-            return Ok(());
-        };
-        after = last.0;
-        for (id, ciphertext, key_id) in rows {
-            let place = PushSubscription::secret_place(id);
-            let Ok(secret) = keyring.open_str(&ciphertext, &key_id, &place) else {
-                tracing::warn!(push_subscription.id = %id, key.id = %key_id, "A push subscription's secret cannot be opened by any key; skipped.");
-                total.unreadable += 1;
-                continue;
-            };
-            let sealed = keyring.seal_str(secret.expose_secret(), &place);
-            total.resealed += diesel::update(
-                push_subscriptions::table
-                    .find(id)
-                    .filter(push_subscriptions::secret_key_id.eq(&key_id))
-                    .filter(push_subscriptions::secret_ciphertext.eq(&ciphertext)),
-            )
-            .set((
-                push_subscriptions::secret_ciphertext.eq(&sealed.ciphertext),
-                push_subscriptions::secret_key_id.eq(&sealed.key_id),
-            ))
-            .execute(conn)
-            .await?;
-        }
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Bytea)]
+        ciphertext: Vec<u8>,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        key_id: String,
     }
-}
-
-/// The former secrets of rotated subscriptions (still signing until they expire).
-async fn reseal_previous_push_secrets(
-    conn: &mut AsyncPgConnection,
-    keyring: &Keyring,
-    total: &mut Resealed,
-) -> Result<(), DbError> {
+    let column = match which {
+        PushSecret::Current => "secret",
+        PushSecret::Previous => "previous_secret",
+    };
     let current = keyring.current_key_id().to_owned();
     let mut after = Uuid::nil();
     loop {
-        let rows: Vec<(Uuid, Option<Vec<u8>>, Option<String>)> = push_subscriptions::table
-            .filter(push_subscriptions::id.gt(after))
-            .filter(push_subscriptions::previous_secret_key_id.ne(&current))
-            .order(push_subscriptions::id)
-            .limit(BATCH)
-            .select((
-                push_subscriptions::id,
-                push_subscriptions::previous_secret_ciphertext,
-                push_subscriptions::previous_secret_key_id,
-            ))
-            .load(conn)
-            .await?;
+        // A NULL former secret fails `<>`, so only sealed values are read.
+        let rows: Vec<Row> = diesel::sql_query(format!(
+            "SELECT id, {column}_ciphertext AS ciphertext, {column}_key_id AS key_id \
+             FROM push_subscriptions WHERE id > $1 AND {column}_key_id <> $2 \
+             ORDER BY id LIMIT $3"
+        ))
+        .bind::<diesel::sql_types::Uuid, _>(after)
+        .bind::<diesel::sql_types::Text, _>(&current)
+        .bind::<diesel::sql_types::BigInt, _>(BATCH)
+        .load(conn)
+        .await?;
         let Some(last) = rows.last() else {
             return Ok(());
         };
-        after = last.0;
-        for (id, ciphertext, key_id) in rows {
-            let (Some(ciphertext), Some(key_id)) = (ciphertext, key_id) else {
-                continue;
-            };
+        after = last.id;
+        for Row {
+            id,
+            ciphertext,
+            key_id,
+        } in rows
+        {
             let place = PushSubscription::secret_place(id);
             let Ok(secret) = keyring.open_str(&ciphertext, &key_id, &place) else {
-                tracing::warn!(push_subscription.id = %id, key.id = %key_id, "A push subscription's former secret cannot be opened by any key; skipped.");
+                tracing::warn!(push_subscription.id = %id, key.id = %key_id, secret = ?which, "A push subscription's secret cannot be opened by any key; skipped.");
                 total.unreadable += 1;
                 continue;
             };
             let sealed = keyring.seal_str(secret.expose_secret(), &place);
-            total.resealed += diesel::update(
-                push_subscriptions::table
-                    .find(id)
-                    .filter(push_subscriptions::previous_secret_key_id.eq(&key_id))
-                    .filter(push_subscriptions::previous_secret_ciphertext.eq(&ciphertext)),
-            )
-            .set((
-                push_subscriptions::previous_secret_ciphertext.eq(&sealed.ciphertext),
-                push_subscriptions::previous_secret_key_id.eq(&sealed.key_id),
+            total.resealed += diesel::sql_query(format!(
+                "UPDATE push_subscriptions SET {column}_ciphertext = $1, {column}_key_id = $2 \
+                 WHERE id = $3 AND {column}_key_id = $4 AND {column}_ciphertext = $5"
             ))
+            .bind::<diesel::sql_types::Bytea, _>(&sealed.ciphertext)
+            .bind::<diesel::sql_types::Text, _>(&sealed.key_id)
+            .bind::<diesel::sql_types::Uuid, _>(id)
+            .bind::<diesel::sql_types::Text, _>(&key_id)
+            .bind::<diesel::sql_types::Bytea, _>(&ciphertext)
             .execute(conn)
             .await?;
         }
