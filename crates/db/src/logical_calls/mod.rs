@@ -170,13 +170,18 @@ pub async fn relink(
     if legs.is_empty() {
         return Ok(());
     }
-    let apps: BTreeSet<Uuid> = legs.iter().map(|(app_id, _)| *app_id).collect();
+    let apps: Vec<Uuid> = legs
+        .iter()
+        .map(|(app_id, _)| *app_id)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     diesel::sql_query(
         "SELECT count(pg_advisory_xact_lock($1, hashtext(a::text))) AS locked \
          FROM unnest($2::uuid[]) AS a",
     )
     .bind::<diesel::sql_types::Integer, _>(RELINK_LOCK_CLASS)
-    .bind::<Array<diesel::sql_types::Uuid>, _>(apps.into_iter().collect::<Vec<_>>())
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&apps)
     .execute(conn)
     .await?;
 
@@ -216,16 +221,20 @@ pub async fn relink(
     }
 
     // Push: the stored state of the calls of subscribing tenants, before this write changes it.
-    let announced = push::subscribed_rows(conn, &rows, |row| row.app_id).await?;
+    let subscribed = push::subscribed_apps(conn, &apps).await?;
+    let announced: Vec<LogicalCallRow> = rows
+        .iter()
+        .filter(|row| subscribed.contains(&row.app_id))
+        .cloned()
+        .collect();
     let keys: Vec<(Uuid, i64)> = announced
         .iter()
         .map(|row| (row.app_id, row.logical_call_id))
         .collect();
     let before = push::calls_before(conn, &keys).await?;
-    let announced_apps: BTreeSet<Uuid> = announced.iter().map(|row| row.app_id).collect();
     let announced_voicemails: Vec<VoicemailRow> = voicemail_rows
         .iter()
-        .filter(|v| announced_apps.contains(&v.app_id))
+        .filter(|v| subscribed.contains(&v.app_id))
         .cloned()
         .collect();
     let new_voicemails = push::new_voicemails(conn, &announced_voicemails).await?;
