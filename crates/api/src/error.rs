@@ -5,10 +5,12 @@
 //!   names the field), `invalid_json`;
 //! - 400 `dialpad_not_connected`, `dialpad_reauth_required` (no usable Dialpad credential),
 //!   `invalid_state`, `access_denied`, `oauth_error` (the OAuth callback);
-//! - 401 `missing_api_key`, `invalid_api_key`, `unauthorized` (admin bearer secret);
+//! - 401 `missing_api_key`, `invalid_api_key`, `unauthorized` (admin bearer secret),
+//!   `invalid_stream_token` (a live stream's `?token=`);
 //! - 404 `not_found` (also for another tenant's resource);
 //! - 409 `conflict`;
-//! - 429 `rate_limited`, with `Retry-After` (`rate_limit`);
+//! - 429 `rate_limited`, with `Retry-After` (`rate_limit`); `too_many_streams` (an app's open
+//!   live streams on this replica are at `STREAM_MAX_CONNECTIONS_PER_APP`);
 //! - 502 `dialpad_error` (Dialpad refused: the message says its status), `dialpad_unreachable`
 //!   (timeout or connection failure);
 //! - 503 `unavailable` when the database cannot be reached, `not_configured` when a feature's
@@ -41,6 +43,13 @@ pub enum ApiError {
     InvalidApiKey,
     #[error("a valid `Authorization: Bearer` admin secret is required")]
     Unauthorized,
+    #[error(
+        "the stream token is invalid or expired: POST /api/stream-tokens (with the \
+         x-app-api-key header) for a new one"
+    )]
+    InvalidStreamToken,
+    #[error("the app has {0} open live streams on this server, the most allowed; close one first")]
+    TooManyStreams(usize),
     #[error(
         "the app has no Dialpad connection and the server has no DIALPAD_API_KEY: connect it \
          first (GET /auth/dialpad/connect?app_id=... or POST /internal/connections?app_id=...)"
@@ -91,6 +100,7 @@ pub(crate) enum ErrorCode {
     MissingApiKey,
     InvalidApiKey,
     Unauthorized,
+    InvalidStreamToken,
     DialpadNotConnected,
     DialpadReauthRequired,
     InvalidState,
@@ -100,6 +110,7 @@ pub(crate) enum ErrorCode {
     MethodNotAllowed,
     Conflict,
     RateLimited,
+    TooManyStreams,
     DialpadError,
     DialpadUnreachable,
     Unavailable,
@@ -126,6 +137,8 @@ impl ApiError {
             ApiError::MissingApiKey => ErrorCode::MissingApiKey,
             ApiError::InvalidApiKey => ErrorCode::InvalidApiKey,
             ApiError::Unauthorized => ErrorCode::Unauthorized,
+            ApiError::InvalidStreamToken => ErrorCode::InvalidStreamToken,
+            ApiError::TooManyStreams(_) => ErrorCode::TooManyStreams,
             ApiError::DialpadNotConnected => ErrorCode::DialpadNotConnected,
             ApiError::DialpadReauthRequired => ErrorCode::DialpadReauthRequired,
             ApiError::InvalidState(_) => ErrorCode::InvalidState,
@@ -189,13 +202,16 @@ impl ResponseError for ApiError {
             | ApiError::InvalidState(_)
             | ApiError::AccessDenied
             | ApiError::OAuthError(_) => StatusCode::BAD_REQUEST,
-            ApiError::MissingApiKey | ApiError::InvalidApiKey | ApiError::Unauthorized => {
-                StatusCode::UNAUTHORIZED
-            }
+            ApiError::MissingApiKey
+            | ApiError::InvalidApiKey
+            | ApiError::Unauthorized
+            | ApiError::InvalidStreamToken => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::TooManyStreams(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Dialpad { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable | ApiError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

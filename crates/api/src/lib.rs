@@ -9,6 +9,7 @@ mod response_cache;
 mod routes;
 pub mod settings;
 mod startup;
+mod stream;
 mod totals;
 
 pub use settings::Settings;

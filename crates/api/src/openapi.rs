@@ -63,7 +63,135 @@ pub fn document() -> Document {
         .configure(configure)
         .split_for_parts();
     Conventions.modify(&mut document);
+    add_webhooks(&mut document);
     document
+}
+
+/// The OpenAPI 3.1 `webhooks` section: one entry per push event (`domain::push::PushEvent`),
+/// the `POST` a subscription receives, with its body's JSON schema (a component named after
+/// the event, `data` a reference to the resource's schema) and a sample
+/// (`db::push::sample_body`).
+fn add_webhooks(openapi: &mut Document) {
+    use domain::push::PushEvent;
+    use utoipa::openapi::request_body::RequestBodyBuilder;
+    use utoipa::openapi::{Paths, Required};
+
+    let headers = "Signed twice (docs/events.md): `x-webhook-signature: sha256=<hex HMAC-SHA256 of \
+        the raw body, keyed by the whole secret_key>`, and Standard Webhooks `webhook-id` (the \
+        body's `id`, the same on every retry), `webhook-timestamp` (Unix seconds) and \
+        `webhook-signature: v1,<base64>` (two during a secret rotation). Answer 2xx within 5 s; \
+        otherwise it is retried (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); `410 Gone` \
+        deactivates the subscription.";
+    let components = openapi.components.get_or_insert_with(Default::default);
+    let mut webhooks = Paths::new();
+    for event in PushEvent::ALL {
+        let resource = match event {
+            PushEvent::SmsReceived | PushEvent::SmsSent | PushEvent::SmsStatusChanged => "Message",
+            PushEvent::VoicemailCreated => "Voicemail",
+            _ => "PhoneCall",
+        };
+        let name: String = event
+            .as_str()
+            .split('.')
+            .map(|part| {
+                let mut chars = part.chars();
+                chars.next().map_or_else(String::new, |first| {
+                    first.to_ascii_uppercase().to_string() + chars.as_str()
+                })
+            })
+            .collect::<String>()
+            + "Event";
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        let schema = ObjectBuilder::new()
+            .description(Some(event.description()))
+            .property(
+                "id",
+                string().description(Some(
+                    "A UUID; also the `webhook-id` header: the same on every retry",
+                )),
+            )
+            .property("event", string().enum_values(Some([event.as_str()])))
+            .property(
+                "callId",
+                string().description(Some(if resource == "Message" {
+                    "The message's id"
+                } else {
+                    "The phone call's id, as in `GET /api/calls`"
+                })),
+            )
+            .property(
+                "status",
+                ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                        Type::String,
+                        Type::Null,
+                    ]))
+                    .description(Some("The call's (message's) status after the change")),
+            )
+            .property(
+                "timestamp",
+                string()
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::DateTime,
+                    )))
+                    .description(Some("When it was announced, RFC 3339 UTC")),
+            )
+            .property(
+                "sequence",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .description(Some(
+                        "Increases per call (message): drop an update older than one you have",
+                    )),
+            )
+            .property("data", Ref::from_schema_name(resource))
+            .required("id")
+            .required("event")
+            .required("callId")
+            .required("status")
+            .required("timestamp")
+            .required("sequence")
+            .required("data")
+            .build();
+        components
+            .schemas
+            .insert(name.clone(), RefOr::T(schema.into()));
+        let sample = db::push::sample_body(
+            *event,
+            uuid::Uuid::nil(),
+            chrono::DateTime::UNIX_EPOCH + chrono::Duration::days(20_000),
+        );
+        let operation = OperationBuilder::new()
+            .tag("push")
+            .summary(Some(event.description()))
+            .description(Some(headers))
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .required(Some(Required::True))
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name(name)))
+                            .example(Some(sample))
+                            .build(),
+                    )
+                    .build(),
+            ))
+            .response(
+                "2XX",
+                ResponseBuilder::new().description("Received (the answer's body is ignored)"),
+            )
+            .response(
+                "410",
+                ResponseBuilder::new().description("Gone: deactivate this subscription"),
+            )
+            .build();
+        webhooks.paths.insert(
+            event.as_str().to_owned(),
+            PathItem::new(HttpMethod::Post, operation),
+        );
+    }
+    openapi.webhooks = Some(webhooks);
 }
 
 /// `GET /openapi.json` and `GET /docs`.

@@ -8,7 +8,9 @@
 //! (default 10000), `PUBLIC_INGEST_URL`, `OAUTH_SUCCESS_REDIRECT_URL`,
 //! `RATE_LIMIT_PER_IP_PER_MIN` (1000), `RATE_LIMIT_PER_KEY_PER_MIN` (1000),
 //! `RATE_LIMIT_ADMIN_PER_MIN` (60), `RATE_LIMIT_VERIFICATIONS_PER_MIN` (30), `TRUSTED_PROXY_HOPS` (0), `CORS_ALLOWED_ORIGINS`,
-//! `TOTAL_CACHE_TTL_MS` (1000), `RESPONSE_CACHE_MB` (64),
+//! `TOTAL_CACHE_TTL_MS` (1000), `RESPONSE_CACHE_MB` (64), `PUSH_MAX_SUBSCRIPTIONS_PER_APP` (20),
+//! `PUSH_TIMEOUT_MS` (5000), `ALLOW_PRIVATE_WEBHOOK_URLS`, the live streams' `STREAM_*`
+//! ([`StreamSettings`]),
 //! plus the shared `DATABASE_*` and `LOG_FORMAT` (see `bootstrap::settings`).
 
 use std::time::Duration;
@@ -47,6 +49,14 @@ pub struct Settings {
     /// `PUSH_MAX_SUBSCRIPTIONS_PER_APP`: webhook subscriptions an app may hold (default 20).
     #[serde(default = "default_max_push_subscriptions")]
     pub push_max_subscriptions_per_app: usize,
+    /// `PUSH_TIMEOUT_MS`: how long a test send (`POST /api/webhooks/test`) waits for the
+    /// receiver, connect and response together, milliseconds (the worker's deliveries read
+    /// the same setting).
+    #[serde(default = "default_push_timeout_ms")]
+    pub push_timeout_ms: u64,
+    /// The live streams (`/api/events/stream`, `/api/events/ws`).
+    #[serde(flatten)]
+    pub stream: StreamSettings,
     /// `API_KEY_CACHE_TTL_MS`: how long a verified key skips bcrypt, milliseconds.
     #[serde(default = "default_key_cache_ttl_ms")]
     pub api_key_cache_ttl_ms: u64,
@@ -101,6 +111,8 @@ impl Settings {
             internal_api_secret: Some(internal_api_secret.into()),
             api_key_bcrypt_cost: bcrypt_min_cost(),
             push_max_subscriptions_per_app: default_max_push_subscriptions(),
+            push_timeout_ms: default_push_timeout_ms(),
+            stream: StreamSettings::default(),
             // Tests' receivers listen on 127.0.0.1; the guard's own tests turn this off.
             allow_private_webhook_urls: true,
             api_key_cache_ttl_ms: default_key_cache_ttl_ms(),
@@ -122,6 +134,50 @@ impl Settings {
     pub(crate) fn key_cache_ttl(&self) -> Duration {
         Duration::from_millis(self.api_key_cache_ttl_ms)
     }
+}
+
+/// The live streams of push events (`crate::stream`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct StreamSettings {
+    /// `STREAM_RESUME_WINDOW_S`: how far back a stream resumes from `Last-Event-ID`, seconds
+    /// (default 900). An app's changes are announced for its streams until this long after its
+    /// last connection closed.
+    #[serde(default = "default_stream_resume_window_s")]
+    pub stream_resume_window_s: u64,
+    /// `STREAM_HEARTBEAT_MS`: interval of SSE comment lines and WebSocket pings on an idle
+    /// stream, milliseconds (default 15000).
+    #[serde(default = "default_stream_heartbeat_ms")]
+    pub stream_heartbeat_ms: u64,
+    /// `STREAM_MAX_CONNECTIONS_PER_APP`: open streams (SSE and WebSocket together) an app may
+    /// hold on one api replica (default 20); past that, 429.
+    #[serde(default = "default_stream_max_connections")]
+    pub stream_max_connections_per_app: usize,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings {
+            stream_resume_window_s: default_stream_resume_window_s(),
+            stream_heartbeat_ms: default_stream_heartbeat_ms(),
+            stream_max_connections_per_app: default_stream_max_connections(),
+        }
+    }
+}
+
+fn default_stream_resume_window_s() -> u64 {
+    900
+}
+
+fn default_stream_heartbeat_ms() -> u64 {
+    15_000
+}
+
+fn default_stream_max_connections() -> usize {
+    20
+}
+
+fn default_push_timeout_ms() -> u64 {
+    5_000
 }
 
 /// How we reach Dialpad, as whom, and where its OAuth flow comes back to.

@@ -17,6 +17,7 @@ use crate::rate_limit::{self, Limits, RateLimits};
 use crate::response_cache::{CACHE_STATUS_HEADER, ResponseCache};
 use crate::routes;
 use crate::settings::DialpadSettings;
+use crate::stream::StreamHub;
 use crate::totals::Totals;
 use actix_cors::Cors;
 use dialpad::{Credentials, DialpadClient, Environment, OAuthApp};
@@ -37,6 +38,10 @@ pub(crate) struct ApiState {
     pub(crate) max_push_subscriptions: usize,
     /// Which webhook URLs subscriptions may name (`routes::push`).
     pub(crate) webhook_urls: crate::routes::WebhookUrlPolicy,
+    /// Test sends (`POST /api/webhooks/test`), made as the worker makes deliveries.
+    pub(crate) push_sender: push_sender::Sender,
+    /// The live streams (`routes::stream`).
+    pub(crate) streams: StreamHub,
     pub(crate) keyring: Keyring,
     pub(crate) dialpad: DialpadClient,
     /// `DIALPAD_API_KEY`: the credential of apps without a connection.
@@ -184,6 +189,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
             allow_private: settings.allow_private_webhook_urls,
             require_https: dialpad_settings.dialpad_env == "production",
         },
+        push_sender: push_sender::Sender::new(
+            settings.push_timeout_ms,
+            settings.allow_private_webhook_urls,
+        )?,
+        streams: StreamHub::start(database_url.clone(), pool.clone(), settings.stream.clone()),
         keyring,
         dialpad,
         server_api_key: dialpad_settings.dialpad_api_key,

@@ -113,21 +113,25 @@ crate::unnest::values_upsert! {
     ]
 }
 
-/// Inserts or replaces folded messages (one statement), and announces what changed to the
-/// tenants' push subscriptions (`crate::push`). Callers hold the messages' locks
+/// Inserts or replaces folded messages (one statement); returns what changed, as
+/// announcements for `push::announce` (`crate::push`). Callers hold the messages' locks
 /// (`calls::lock_legs`), and each row is the fold of every event, so replacing is correct.
 ///
 /// # Errors
 /// [`DbError`] from the queries.
-pub async fn upsert(conn: &mut AsyncPgConnection, rows: &[MessageRow]) -> Result<(), DbError> {
+#[must_use = "the announcements must be written with push::announce"]
+pub async fn upsert(
+    conn: &mut AsyncPgConnection,
+    rows: &[MessageRow],
+) -> Result<Vec<crate::push::Announcement>, DbError> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let announced = crate::push::subscribed_rows(conn, rows, |row| row.app_id).await?;
     let keys: Vec<(Uuid, i64)> = announced.iter().map(|m| (m.app_id, m.message_id)).collect();
     let before = crate::push::messages_before(conn, &keys).await?;
     MessageUpsert::execute(conn, rows).await?;
-    crate::push::announce_message_changes(conn, &before, &announced).await
+    crate::push::message_change_announcements(conn, &before, &announced).await
 }
 
 #[cfg(test)]

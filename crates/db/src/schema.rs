@@ -312,6 +312,26 @@ diesel::table! {
         event_type -> Text,
         body -> Jsonb,
         created_at -> Timestamptz,
+        position -> Int8,
+    }
+}
+
+diesel::table! {
+    /// Per app: the last outbox position, and until when a live stream listens.
+    push_feeds (app_id) {
+        app_id -> Uuid,
+        position -> Int8,
+        listening_until -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    /// Tokens that open a live stream for 5 minutes (SHA-256 hashes only).
+    stream_tokens (token_hash) {
+        token_hash -> Bytea,
+        app_id -> Uuid,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
     }
 }
 
@@ -361,6 +381,8 @@ diesel::joinable!(connect_links -> apps (app_id));
 diesel::joinable!(webhook_events -> apps (app_id));
 diesel::joinable!(push_subscriptions -> apps (app_id));
 diesel::joinable!(push_events -> apps (app_id));
+diesel::joinable!(push_feeds -> apps (app_id));
+diesel::joinable!(stream_tokens -> apps (app_id));
 diesel::joinable!(push_deliveries -> push_events (event_id));
 diesel::joinable!(push_deliveries -> push_subscriptions (subscription_id));
 diesel::joinable!(push_attempts -> push_deliveries (delivery_id));
@@ -381,7 +403,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     push_attempts,
     push_deliveries,
     push_events,
+    push_feeds,
     push_subscriptions,
+    stream_tokens,
     voicemails,
     webhook_events,
 );

@@ -113,6 +113,27 @@ impl TestStack {
         port
     }
 
+    /// Starts another api server with `settings` (a second replica on the same database),
+    /// stopped with the stack; its base URL.
+    pub async fn spawn_api(&self, settings: api::Settings) -> String {
+        let api = api::build(settings).await.expect("api starts");
+        let url = format!("http://127.0.0.1:{}", api.port());
+        tokio::spawn(api.run_until_stopped(self.shutdown.clone().cancelled_owned()));
+        url
+    }
+
+    /// Runs the worker as its binary does (woken by `LISTEN`, push deliveries included) in the
+    /// background, stopped with the stack.
+    pub fn start_worker(&self) {
+        let (worker, shutdown) = (self.worker.clone(), self.shutdown.clone());
+        tokio::spawn(async move {
+            worker
+                .run_until_stopped(shutdown)
+                .await
+                .expect("worker runs")
+        });
+    }
+
     /// Worker settings for this stack's database, with fast retries for tests.
     pub fn worker_settings(db: &TestDatabase) -> worker::Settings {
         let mut settings = worker::Settings::new(db.url());

@@ -1,5 +1,5 @@
 //! The delivery loop: leases due push deliveries (`db::push`), POSTs each to its subscriber
-//! outside any transaction, signed both ways (`domain::push`), and records every attempt.
+//! outside any transaction, signed both ways (`push_sender`), and records every attempt.
 //!
 //! Isolation: at most `PUSH_CONCURRENCY` requests are in flight per worker, at most
 //! `PUSH_PER_SUBSCRIPTION` of them to one subscription, and a subscription with requests in
@@ -7,9 +7,8 @@
 //! request holds `PUSH_PER_SUBSCRIPTION` slots, and every other receiver keeps the rest.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
@@ -21,18 +20,16 @@ use uuid::Uuid;
 use db::crypto::Keyring;
 use db::push::{self, AttemptResult, FailurePolicy, LeasedDelivery};
 use db::{DbError, Pool};
+use push_sender::{Sender, Signing};
 
 use crate::settings::PushSettings;
-
-/// Longest response body read from a receiver; the rest is ignored.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Sends deliveries; shared by the loop's tasks.
 #[derive(Clone)]
 pub(crate) struct Deliverer {
     pool: Pool,
     keyring: Arc<Keyring>,
-    client: reqwest::Client,
+    sender: Sender,
     settings: Arc<PushSettings>,
     /// Requests in flight, by subscription.
     busy: Arc<Mutex<HashMap<Uuid, usize>>>,
@@ -44,18 +41,14 @@ impl Deliverer {
         keyring: Keyring,
         settings: PushSettings,
     ) -> anyhow::Result<Self> {
-        let mut client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(settings.push_timeout_ms))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("cti-server/", env!("CARGO_PKG_VERSION")));
-        if !settings.allow_private_webhook_urls {
-            client = client.dns_resolver(Arc::new(PublicOnly));
-        }
-        let client = client.build()?;
+        let sender = Sender::new(
+            settings.push_timeout_ms,
+            settings.allow_private_webhook_urls,
+        )?;
         Ok(Deliverer {
             pool,
             keyring: Arc::new(keyring),
-            client,
+            sender,
             settings: Arc::new(settings),
             busy: Arc::default(),
         })
@@ -171,8 +164,9 @@ impl Deliverer {
         }
     }
 
-    /// POSTs the body with both signatures (and, during a rotation, a second Standard Webhooks
-    /// signature made with the former secret); the attempt's result.
+    /// POSTs the body (`push_sender`) and turns what happened into the attempt's result:
+    /// a retry per the schedule (or `Retry-After`) after a failure, none after `410 Gone`,
+    /// which disables the subscription.
     async fn send(
         &self,
         delivery: &LeasedDelivery,
@@ -180,133 +174,41 @@ impl Deliverer {
         previous: Option<&SecretString>,
     ) -> AttemptResult {
         let body = serde_json::to_vec(&delivery.body).unwrap_or_default();
-        let message_id = delivery.event_id.to_string();
-        let timestamp = chrono::Utc::now().timestamp();
-        let secret = secret.expose_secret();
-        let standard = std::iter::once(secret)
-            .chain(previous.map(|p| p.expose_secret()))
-            .map(|key| domain::push::standard_signature(key, &message_id, timestamp, &body))
-            .collect::<Result<Vec<_>, _>>();
-        let standard = match standard {
-            Ok(signatures) => signatures.join(" "),
-            Err(error) => {
-                return failed(delivery, None, 0, error.to_string(), None, &self.settings);
-            }
+        let signing = Signing {
+            secret: secret.expose_secret(),
+            previous: previous.map(|p| p.expose_secret()),
         };
-        if let Err(refused) = self.check_literal_address(&delivery.webhook_url) {
-            return AttemptResult {
-                retry_in_ms: None,
-                ..failed(delivery, None, 0, refused, None, &self.settings)
-            };
-        }
-        let started = Instant::now();
-        let sent = self
-            .client
-            .post(&delivery.webhook_url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &message_id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", standard)
-            .header(
-                "x-webhook-signature",
-                domain::push::legacy_signature(secret, &body),
+        let outcome = self
+            .sender
+            .send(
+                &delivery.webhook_url,
+                &delivery.event_id.to_string(),
+                body,
+                signing,
             )
-            .body(body)
-            .send()
             .await;
-        let mut response = match sent {
-            Ok(response) => response,
-            Err(error) => {
-                let latency = elapsed_ms(started);
-                let reason = if error.is_timeout() {
-                    "timed out".to_owned()
-                } else {
-                    format!("request failed: {}", error.without_url())
-                };
-                return failed(delivery, None, latency, reason, None, &self.settings);
-            }
-        };
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        // Read (and drop) at most 64 KB, so the connection can be reused.
-        let mut read = 0;
-        while read < MAX_RESPONSE_BYTES {
-            match response.chunk().await {
-                Ok(Some(chunk)) => read += chunk.len(),
-                _ => break,
-            }
-        }
-        let latency = elapsed_ms(started);
-        if status.is_success() {
+        let Some(error) = outcome.error else {
             return AttemptResult {
-                status_code: Some(status.as_u16()),
-                latency_ms: latency,
+                status_code: outcome.status_code,
+                latency_ms: outcome.latency_ms,
                 error: None,
                 retry_in_ms: None,
                 disable: None,
             };
-        }
+        };
         let mut result = failed(
             delivery,
-            Some(status.as_u16()),
-            latency,
-            format!("the receiver answered {status}"),
-            retry_after,
+            outcome.status_code,
+            outcome.latency_ms,
+            error,
+            outcome.retry_after_s,
             &self.settings,
         );
-        if status == reqwest::StatusCode::GONE {
+        if outcome.status_code == Some(410) {
             result.retry_in_ms = None;
             result.disable = Some("the receiver answered 410 Gone".into());
         }
         result
-    }
-}
-
-impl Deliverer {
-    /// Refuses a URL whose host is a non-public IP literal (host names are checked by
-    /// [`PublicOnly`] as they are resolved, literals never reach a resolver).
-    fn check_literal_address(&self, url: &str) -> Result<(), String> {
-        if self.settings.allow_private_webhook_urls {
-            return Ok(());
-        }
-        let literal = reqwest::Url::parse(url).ok().and_then(|u| {
-            let host = u.host_str()?.trim_start_matches('[').trim_end_matches(']');
-            host.parse::<IpAddr>().ok()
-        });
-        let Some(ip) = literal else {
-            return Ok(());
-        };
-        if domain::push::is_public_address(ip) {
-            Ok(())
-        } else {
-            Err(format!("{ip} is not a public address"))
-        }
-    }
-}
-
-/// Resolves receivers' host names to their public addresses only
-/// (`domain::push::is_public_address`): the address connected to is the one checked, with no
-/// second lookup that DNS rebinding could change.
-struct PublicOnly;
-
-impl reqwest::dns::Resolve for PublicOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let public: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|address| domain::push::is_public_address(address.ip()))
-                .collect();
-            if public.is_empty() {
-                return Err(format!("{host} resolves to no public address").into());
-            }
-            let addresses: reqwest::dns::Addrs = Box::new(public.into_iter());
-            Ok(addresses)
-        })
     }
 }
 
@@ -333,8 +235,4 @@ fn failed(
         retry_in_ms,
         disable: None,
     }
-}
-
-fn elapsed_ms(started: Instant) -> u32 {
-    u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX)
 }

@@ -178,8 +178,8 @@ impl Worker {
 
     /// Runs one retention pass (see `db::retention`): prunes processed events older than
     /// `RETENTION_DAYS`, batch by batch, each in its own short transaction, then the push
-    /// announcements of that age that are no longer pending (`db::push::prune_announcements`).
-    /// Returns the totals of the event log.
+    /// announcements of that age that are no longer pending (`db::push::prune_announcements`)
+    /// and expired stream tokens. Returns the totals of the event log.
     ///
     /// # Errors
     /// [`DbError`] from a batch; batches before it stay committed.
@@ -197,6 +197,7 @@ impl Worker {
                 // Then what was announced before the cutoff and is no longer pending.
                 while db::push::prune_announcements(&mut conn, cutoff, RETENTION_BATCH).await? > 0 {
                 }
+                db::push::StreamToken::prune_expired(&mut conn).await?;
                 return Ok(total);
             }
             total.scanned += batch.scanned;

@@ -14,6 +14,7 @@ mod messages;
 mod oauth;
 mod params;
 mod push;
+mod stream;
 
 pub(crate) use push::WebhookUrlPolicy;
 
@@ -32,7 +33,8 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
         .configure(dialpad::configure)
         .configure(events::configure)
         .configure(oauth::configure)
-        .configure(push::configure);
+        .configure(push::configure)
+        .configure(stream::configure);
 }
 
 /// Any request no route takes: `405` with `Allow` when the path is documented for other
@@ -128,6 +130,7 @@ mod tests {
             super::apps::debug_samples(SECRET),
             super::dialpad::debug_samples(SECRET),
             super::push::debug_samples(SECRET),
+            vec![super::stream::debug_sample(SECRET)],
         ]
         .concat()
         {

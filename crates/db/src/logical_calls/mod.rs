@@ -158,17 +158,19 @@ impl VoicemailRow {
 
 /// Recomputes the logical calls of the groups containing `legs` (`(app_id, call_id)` pairs
 /// just written in this transaction), reading at most about `max_legs` legs of each group (see
-/// the module docs, *Bounded call graphs*).
+/// the module docs, *Bounded call graphs*). Returns what changed for tenants that announce
+/// their changes, as announcements for `push::announce`.
 ///
 /// # Errors
 /// [`DbError`] from the queries.
+#[must_use = "the announcements must be written with push::announce"]
 pub async fn relink(
     conn: &mut AsyncPgConnection,
     legs: &[(Uuid, i64)],
     max_legs: usize,
-) -> Result<(), DbError> {
+) -> Result<Vec<push::Announcement>, DbError> {
     if legs.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let apps: Vec<Uuid> = legs
         .iter()
@@ -243,9 +245,10 @@ pub async fn relink(
     delete_logical_calls(conn, &stale).await?;
     upsert_logical_calls(conn, &rows).await?;
     upsert_voicemails(conn, &voicemail_rows).await?;
-    push::announce_call_changes(conn, &before, &announced, &new_voicemails).await?;
+    let announcements =
+        push::call_change_announcements(conn, &before, &announced, &new_voicemails).await?;
     mark_truncated(conn, &truncated, max_legs).await?;
-    Ok(())
+    Ok(announcements)
 }
 
 /// Flags the logical calls whose graph was cut, logging each one the first time only (the flag

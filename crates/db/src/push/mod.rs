@@ -17,6 +17,8 @@
 
 mod deliveries;
 mod outbox;
+mod samples;
+mod streams;
 mod subscriptions;
 
 pub use deliveries::{
@@ -24,10 +26,12 @@ pub use deliveries::{
     record_attempt, resend,
 };
 pub use outbox::{
-    Announcement, CallBefore, MessageBefore, announce, announce_call_changes,
-    announce_message_changes, calls_before, messages_before, new_voicemails, prune_announcements,
+    Announcement, CallBefore, MessageBefore, announce, call_change_announcements, calls_before,
+    message_change_announcements, messages_before, new_voicemails, prune_announcements,
     subscribed_apps, subscribed_rows,
 };
+pub use samples::{SAMPLE_SUBJECT_ID, sample_body};
+pub use streams::{FeedEvent, STREAM_TOKEN_TTL_S, StreamToken};
 pub use subscriptions::{NewSubscription, PushSubscription, SubscriptionChanges};
 
 use std::collections::{HashMap, HashSet};
@@ -51,3 +55,7 @@ use crate::views::{MessageView, PhoneCallView, VoicemailView, timestamp};
 
 /// The channel the deliveries' insert trigger notifies; delivery loops `LISTEN` on it.
 pub const DELIVERIES_CHANNEL: &str = "push_deliveries";
+
+/// The channel the outbox's insert trigger notifies at commit, once per app with new events
+/// (payload: the app id); the api's stream hubs `LISTEN` on it.
+pub const FEEDS_CHANNEL: &str = "push_events";

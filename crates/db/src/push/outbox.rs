@@ -12,9 +12,16 @@ pub struct Announcement {
     pub body: Value,
 }
 
-/// Writes `announcements` to the outbox and a delivery for each active subscription of their
-/// app that takes their event (two statements, whatever their number). Call it in the
-/// transaction of the change that caused them.
+/// Writes `announcements` to the outbox, numbered in their app's feed (`push_feeds.position`,
+/// the positions live streams resume from), and a delivery for each active subscription of
+/// their app that takes their event: three statements, whatever their number. Call it once, at
+/// the end of the transaction of the change that caused them.
+///
+/// # Positions
+/// The app's `push_feeds` row stays locked from here to commit, so positions are gapless and in
+/// commit order per app: a reader that sees position `n` committed has every position below.
+/// The rows are locked in app id order in one statement, and nothing else in the transaction
+/// may wait on a lock after this, or two workers could deadlock: hence once, at the end.
 ///
 /// # Errors
 /// [`DbError`] from the queries.
@@ -25,18 +32,20 @@ pub async fn announce(
     if announcements.is_empty() {
         return Ok(());
     }
+    let positions = take_positions(conn, announcements).await?;
     let ids: Vec<Uuid> = announcements.iter().map(|a| a.id).collect();
     let app_ids: Vec<Uuid> = announcements.iter().map(|a| a.app_id).collect();
     let types: Vec<&str> = announcements.iter().map(|a| a.event_type).collect();
     let bodies: Vec<&Value> = announcements.iter().map(|a| &a.body).collect();
     diesel::sql_query(
-        "INSERT INTO push_events (id, app_id, event_type, body) \
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[])",
+        "INSERT INTO push_events (id, app_id, event_type, body, position) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::bigint[])",
     )
     .bind::<Array<diesel::sql_types::Uuid>, _>(&ids)
     .bind::<Array<diesel::sql_types::Uuid>, _>(&app_ids)
     .bind::<Array<Text>, _>(&types)
     .bind::<Array<Jsonb>, _>(&bodies)
+    .bind::<Array<BigInt>, _>(&positions)
     .execute(conn)
     .await?;
     // One probe of `push_subscriptions_app_idx` per event; a tenant without subscriptions
@@ -56,9 +65,56 @@ pub async fn announce(
     Ok(())
 }
 
-/// The apps among `app_ids` with an active subscription: the only ones whose changes are
-/// announced (one index probe each), so a tenant without subscriptions pays one cheap query
-/// per batch and writes nothing.
+/// Advances each app's feed by its number of announcements (creating the feed on its first)
+/// and returns each announcement's position, in order. Locks the feeds' rows to commit, in
+/// app id order (the insert's rows are sorted, and `ON CONFLICT` locks them as it meets them).
+async fn take_positions(
+    conn: &mut AsyncPgConnection,
+    announcements: &[Announcement],
+) -> Result<Vec<i64>, DbError> {
+    let mut counts: std::collections::BTreeMap<Uuid, i64> = std::collections::BTreeMap::new();
+    for announcement in announcements {
+        *counts.entry(announcement.app_id).or_default() += 1;
+    }
+    #[derive(QueryableByName)]
+    struct Feed {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        app_id: Uuid,
+        #[diesel(sql_type = BigInt)]
+        position: i64,
+    }
+    let (apps, numbers): (Vec<Uuid>, Vec<i64>) = counts.iter().map(|(a, n)| (*a, *n)).unzip();
+    let feeds: Vec<Feed> = diesel::sql_query(
+        "INSERT INTO push_feeds AS f (app_id, position) \
+         SELECT app_id, n FROM unnest($1::uuid[], $2::bigint[]) AS k (app_id, n) ORDER BY app_id \
+         ON CONFLICT (app_id) DO UPDATE SET position = f.position + excluded.position \
+         RETURNING f.app_id, f.position",
+    )
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&apps)
+    .bind::<Array<BigInt>, _>(&numbers)
+    .load(conn)
+    .await?;
+    // The first position of each app's new events: its new last, less their number, plus one.
+    let mut next: HashMap<Uuid, i64> = feeds
+        .into_iter()
+        .map(|feed| (feed.app_id, feed.position - counts[&feed.app_id] + 1))
+        .collect();
+    Ok(announcements
+        .iter()
+        .map(|a| {
+            let position = next
+                .get_mut(&a.app_id)
+                .expect("every app's feed was advanced");
+            *position += 1;
+            *position - 1
+        })
+        .collect())
+}
+
+/// The apps among `app_ids` with an active subscription or a listening live stream
+/// (`push_feeds.listening_until` in the future): the only ones whose changes are announced
+/// (two primary-key or index probes each), so a tenant with neither pays one cheap query per
+/// batch and writes nothing.
 ///
 /// # Errors
 /// [`DbError`] from the query.
@@ -76,7 +132,9 @@ pub async fn subscribed_apps(
     }
     let found: Vec<Subscribed> = diesel::sql_query(
         "SELECT a.app_id FROM unnest($1::uuid[]) AS a (app_id) WHERE EXISTS ( \
-           SELECT 1 FROM push_subscriptions s WHERE s.app_id = a.app_id AND s.active)",
+           SELECT 1 FROM push_subscriptions s WHERE s.app_id = a.app_id AND s.active) \
+         OR EXISTS (SELECT 1 FROM push_feeds f \
+           WHERE f.app_id = a.app_id AND f.listening_until > now())",
     )
     .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
     .load(conn)
@@ -84,7 +142,7 @@ pub async fn subscribed_apps(
     Ok(found.into_iter().map(|s| s.app_id).collect())
 }
 
-/// The rows of `rows` whose tenant has an active subscription ([`subscribed_apps`]).
+/// The rows of `rows` whose tenant announces its changes ([`subscribed_apps`]).
 ///
 /// # Errors
 /// [`DbError`] from the query.
@@ -221,20 +279,20 @@ pub async fn calls_before(
     .await?)
 }
 
-/// Announces what changed in the phone calls `after` (just written) since `before` (their
-/// stored state, read before the write by [`calls_before`]), and the voicemails left on them
-/// (`new_voicemails`: rows that did not exist before, [`new_voicemails`]), and stores each
-/// call's last `sequence`. A `voicemail.created` body's `data` is the voicemail as
-/// `GET /api/voicemails` lists it.
+/// What changed in the phone calls `after` (just written) since `before` (their stored state,
+/// read before the write by [`calls_before`]), and the voicemails left on them
+/// (`new_voicemails`: rows that did not exist before, [`new_voicemails`]), as announcements
+/// for [`announce`]; stores each call's last `sequence`. A `voicemail.created` body's `data` is
+/// the voicemail as `GET /api/voicemails` lists it.
 ///
 /// # Errors
 /// [`DbError`] from the queries.
-pub async fn announce_call_changes(
+pub async fn call_change_announcements(
     conn: &mut AsyncPgConnection,
     before: &[CallBefore],
     after: &[LogicalCallRow],
     new_voicemails: &[VoicemailRow],
-) -> Result<(), DbError> {
+) -> Result<Vec<Announcement>, DbError> {
     let mut voicemails: HashMap<(Uuid, i64), Vec<&VoicemailRow>> = HashMap::new();
     for voicemail in new_voicemails {
         if let Some(call) = voicemail.logical_call_id {
@@ -291,8 +349,8 @@ pub async fn announce_call_changes(
         );
         sequences.push((call.app_id, call.logical_call_id, last));
     }
-    announce(conn, &announcements).await?;
-    set_sequences(conn, Sequenced::LogicalCalls, &sequences).await
+    set_sequences(conn, Sequenced::LogicalCalls, &sequences).await?;
+    Ok(announcements)
 }
 
 /// What the announcement rules read of a stored message, before a write changes it.
@@ -332,17 +390,17 @@ pub async fn messages_before(
     .await?)
 }
 
-/// Announces what changed in the messages `after` (just written) since `before`
-/// ([`messages_before`]), and stores each message's last `sequence`. The body's `callId` is
-/// the message's id.
+/// What changed in the messages `after` (just written) since `before` ([`messages_before`]),
+/// as announcements for [`announce`]; stores each message's last `sequence`. The body's
+/// `callId` is the message's id.
 ///
 /// # Errors
 /// [`DbError`] from the queries.
-pub async fn announce_message_changes(
+pub async fn message_change_announcements(
     conn: &mut AsyncPgConnection,
     before: &[MessageBefore],
     after: &[MessageRow],
-) -> Result<(), DbError> {
+) -> Result<Vec<Announcement>, DbError> {
     let before: HashMap<(Uuid, i64), &MessageBefore> = before
         .iter()
         .map(|b| ((b.app_id, b.message_id), b))
@@ -375,8 +433,8 @@ pub async fn announce_message_changes(
         );
         sequences.push((message.app_id, message.message_id, last));
     }
-    announce(conn, &announcements).await?;
-    set_sequences(conn, Sequenced::Messages, &sequences).await
+    set_sequences(conn, Sequenced::Messages, &sequences).await?;
+    Ok(announcements)
 }
 
 /// The voicemails of `rows` that are not stored yet (one index probe each): the ones a write

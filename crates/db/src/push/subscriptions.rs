@@ -131,6 +131,61 @@ impl PushSubscription {
             .optional()?)
     }
 
+    /// The URL and signing secrets of one of the app's subscriptions (the former secret only
+    /// while its rotation's grace period lasts): what a test send to it uses. `None` for an
+    /// unknown id or another app's.
+    ///
+    /// # Errors
+    /// [`DbError`] from the query; [`DbError::Secret`] when no key of `keyring` opens a secret.
+    pub async fn signing(
+        conn: &mut AsyncPgConnection,
+        keyring: &Keyring,
+        app_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<(String, SecretString, Option<SecretString>)>, DbError> {
+        #[derive(QueryableByName)]
+        struct Sealed {
+            #[diesel(sql_type = Text)]
+            webhook_url: String,
+            #[diesel(sql_type = diesel::sql_types::Bytea)]
+            secret_ciphertext: Vec<u8>,
+            #[diesel(sql_type = Text)]
+            secret_key_id: String,
+            #[diesel(sql_type = Nullable<diesel::sql_types::Bytea>)]
+            previous_secret_ciphertext: Option<Vec<u8>>,
+            #[diesel(sql_type = Nullable<Text>)]
+            previous_secret_key_id: Option<String>,
+        }
+        let sealed: Option<Sealed> = diesel::sql_query(
+            "SELECT webhook_url, secret_ciphertext, secret_key_id, \
+               CASE WHEN previous_secret_expires_at > now() THEN previous_secret_ciphertext END \
+                 AS previous_secret_ciphertext, \
+               CASE WHEN previous_secret_expires_at > now() THEN previous_secret_key_id END \
+                 AS previous_secret_key_id \
+             FROM push_subscriptions WHERE app_id = $1 AND id = $2",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(app_id)
+        .bind::<diesel::sql_types::Uuid, _>(id)
+        .get_result(conn)
+        .await
+        .optional()?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let place = Self::secret_place(id);
+        let secret = keyring.open_str(&sealed.secret_ciphertext, &sealed.secret_key_id, &place)?;
+        let previous = match (
+            sealed.previous_secret_ciphertext,
+            sealed.previous_secret_key_id,
+        ) {
+            (Some(ciphertext), Some(key_id)) => {
+                Some(keyring.open_str(&ciphertext, &key_id, &place)?)
+            }
+            _ => None,
+        };
+        Ok(Some((sealed.webhook_url, secret, previous)))
+    }
+
     /// Applies `changes`; `None` for an unknown id or another app's.
     ///
     /// # Errors

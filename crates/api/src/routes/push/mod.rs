@@ -1,9 +1,10 @@
-//! `/api/webhooks/subscriptions`: a tenant's own webhook subscriptions, to which the worker
-//! pushes signed events (`domain::push`, `docs/events.md`). Field names are those the Node
+//! `/api/webhooks/*`: a tenant's own webhook subscriptions, to which the worker pushes signed
+//! events (`domain::push`, `docs/events.md`), their attempt logs, and test sends. Field names are those the Node
 //! server's clients send, so they switch with the path prefix as the only change.
 
 mod deliveries;
 mod subscriptions;
+mod test_send;
 
 use actix_web::web::{Data, Json, Path};
 use actix_web::{HttpResponse, delete, get, patch, post};
@@ -29,7 +30,8 @@ pub(crate) fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfi
         .service(subscriptions::delete_subscription)
         .service(subscriptions::rotate_secret)
         .service(deliveries::list_attempts)
-        .service(deliveries::resend_delivery);
+        .service(deliveries::resend_delivery)
+        .service(test_send::send_test);
 }
 
 /// Longest `webhook_url` accepted, in bytes.
@@ -129,5 +131,7 @@ fn subscription_id(raw: &str) -> Result<Uuid, ApiError> {
 /// `Debug` of each type here that holds a secret, filled with `secret` (for the redaction test).
 #[cfg(test)]
 pub(super) fn debug_samples(secret: &str) -> Vec<String> {
-    subscriptions::debug_samples(secret)
+    let mut samples = subscriptions::debug_samples(secret);
+    samples.push(test_send::debug_sample(secret));
+    samples
 }

@@ -5,7 +5,9 @@
 mod delivery;
 mod snippets;
 mod ssrf;
+mod streams;
 mod subscriptions;
+mod test_send;
 
 use std::time::{Duration, Instant};
 
