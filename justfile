@@ -62,3 +62,8 @@ bench-worker events="100000" histories="0,100000,1000000" history="1000000" back
 # and active calls, then the first page at a steady 1,000 requests/s (release build).
 bench-api calls="1000000" apps="100" requests="5000" changes="100":
     cargo run --release --quiet -p e2e --bin bench -- api {{calls}} {{apps}} {{requests}} {{changes}}
+
+# Push to client apps (release build, medians of 3): deliveries/s; ingest -> receiver and
+# ingest -> SSE latency at a steady webhook rate; a fast receiver beside a hanging one.
+bench-push deliveries="20000" rate="200" seconds="20":
+    cargo run --release --quiet -p e2e --bin bench -- push {{deliveries}} {{rate}} {{seconds}}

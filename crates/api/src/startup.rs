@@ -234,6 +234,9 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
             })
             .default_service(web::to(routes::unmatched))
     })
+    // Live streams write small frames one after another: Nagle's algorithm would hold each
+    // behind the client's delayed ACK (up to 40 ms on Linux).
+    .tcp_nodelay(true)
     .listen(listener)?
     .disable_signals()
     .run();

@@ -55,10 +55,16 @@ pub async fn connect_pool(database_url: &str, settings: &PoolSettings) -> Result
         Box::pin(async move {
             let mut conn = AsyncPgConnection::establish(&url).await?;
             // Set once per connection (a session setting), not per statement: no extra round
-            // trip on the hot path. 0 is Postgres' "no limit".
-            conn.batch_execute(&format!("SET statement_timeout = {timeout_ms}"))
-                .await
-                .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+            // trip on the hot path. 0 is Postgres' "no limit". JIT off: every query here is
+            // index-driven and takes milliseconds, but a plan the planner overestimates (a
+            // LATERAL with a per-row LIMIT is costed at a tenth of its table, e.g. the push
+            // delivery claim at 1M pending deliveries) crossed `jit_above_cost` and spent
+            // 100-150 ms compiling before its first row.
+            conn.batch_execute(&format!(
+                "SET statement_timeout = {timeout_ms}; SET jit = off"
+            ))
+            .await
+            .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
             Ok(conn)
         })
     });

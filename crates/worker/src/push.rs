@@ -2,12 +2,18 @@
 //! outside any transaction, signed both ways (`push_sender`), and records every attempt.
 //!
 //! Isolation: at most `PUSH_CONCURRENCY` requests are in flight per worker, at most
-//! `PUSH_PER_SUBSCRIPTION` of them to one subscription, and a subscription with requests in
-//! flight gets no more until they end. So a receiver that hangs for the whole timeout on every
-//! request holds `PUSH_PER_SUBSCRIPTION` slots, and every other receiver keeps the rest.
+//! `PUSH_PER_SUBSCRIPTION` of them to one subscription. So a receiver that hangs for the whole
+//! timeout on every request holds `PUSH_PER_SUBSCRIPTION` slots, and every other receiver keeps
+//! the rest; and the claim reads each subscription's due deliveries apart
+//! (`db::push::claim_deliveries`), so one with a deep backlog slows no other's claim.
+//!
+//! Throughput: each subscription's next deliveries are leased ahead (up to three times its
+//! concurrency), so a slot starts its next request as soon as one ends, without waiting for a
+//! claim's round trip; the attempts are recorded by one task in batches (one transaction for
+//! whatever has finished), not one transaction each.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -24,6 +30,16 @@ use push_sender::{Sender, Signing};
 
 use crate::settings::PushSettings;
 
+/// Attempts waiting to be recorded, in the order they ended.
+type Finished = tokio::sync::mpsc::UnboundedSender<(LeasedDelivery, AttemptResult)>;
+
+/// A subscription's deliveries a loop holds at most (waiting or in flight), in multiples of
+/// `PUSH_PER_SUBSCRIPTION`: its next requests are at hand when one ends.
+const LEASED_AHEAD: usize = 3;
+
+/// Attempts recorded per transaction at most.
+const RECORD_BATCH: usize = 500;
+
 /// Sends deliveries; shared by the loop's tasks.
 #[derive(Clone)]
 pub(crate) struct Deliverer {
@@ -31,8 +47,13 @@ pub(crate) struct Deliverer {
     keyring: Arc<Keyring>,
     sender: Sender,
     settings: Arc<PushSettings>,
-    /// Requests in flight, by subscription.
-    busy: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+/// The loop's deliveries of one subscription: leased and waiting, and requests in flight.
+#[derive(Debug, Default)]
+struct Lane {
+    waiting: VecDeque<LeasedDelivery>,
+    in_flight: usize,
 }
 
 impl Deliverer {
@@ -50,25 +71,50 @@ impl Deliverer {
             keyring: Arc::new(keyring),
             sender,
             settings: Arc::new(settings),
-            busy: Arc::default(),
         })
     }
 
-    /// Runs until `shutdown`: claims as many due deliveries as there are free slots whenever a
-    /// delivery is written (`wake`), a request ends, or the poll interval passes; waits for
-    /// the requests in flight before returning.
+    /// Runs until `shutdown`. Claims due deliveries whenever one is written (`wake`), the poll
+    /// interval passes, or a subscription's lane runs low: up to [`LEASED_AHEAD`] ×
+    /// `PUSH_PER_SUBSCRIPTION` per subscription, counting the ones this loop holds, so each
+    /// subscription has its next requests at hand and a claim's round trip never idles its
+    /// slots. Sends them, at most `PUSH_PER_SUBSCRIPTION` per subscription and
+    /// `PUSH_CONCURRENCY` in all at once, oldest first; hands each finished attempt to the
+    /// recorder ([`Deliverer::record`]), which writes them in batches. Waits for the requests in flight and their recording before returning
+    /// (deliveries still waiting are left to their leases, and sent again after them).
     pub(crate) async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
         let concurrency = self.settings.push_concurrency.max(1);
+        let per_subscription = self.settings.push_per_subscription.max(1);
         let poll = Duration::from_millis(self.settings.push_poll_interval_ms.max(10));
+        let (finished, to_record) = tokio::sync::mpsc::unbounded_channel();
+        let recorder = tokio::spawn(self.clone().record(to_record));
+        let mut lanes: HashMap<Uuid, Lane> = HashMap::new();
         let mut in_flight = JoinSet::new();
+        // Claim on a wake-up (new deliveries), on the poll (retries falling due), and when a
+        // lane runs low (its subscription may have more due); not after every request.
+        let mut claim_due = true;
         while !shutdown.is_cancelled() {
-            let free = concurrency.saturating_sub(in_flight.len());
-            if free > 0 {
-                match self.claim(free).await {
+            while let Some(ended) = in_flight.try_join_next() {
+                claim_due |= self.ended(&mut lanes, ended, per_subscription);
+            }
+            let waiting: usize = lanes.values().map(|lane| lane.waiting.len()).sum();
+            if claim_due && waiting < concurrency {
+                claim_due = false;
+                let held: Vec<(Uuid, usize)> = lanes
+                    .iter()
+                    .map(|(id, lane)| (*id, lane.waiting.len() + lane.in_flight))
+                    .collect();
+                match self
+                    .claim(concurrency, LEASED_AHEAD * per_subscription, &held)
+                    .await
+                {
                     Ok(leased) => {
                         for delivery in leased {
-                            let deliverer = self.clone();
-                            in_flight.spawn(async move { deliverer.deliver(delivery).await });
+                            lanes
+                                .entry(delivery.subscription_id)
+                                .or_default()
+                                .waiting
+                                .push_back(delivery);
                         }
                     }
                     Err(error) => {
@@ -76,50 +122,82 @@ impl Deliverer {
                     }
                 }
             }
+            // Start what may start, oldest lease first within each subscription.
+            for lane in lanes.values_mut() {
+                while lane.in_flight < per_subscription && in_flight.len() < concurrency {
+                    let Some(delivery) = lane.waiting.pop_front() else {
+                        break;
+                    };
+                    lane.in_flight += 1;
+                    let (deliverer, finished) = (self.clone(), finished.clone());
+                    in_flight.spawn(async move { deliverer.deliver(delivery, finished).await });
+                }
+            }
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                () = wake.notified() => {}
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                () = tokio::time::sleep(poll) => {}
+                () = wake.notified() => claim_due = true,
+                Some(ended) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    claim_due |= self.ended(&mut lanes, ended, per_subscription);
+                }
+                () = tokio::time::sleep(poll) => claim_due = true,
             }
         }
-        while in_flight.join_next().await.is_some() {}
-    }
-
-    /// Leases up to `free` deliveries of subscriptions with no request in flight, and marks
-    /// their subscriptions busy.
-    async fn claim(&self, free: usize) -> Result<Vec<LeasedDelivery>, DbError> {
-        let busy: Vec<Uuid> = self
-            .busy
-            .lock()
-            .expect("not poisoned")
-            .keys()
-            .copied()
-            .collect();
-        let mut conn = self.pool.get().await?;
-        let leased = push::claim_deliveries(
-            &mut conn,
-            free,
-            self.settings.push_per_subscription.max(1),
-            &busy,
-            self.lease_ms(),
-        )
-        .await?;
-        let mut busy = self.busy.lock().expect("not poisoned");
-        for delivery in &leased {
-            *busy.entry(delivery.subscription_id).or_default() += 1;
+        while let Some(ended) = in_flight.join_next().await {
+            self.ended(&mut lanes, ended, per_subscription);
         }
-        Ok(leased)
+        drop(finished);
+        let _ = recorder.await;
     }
 
-    /// The lease outlives the request's timeout with room to record the attempt.
+    /// A request ended: its subscription has one fewer in flight. Whether its lane runs low
+    /// (at most `per_subscription` waiting): then claim again.
+    fn ended(
+        &self,
+        lanes: &mut HashMap<Uuid, Lane>,
+        ended: Result<Uuid, tokio::task::JoinError>,
+        per_subscription: usize,
+    ) -> bool {
+        let Ok(subscription_id) = ended else {
+            tracing::error!("A push request task failed.");
+            return true;
+        };
+        let Some(lane) = lanes.get_mut(&subscription_id) else {
+            return true;
+        };
+        lane.in_flight -= 1;
+        let low = lane.waiting.len() <= per_subscription;
+        if lane.in_flight == 0 && lane.waiting.is_empty() {
+            lanes.remove(&subscription_id);
+        }
+        low
+    }
+
+    /// Leases up to `limit` deliveries, at most `per_subscription` per subscription counting
+    /// those the loop holds (`held`).
+    async fn claim(
+        &self,
+        limit: usize,
+        per_subscription: usize,
+        held: &[(Uuid, usize)],
+    ) -> Result<Vec<LeasedDelivery>, DbError> {
+        let mut conn = self.pool.get().await?;
+        push::claim_deliveries(&mut conn, limit, per_subscription, held, self.lease_ms()).await
+    }
+
+    /// The lease covers the wait behind the requests leased before it in its lane (at most
+    /// `LEASED_AHEAD - 1` rounds, each at most the timeout) and its own request, with room to
+    /// record the attempt.
     fn lease_ms(&self) -> u64 {
-        self.settings.push_timeout_ms.saturating_mul(2).max(10_000)
+        self.settings
+            .push_timeout_ms
+            .saturating_mul(LEASED_AHEAD as u64 + 1)
+            .max(10_000)
     }
 
-    /// Sends one delivery and records the attempt; a database failure leaves the lease to
-    /// expire, so the delivery is sent again (at-least-once, same `webhook-id`).
-    async fn deliver(&self, delivery: LeasedDelivery) {
+    /// Sends one delivery and hands its attempt to the recorder; its slot is free as soon as
+    /// the request ends (the lease keeps the delivery from being taken again until recorded).
+    /// Returns its subscription's id.
+    async fn deliver(&self, delivery: LeasedDelivery, finished: Finished) -> Uuid {
         let secrets = delivery
             .secret(&self.keyring)
             .and_then(|secret| Ok((secret, delivery.previous_secret(&self.keyring)?)));
@@ -137,30 +215,43 @@ impl Deliverer {
                 )
             }
         };
+        let subscription_id = delivery.subscription_id;
+        // The recorder outlives every sender; a closed channel cannot happen.
+        let _ = finished.send((delivery, result));
+        subscription_id
+    }
+
+    /// Records finished attempts until every sender is gone: whatever has finished, up to
+    /// [`RECORD_BATCH`], in one transaction (`db::push::record_attempts`). A database failure
+    /// leaves their leases to expire, so those deliveries are sent again (at-least-once, same
+    /// `webhook-id`).
+    async fn record(
+        self,
+        mut finished: tokio::sync::mpsc::UnboundedReceiver<(LeasedDelivery, AttemptResult)>,
+    ) {
         let policy = FailurePolicy {
             max_consecutive_failures: self.settings.push_max_consecutive_failures,
             max_failing_s: i64::from(self.settings.push_disable_after_hours) * 3_600,
         };
-        let recorded = match self.pool.get().await {
-            Ok(mut conn) => push::record_attempt(&mut conn, &delivery, &result, policy).await,
-            Err(error) => Err(error.into()),
-        };
-        match recorded {
-            Ok(true) => {}
-            Ok(false) => tracing::info!(
-                delivery.id = delivery.id,
-                "Push delivery lease lost; its attempt is not recorded."
-            ),
-            Err(error) => {
-                tracing::warn!(delivery.id = delivery.id, error = %error, "Recording a push attempt failed; the delivery will be sent again.")
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        while finished.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            let recorded = match self.pool.get().await {
+                Ok(mut conn) => push::record_attempts(&mut conn, &batch, policy).await,
+                Err(error) => Err(error.into()),
+            };
+            match recorded {
+                Ok(n) if n < batch.len() => tracing::info!(
+                    lost = batch.len() - n,
+                    "Push delivery leases lost; those attempts are not recorded."
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(
+                    attempts = batch.len(),
+                    error = %error,
+                    "Recording push attempts failed; those deliveries will be sent again."
+                ),
             }
-        }
-        let mut busy = self.busy.lock().expect("not poisoned");
-        if let Some(count) = busy.get_mut(&delivery.subscription_id) {
-            *count -= 1;
-            if *count == 0 {
-                busy.remove(&delivery.subscription_id);
-            }
+            batch.clear();
         }
     }
 

@@ -11,9 +11,9 @@
 //! # Deliveries
 //! [`claim_deliveries`] leases due deliveries: it sets a fresh `lease_token` and moves
 //! `next_attempt_at` to the lease's end, so a loop that dies leaves them due again when the
-//! lease runs out. The HTTP request happens outside any transaction; [`record_attempt`] then
-//! logs the attempt and settles the delivery only if the lease token still matches (a loop that
-//! lost its lease is refused), and updates the subscription's failure tracking.
+//! lease runs out. The HTTP request happens outside any transaction; [`record_attempts`] then
+//! logs a batch of attempts and settles each delivery only if its lease token still matches (a
+//! loop that lost its lease is refused), and updates the subscriptions' failure tracking.
 
 mod deliveries;
 mod outbox;
@@ -23,7 +23,7 @@ mod subscriptions;
 
 pub use deliveries::{
     AttemptRecord, AttemptResult, FailurePolicy, LeasedDelivery, attempts, claim_deliveries,
-    record_attempt, resend,
+    record_attempts, resend,
 };
 pub use outbox::{
     Announcement, CallBefore, MessageBefore, announce, call_change_announcements, calls_before,

@@ -64,6 +64,18 @@
 //!   tenant's latency p50/p99 (ingest's 200 to `done`, as in `bench latency`), and the noisy
 //!   backlog's drain rate meanwhile.
 //!
+//! - `bench push [DELIVERIES] [RATE] [SECONDS]`: push to client apps. First DELIVERIES (default
+//!   20,000) pending deliveries, 90% to one tenant's subscription and the rest over 9 others',
+//!   each body a real `call.completed` (~1.5 KB), sent by one worker's delivery loop (default
+//!   settings) to a receiver on loopback answering 204: deliveries/s. Then one tenant with a
+//!   subscription at that receiver and an SSE client (through an in-process api) while RATE
+//!   (default 200) signed webhooks/s of interleaved calls go to ingest for SECONDS (default 20)
+//!   and a worker woken by `LISTEN` processes them: latency from ingest's 200 to the receiver
+//!   (and to the SSE client), each arrival matched to its webhook by the call's
+//!   `last_event_at`; p50/p99. Then the same with a second subscription of that tenant at a
+//!   receiver that hangs 5 s on every request: the fast receiver's p50/p99 and their ratio to
+//!   the run without it.
+//!
 //! Commands can follow each other in one invocation (`bench worker latency fairness` runs all
 //! three with their defaults, seeding each history once). Run with `just bench-ingest` /
 //! `just bench-worker` / `just bench-api` (release build).
@@ -71,13 +83,16 @@
 mod api;
 mod common;
 mod ingest;
+mod push;
 mod worker;
 
 use std::time::Duration;
 
 use anyhow::Context;
 
-const COMMANDS: [&str; 6] = ["ingest", "forged", "worker", "latency", "fairness", "api"];
+const COMMANDS: [&str; 7] = [
+    "ingest", "forged", "worker", "latency", "fairness", "api", "push",
+];
 
 const USAGE: &str = "usage: bench COMMAND [ARGS]... [COMMAND [ARGS]...]...
   bench ingest [EVENTS] [CONCURRENCY]
@@ -85,7 +100,8 @@ const USAGE: &str = "usage: bench COMMAND [ARGS]... [COMMAND [ARGS]...]...
   bench worker [EVENTS] [HISTORIES] [MAX_DRAIN_S]
   bench latency [BACKLOG] [RATE] [SECONDS] [HISTORY] [MAX_DRAIN_S]
   bench fairness [BACKLOG] [QUIET_RATE] [MAX_S] [HISTORY]
-  bench api [CALLS] [APPS] [REQUESTS] [CHANGES_PER_S]";
+  bench api [CALLS] [APPS] [REQUESTS] [CHANGES_PER_S]
+  bench push [DELIVERIES] [RATE] [SECONDS]";
 
 /// A command and its arguments.
 struct Command<'a> {
@@ -180,6 +196,10 @@ async fn run(commands: &[Command<'_>], templates: &mut worker::Templates) -> any
                     command.number(3, 1_000_000)?,
                 )
                 .await?;
+            }
+            "push" => {
+                push::bench_deliveries(command.number(0, 20_000)?).await?;
+                push::bench_push_latency(command.number(1, 200)?, command.number(2, 20)?).await?;
             }
             _ => {
                 let apps = command.number(1, 100)?;

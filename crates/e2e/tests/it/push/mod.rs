@@ -3,6 +3,7 @@
 //! failures; 410 deactivates, `PATCH active: true` revives; a replay announces nothing twice.
 
 mod delivery;
+mod leases;
 mod snippets;
 mod ssrf;
 mod streams;

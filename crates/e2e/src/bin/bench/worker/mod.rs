@@ -184,7 +184,7 @@ async fn wait_drained(
 }
 
 /// An in-process ingest on `url`; the base URL of its tenant routes.
-async fn start_ingest(url: &str, stop: &CancellationToken) -> anyhow::Result<String> {
+pub async fn start_ingest(url: &str, stop: &CancellationToken) -> anyhow::Result<String> {
     let server = ingest::build(e2e::ingest_settings(url)).await?;
     let base = format!("http://127.0.0.1:{}/webhooks/dialpad", server.port());
     tokio::spawn(server.run_until_stopped(stop.clone().cancelled_owned()));
