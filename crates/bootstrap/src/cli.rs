@@ -14,10 +14,13 @@ pub enum Command {
     /// Re-seal every secret at rest under `ENCRYPTION_KEY` and exit (`db::reseal`), so former
     /// keys can be removed from `ENCRYPTION_PREVIOUS_KEYS`. The api and ingest have it.
     Reseal,
+    /// Ask the service running beside it (same settings) whether it is ready: exit 0 when its
+    /// `GET /readyz` answers 200 ([`healthcheck`]). For container health checks, without curl.
+    Healthcheck,
 }
 
 impl Command {
-    /// Reads the command from the process arguments: `[serve|migrate|reseal]`.
+    /// Reads the command from the process arguments: `[serve|migrate|reseal|healthcheck]`.
     ///
     /// # Errors
     /// On an unknown argument, with the usage.
@@ -27,21 +30,54 @@ impl Command {
             None | Some("serve") => Command::Serve,
             Some("migrate") => Command::Migrate,
             Some("reseal") => Command::Reseal,
+            Some("healthcheck") => Command::Healthcheck,
             Some("-h" | "--help") => {
                 println!(
-                    "usage: {binary} [serve|migrate|reseal]\n\n  serve    run the service (default)\n  migrate  apply pending database migrations and exit\n  reseal   re-encrypt every secret at rest under ENCRYPTION_KEY and exit (api, ingest)\n\nSettings come from the environment; see the README."
+                    "usage: {binary} {USAGE}\n\n  serve        run the service (default)\n  migrate      apply pending database migrations and exit\n  reseal       re-encrypt every secret at rest under ENCRYPTION_KEY and exit (api, ingest)\n  healthcheck  exit 0 when the service running with these settings answers GET /readyz with 200\n\nSettings come from the environment; see the README."
                 );
                 std::process::exit(0);
             }
             Some(other) => {
-                anyhow::bail!("unknown command {other:?}; usage: {binary} [serve|migrate|reseal]")
+                anyhow::bail!("unknown command {other:?}; usage: {binary} {USAGE}")
             }
         };
         if let Some(extra) = args.next() {
-            anyhow::bail!("unexpected argument {extra:?}; usage: {binary} [serve|migrate|reseal]");
+            anyhow::bail!("unexpected argument {extra:?}; usage: {binary} {USAGE}");
         }
         Ok(command)
     }
+}
+
+/// The commands, as usage shows them.
+const USAGE: &str = "[serve|migrate|reseal|healthcheck]";
+
+/// How long the `healthcheck` command waits for an answer.
+const HEALTHCHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Runs the `healthcheck` command: `GET http://127.0.0.1:{port}/readyz` (the service's own
+/// port, from the same settings it runs with), within 3 s; prints the status.
+///
+/// # Errors
+/// When the port is 0 (picked at start, so unknown here), nothing answers, or the answer is
+/// not 200 (e.g. 503 while the database is unreachable): the process then exits non-zero.
+pub async fn healthcheck(port: u16, port_setting: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        port != 0,
+        "{port_setting} is 0 (a port picked at start): set it to check the service"
+    );
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let client = reqwest::Client::builder()
+        .timeout(HEALTHCHECK_TIMEOUT)
+        .build()?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("nothing answers at {url}"))?;
+    let status = response.status();
+    anyhow::ensure!(status.is_success(), "{url} answered {status}");
+    println!("{url}: {status}");
+    Ok(())
 }
 
 /// Runs the `migrate` command.

@@ -11,6 +11,9 @@ async fn main() -> anyhow::Result<()> {
     let command = Command::from_args("worker")?;
     let settings: Settings = bootstrap::settings::load()?;
     match command {
+        Command::Healthcheck => {
+            bootstrap::cli::healthcheck(settings.metrics_port, "METRICS_PORT").await
+        }
         Command::Migrate => bootstrap::cli::migrate(settings.database.url()?).await,
         Command::Reseal => {
             anyhow::bail!("the worker holds no secrets: run `api reseal` (or `ingest reseal`)")

@@ -4,7 +4,7 @@
 //! `WORKER_MAX_ATTEMPTS` (10), `WORKER_BACKOFF_BASE_MS` (1000), `WORKER_BACKOFF_MAX_MS`
 //! (3600000), `WORKER_ID` (default `<hostname>-<pid>`), `RETENTION_DAYS` (90),
 //! `RETENTION_INTERVAL_MS` (3600000), `WORKER_MAX_CALL_GRAPH_LEGS` (1000),
-//! `WORKER_BACKLOG_AFTER_MS` (1000), the push deliveries' `PUSH_*` ([`PushSettings`]),
+//! `WORKER_BACKLOG_AFTER_MS` (1000), `METRICS_PORT` (9090), the push deliveries' `PUSH_*` ([`PushSettings`]),
 //! `ENCRYPTION_KEY` (to open subscription secrets; without it no push is delivered), plus the
 //! shared `DATABASE_*` and `LOG_FORMAT`.
 
@@ -50,6 +50,10 @@ pub struct Settings {
     /// every tenant.
     #[serde(default = "default_backlog_after_ms")]
     pub worker_backlog_after_ms: u64,
+    /// `METRICS_PORT`: where the worker serves `GET /healthz` and `GET /readyz` (on every
+    /// interface); `0` picks a free port (tests). `worker healthcheck` asks it.
+    #[serde(default = "default_metrics_port")]
+    pub metrics_port: u16,
     /// `RETENTION_DAYS`: processed events older than this many days are pruned (`0`: never).
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
@@ -73,6 +77,8 @@ impl Settings {
             worker_id: None,
             worker_max_call_graph_legs: default_max_call_graph_legs(),
             worker_backlog_after_ms: default_backlog_after_ms(),
+            // Tests run many workers side by side.
+            metrics_port: 0,
             retention_days: default_retention_days(),
             retention_interval_ms: default_retention_interval_ms(),
         }
@@ -183,6 +189,10 @@ impl PushSettings {
             .filter_map(|delay| delay.trim().parse().ok())
             .collect()
     }
+}
+
+fn default_metrics_port() -> u16 {
+    9090
 }
 
 fn default_push_concurrency() -> usize {

@@ -254,6 +254,9 @@ impl Worker {
         ));
         let push = self.spawn_push_loop(&shutdown)?;
         let retention = tokio::spawn(self.clone().retention_loop(shutdown.clone()));
+        let health = self.health_server()?;
+        tracing::info!(port = health.port(), "Worker health endpoints listening.");
+        let health = tokio::spawn(health.run_until_stopped(shutdown.clone().cancelled_owned()));
         tracing::info!(worker.id = %self.id, lanes = lanes.len(), "Worker started.");
         let loops: Vec<_> = lanes
             .into_iter()
@@ -273,8 +276,29 @@ impl Worker {
             listener.await.context("Push listener task failed")?;
         }
         retention.await.context("Retention task failed")?;
+        health
+            .await
+            .context("Health server task failed")?
+            .context("Health server failed")?;
         tracing::info!(worker.id = %self.id, "Worker stopped.");
         Ok(())
+    }
+
+    /// `GET /healthz` and `GET /readyz` (the database answers) on `METRICS_PORT`, every
+    /// interface: what `worker healthcheck` and orchestrators ask.
+    fn health_server(&self) -> anyhow::Result<bootstrap::http::HttpService> {
+        let pool = actix_web::web::Data::new(self.pool.clone());
+        let (listener, port) = bootstrap::http::bind("0.0.0.0", self.settings.metrics_port)?;
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(pool.clone())
+                .configure(bootstrap::http::health_routes)
+        })
+        .workers(1)
+        .listen(listener)?
+        .disable_signals()
+        .run();
+        Ok(bootstrap::http::HttpService::new(port, server))
     }
 
     /// Claims and applies the batches of `lane` until `shutdown`: the next one at once after a

@@ -1,5 +1,5 @@
 //! The `worker` binary's command line: settings errors, `migrate`, refusing a schema that is
-//! behind, and a clean exit on SIGTERM. (ingest and api share this CLI through `bootstrap`.)
+//! behind, `healthcheck` against its health port, and a clean exit on SIGTERM. (ingest and api share this CLI through `bootstrap`.)
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -13,6 +13,7 @@ fn worker(database_url: Option<&str>) -> Command {
     command
         .env_remove("DATABASE_URL")
         .env_remove("CONFIG_FILE")
+        .env("METRICS_PORT", "0")
         .env("RUST_LOG", "info");
     if let Some(url) = database_url {
         command.env("DATABASE_URL", url);
@@ -69,7 +70,24 @@ async fn migrate_then_serve_then_stop_on_sigterm() {
         assert!(ok, "{output}");
     }
 
-    let mut serve = worker(Some(db.url()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let with_port = |mut command: Command| {
+        command.env("METRICS_PORT", &port);
+        command
+    };
+    let healthcheck = || {
+        let mut command = with_port(worker(Some(db.url())));
+        command.arg("healthcheck");
+        command
+    };
+    let (ok, output) = run(healthcheck()).await;
+    assert!(!ok && output.contains("nothing answers"), "{output}");
+
+    let mut serve = with_port(worker(Some(db.url())));
     let mut child = serve.stdout(Stdio::piped()).spawn().expect("starts");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let started = tokio::time::timeout(Duration::from_secs(20), async {
@@ -82,6 +100,11 @@ async fn migrate_then_serve_then_stop_on_sigterm() {
     })
     .await;
     assert_eq!(started, Ok(true), "the worker logs that it started");
+    let (ok, output) = run(healthcheck()).await;
+    assert!(
+        ok && output.contains("200"),
+        "`worker healthcheck` passes: {output}"
+    );
 
     let pid = child.id().expect("running").to_string();
     let killed = Command::new("kill")
@@ -95,6 +118,8 @@ async fn migrate_then_serve_then_stop_on_sigterm() {
         .expect("exits after SIGTERM")
         .expect("status");
     assert!(status.success(), "exit 0 after SIGTERM, got {status}");
+    let (ok, _) = run(healthcheck()).await;
+    assert!(!ok, "`worker healthcheck` fails once it stopped");
 }
 
 #[tokio::test]

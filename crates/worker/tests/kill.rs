@@ -20,6 +20,8 @@ fn spawn_worker(database_url: &str, name: &str) -> Child {
         .env_remove("CONFIG_FILE")
         .env("DATABASE_URL", database_url)
         .env("WORKER_ID", name)
+        // Several at once: each picks a free port for its health endpoints.
+        .env("METRICS_PORT", "0")
         .env("WORKER_BATCH_SIZE", "500")
         .env("WORKER_POLL_INTERVAL_MS", "100")
         .env("RUST_LOG", "warn")

@@ -2,6 +2,7 @@
 
 mod admin;
 mod api;
+mod deploy;
 mod dialpad;
 mod domain_rows;
 mod fuzz;

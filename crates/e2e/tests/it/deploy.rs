@@ -1,0 +1,148 @@
+//! What deployment relies on: the binaries' `healthcheck` command passes only while the
+//! service is ready, and the Dockerfile, docker-compose.yml and the Render Blueprint name the
+//! right commands.
+
+use e2e::TestStack;
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_healthcheck_command_passes_only_while_the_service_is_ready() {
+    let stack = TestStack::spawn().await;
+    for url in [&stack.api_url, &stack.ingest_url] {
+        bootstrap::cli::healthcheck(port_of(url), "PORT")
+            .await
+            .unwrap_or_else(|e| panic!("{url} is ready: {e:#}"));
+    }
+    let unknown = bootstrap::cli::healthcheck(0, "METRICS_PORT")
+        .await
+        .expect_err("port 0 cannot be checked");
+    assert!(unknown.to_string().contains("METRICS_PORT"), "{unknown}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let nothing = bootstrap::cli::healthcheck(closed, "PORT")
+        .await
+        .expect_err("nothing listens");
+    assert!(
+        format!("{nothing:#}").contains("nothing answers"),
+        "{nothing:#}"
+    );
+
+    // An ingest whose database is cut answers /readyz 503: not healthy.
+    let proxy = e2e::CuttableProxy::in_front_of(stack.db.url()).await;
+    let port = stack
+        .spawn_ingest(e2e::ingest_settings(&proxy.url_for(stack.db.url())))
+        .await;
+    bootstrap::cli::healthcheck(port, "PORT")
+        .await
+        .expect("ready through the proxy");
+    proxy.cut();
+    let down = bootstrap::cli::healthcheck(port, "PORT")
+        .await
+        .expect_err("not ready without its database");
+    assert!(down.to_string().contains("503"), "{down}");
+    proxy.restore();
+}
+
+fn load(path: &str) -> Yaml {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(path),
+    )
+    .unwrap_or_else(|e| panic!("{path}: {e}"));
+    YamlLoader::load_from_str(&text)
+        .unwrap_or_else(|e| panic!("{path} parses: {e}"))
+        .remove(0)
+}
+
+fn strings(yaml: &Yaml) -> Vec<&str> {
+    yaml.as_vec()
+        .expect("a list")
+        .iter()
+        .map(|item| item.as_str().expect("a string"))
+        .collect()
+}
+
+#[test]
+fn compose_blueprint_and_dockerfile_name_the_right_commands() {
+    let compose = load("docker-compose.yml");
+    let services = &compose["services"];
+    assert_eq!(
+        strings(&services["migrate"]["command"]),
+        ["worker", "migrate"]
+    );
+    for binary in ["ingest", "api", "worker"] {
+        let service = &services[binary];
+        assert_eq!(strings(&service["command"]), [binary], "compose {binary}");
+        assert_eq!(
+            strings(&service["healthcheck"]["test"]),
+            ["CMD", binary, "healthcheck"],
+            "compose {binary}'s health check runs its own binary"
+        );
+    }
+    assert_eq!(
+        services["worker"]["environment"]["METRICS_PORT"].as_str(),
+        Some("9090")
+    );
+
+    let blueprint = load("deploy/render.yaml");
+    let render_services = blueprint["services"].as_vec().expect("services");
+    let mut seen = Vec::new();
+    for service in render_services {
+        let binary = service["dockerCommand"].as_str().expect("dockerCommand");
+        seen.push(binary);
+        assert_eq!(
+            service["preDeployCommand"].as_str(),
+            Some(format!("{binary} migrate").as_str()),
+            "Render {binary} migrates before it starts"
+        );
+        assert_eq!(
+            service["dockerfilePath"].as_str(),
+            Some("./deploy/Dockerfile")
+        );
+        let kind = service["type"].as_str().expect("type");
+        let env: Vec<&str> = service["envVars"]
+            .as_vec()
+            .expect("envVars")
+            .iter()
+            .filter_map(|var| var["key"].as_str())
+            .collect();
+        if binary == "worker" {
+            assert_eq!(kind, "worker");
+            assert!(env.contains(&"METRICS_PORT"), "{env:?}");
+        } else {
+            assert_eq!(kind, "web", "{binary}");
+            assert!(service["healthCheckPath"].as_str().is_some(), "{binary}");
+            assert!(env.contains(&"PORT"), "{binary}: {env:?}");
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, ["api", "ingest", "worker"]);
+
+    let dockerfile = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/Dockerfile"),
+    )
+    .expect("the Dockerfile");
+    assert!(
+        dockerfile
+            .lines()
+            .any(|line| line.starts_with("HEALTHCHECK ")
+                && line.ends_with(r#"CMD ["api", "healthcheck"]"#)),
+        "the image's health check runs the default binary's healthcheck"
+    );
+    assert!(
+        !dockerfile
+            .lines()
+            .any(|line| line.contains("--no-install-recommends") && line.contains("curl")),
+        "no curl installed in the image"
+    );
+}
