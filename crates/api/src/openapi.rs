@@ -349,6 +349,11 @@ impl Modify for Conventions {
                 "200",
                 "The database answers: `{\"status\": \"ready\"}` (503 `unavailable` when not)",
             ),
+            (
+                "/metrics",
+                "200",
+                "Prometheus metrics: the text exposition format (requests, pool, live streams)",
+            ),
         ] {
             let operation = OperationBuilder::new()
                 .tag("meta")
@@ -386,7 +391,7 @@ impl Modify for Conventions {
             "`unavailable`: the database cannot be reached (`Retry-After: 2`); `not_configured`: \
              the server lacks a setting this needs (the message names it)",
         );
-        let meta = ["/healthz", "/readyz", "/openapi.json", "/docs"];
+        let meta = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"];
         for (path, item) in &mut openapi.paths.paths {
             for operation in [
                 &mut item.get,

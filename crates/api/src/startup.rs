@@ -172,6 +172,15 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         .map(reqwest::Url::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("OAUTH_SUCCESS_REDIRECT_URL is not a URL: {e}"))?;
+    let metrics = bootstrap::metrics::Metrics::new("api");
+    metrics.register(bootstrap::metrics::PoolCollector::new(
+        pool.clone(),
+        settings.database.pool().max_size,
+    ));
+    let stream_connections = metrics.gauge(
+        "api_stream_connections",
+        "Open live streams (SSE and WebSocket) on this process",
+    );
     let state = Data::new(ApiState {
         pool: pool.clone(),
         internal_api_secret,
@@ -193,7 +202,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
             settings.push_timeout_ms,
             settings.allow_private_webhook_urls,
         )?,
-        streams: StreamHub::start(database_url.clone(), pool.clone(), settings.stream.clone()),
+        streams: StreamHub::start(
+            database_url.clone(),
+            pool.clone(),
+            settings.stream.clone(),
+            stream_connections,
+        ),
         keyring,
         dialpad,
         server_api_key: dialpad_settings.dialpad_api_key,
@@ -203,17 +217,22 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         oauth_success_redirect_url,
     });
     let pool = Data::new(pool);
+    let metrics = Data::new(metrics);
     let openapi = Data::new(crate::openapi::Rendered::new()?);
 
     let (listener, port) = bind(&settings.host, settings.port)?;
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(rate_limit::limit))
+            .wrap(actix_web::middleware::from_fn(
+                bootstrap::metrics::track_requests,
+            ))
             .wrap(cors(&cors_origins))
             .app_data(rate_limits.clone())
             .app_data(state.clone())
             .app_data(pool.clone())
             .app_data(openapi.clone())
+            .app_data(metrics.clone())
             .app_data(
                 JsonConfig::default()
                     .limit(64 * 1024)
@@ -227,6 +246,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
                 .into()
             }))
             .configure(health_routes)
+            .configure(bootstrap::metrics::metrics_routes)
             .configure(|cfg| {
                 let mut cfg = utoipa_actix_web::service_config::ServiceConfig::new(cfg);
                 routes::configure(&mut cfg);

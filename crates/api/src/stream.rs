@@ -61,6 +61,8 @@ pub(crate) struct StreamHub {
 struct Hub {
     pool: Pool,
     settings: StreamSettings,
+    /// `api_stream_connections`: open streams on this process.
+    connections: prometheus::IntGauge,
     feeds: Mutex<HashMap<Uuid, Feed>>,
     /// Apps notified since the last read.
     notified: Mutex<Vec<Uuid>>,
@@ -78,10 +80,16 @@ struct Feed {
 
 impl StreamHub {
     /// Starts the hub's listener on `database_url` (a dedicated connection) and its reader.
-    pub(crate) fn start(database_url: SecretString, pool: Pool, settings: StreamSettings) -> Self {
+    pub(crate) fn start(
+        database_url: SecretString,
+        pool: Pool,
+        settings: StreamSettings,
+        connections: prometheus::IntGauge,
+    ) -> Self {
         let inner = Arc::new(Hub {
             pool,
             settings,
+            connections,
             feeds: Mutex::default(),
             notified: Mutex::default(),
             wake: Notify::new(),
@@ -123,6 +131,7 @@ impl StreamHub {
                 return Err(ApiError::TooManyStreams(limit));
             }
             feed.streams += 1;
+            self.inner.connections.inc();
             feed.sender.subscribe()
         };
         // From here the subscription is counted, and its drop uncounts it.
@@ -212,6 +221,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        self.hub.connections.dec();
         let mut feeds = self.hub.feeds.lock().expect("not poisoned");
         if let Some(feed) = feeds.get_mut(&self.app_id) {
             feed.streams -= 1;

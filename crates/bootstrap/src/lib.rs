@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod http;
+pub mod metrics;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

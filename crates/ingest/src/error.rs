@@ -102,6 +102,14 @@ impl ResponseError for IngestError {
             }
             _ => {}
         }
-        response.json(json!({ "error": self.code(), "message": self.to_string() }))
+        let mut response =
+            response.json(json!({ "error": self.code(), "message": self.to_string() }));
+        response.extensions_mut().insert(Refusal(self.code()));
+        response
     }
 }
+
+/// Why a webhook was refused (its error code), left on the response for the refusal counter
+/// (`crate::startup::count_refusals`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refusal(pub(crate) &'static str);

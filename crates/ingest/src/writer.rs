@@ -7,7 +7,9 @@
 //! is in flight, so a quiet system pays one insert per webhook and a busy one shares commits.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use prometheus::{Histogram, HistogramOpts};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use db::queue::{self, Enqueued, NewWebhookEvent};
@@ -31,12 +33,38 @@ pub(crate) struct EventWriter {
 }
 
 impl EventWriter {
-    /// Starts [`WRITERS`] writer tasks on the current runtime.
-    pub(crate) fn start(pool: Pool) -> Self {
+    /// Starts [`WRITERS`] writer tasks on the current runtime; registers
+    /// `ingest_commit_batch_size` (events per insert) and `ingest_commit_duration_seconds`
+    /// (one insert's commit) in `metrics`.
+    pub(crate) fn start(pool: Pool, metrics: &bootstrap::metrics::Metrics) -> Self {
+        let batch_sizes = Histogram::with_opts(
+            HistogramOpts::new(
+                "ingest_commit_batch_size",
+                "Events stored by one insert (group commit)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )
+        .expect("valid metric");
+        metrics.register(batch_sizes.clone());
+        let commits = Histogram::with_opts(
+            HistogramOpts::new(
+                "ingest_commit_duration_seconds",
+                "One group-commit insert, from checkout to commit, seconds",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+        )
+        .expect("valid metric");
+        metrics.register(commits.clone());
         let (jobs, queue) = mpsc::channel(MAX_BATCH * WRITERS * 4);
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..WRITERS {
-            tokio::spawn(write_batches(pool.clone(), Arc::clone(&queue)));
+            let observed = Observed {
+                batch_sizes: batch_sizes.clone(),
+                commits: commits.clone(),
+            };
+            tokio::spawn(write_batches(pool.clone(), Arc::clone(&queue), observed));
         }
         EventWriter { jobs }
     }
@@ -56,7 +84,13 @@ impl EventWriter {
     }
 }
 
-async fn write_batches(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+/// What the writers measure.
+struct Observed {
+    batch_sizes: Histogram,
+    commits: Histogram,
+}
+
+async fn write_batches(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, observed: Observed) {
     loop {
         let mut jobs = Vec::with_capacity(MAX_BATCH);
         if queue.lock().await.recv_many(&mut jobs, MAX_BATCH).await == 0 {
@@ -64,7 +98,11 @@ async fn write_batches(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
         }
         let (events, replies): (Vec<_>, Vec<_>) =
             jobs.into_iter().map(|j| (j.event, j.reply)).unzip();
-        match insert(&pool, &events).await {
+        observed.batch_sizes.observe(events.len() as f64);
+        let started = Instant::now();
+        let inserted = insert(&pool, &events).await;
+        observed.commits.observe(started.elapsed().as_secs_f64());
+        match inserted {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // A requester that went away (client disconnected) needs no answer.

@@ -2,6 +2,7 @@
 
 mod apply;
 mod listener;
+mod metrics;
 mod push;
 pub mod settings;
 mod worker;

@@ -28,6 +28,7 @@ use db::push::{self, AttemptResult, FailurePolicy, LeasedDelivery};
 use db::{DbError, Pool};
 use push_sender::{Sender, Signing};
 
+use crate::metrics::WorkerMetrics;
 use crate::settings::PushSettings;
 
 /// Attempts waiting to be recorded, in the order they ended.
@@ -47,6 +48,7 @@ pub(crate) struct Deliverer {
     keyring: Arc<Keyring>,
     sender: Sender,
     settings: Arc<PushSettings>,
+    metrics: WorkerMetrics,
 }
 
 /// The loop's deliveries of one subscription: leased and waiting, and requests in flight.
@@ -61,6 +63,7 @@ impl Deliverer {
         pool: Pool,
         keyring: Keyring,
         settings: PushSettings,
+        metrics: WorkerMetrics,
     ) -> anyhow::Result<Self> {
         let sender = Sender::new(
             settings.push_timeout_ms,
@@ -71,6 +74,7 @@ impl Deliverer {
             keyring: Arc::new(keyring),
             sender,
             settings: Arc::new(settings),
+            metrics,
         })
     }
 
@@ -235,15 +239,34 @@ impl Deliverer {
         };
         let mut batch = Vec::with_capacity(RECORD_BATCH);
         while finished.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            for (_, result) in &batch {
+                let outcome = match (&result.error, result.retry_in_ms) {
+                    (None, _) => "delivered",
+                    (Some(_), Some(_)) => "retrying",
+                    (Some(_), None) => "failed",
+                };
+                self.metrics.deliveries.with_label_values(&[outcome]).inc();
+                self.metrics
+                    .delivery_latency
+                    .with_label_values(&[outcome])
+                    .observe(f64::from(result.latency_ms) / 1_000.0);
+            }
             let recorded = match self.pool.get().await {
                 Ok(mut conn) => push::record_attempts(&mut conn, &batch, policy).await,
                 Err(error) => Err(error.into()),
             };
             match recorded {
-                Ok(n) if n < batch.len() => tracing::info!(
-                    lost = batch.len() - n,
-                    "Push delivery leases lost; those attempts are not recorded."
-                ),
+                Ok(n) if n < batch.len() => {
+                    let lost = batch.len() - n;
+                    self.metrics
+                        .deliveries
+                        .with_label_values(&["lease_lost"])
+                        .inc_by(u64::try_from(lost).unwrap_or(u64::MAX));
+                    tracing::info!(
+                        lost,
+                        "Push delivery leases lost; those attempts are not recorded."
+                    );
+                }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(
                     attempts = batch.len(),

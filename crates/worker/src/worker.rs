@@ -23,6 +23,7 @@ use domain::backoff::retry_delay;
 
 use crate::Settings;
 use crate::apply::{Outcome, Plan};
+use crate::metrics::WorkerMetrics;
 use crate::{listener, push};
 
 /// Events scanned per retention batch (one short transaction each).
@@ -51,6 +52,9 @@ pub struct Worker {
     settings: Settings,
     id: String,
     upkeep: Arc<QueueUpkeep>,
+    metrics: WorkerMetrics,
+    /// Where `run_until_stopped` serves `/healthz`, `/readyz` and `/metrics`, once it does.
+    health_port: Arc<std::sync::OnceLock<u16>>,
 }
 
 /// When this worker last vacuumed the queue (see `db::queue::vacuum`).
@@ -76,13 +80,22 @@ impl Worker {
         if let Err(error) = queue::vacuum(&mut *pool.get().await?).await {
             tracing::warn!(error = %error, "Queue vacuum failed; autovacuum will do it.");
         }
+        let metrics = WorkerMetrics::new(pool.clone(), settings.database.pool().max_size);
         Ok(Worker {
             pool,
             database_url,
             id: settings.id(),
             settings,
             upkeep: Arc::default(),
+            metrics,
+            health_port: Arc::default(),
         })
+    }
+
+    /// The port of `/healthz`, `/readyz` and `/metrics` (`METRICS_PORT`, or the one picked for
+    /// 0), once [`Worker::run_until_stopped`] serves them.
+    pub fn health_port(&self) -> Option<u16> {
+        self.health_port.get().copied()
     }
 
     /// Processes one batch: claims up to `WORKER_BATCH_SIZE` due events, applies them and
@@ -112,6 +125,7 @@ impl Worker {
             })
             .await?;
         self.vacuum_queue_when_due(report.claimed);
+        self.metrics.batch(&report);
         Ok(report)
     }
 
@@ -254,8 +268,15 @@ impl Worker {
         ));
         let push = self.spawn_push_loop(&shutdown)?;
         let retention = tokio::spawn(self.clone().retention_loop(shutdown.clone()));
-        let health = self.health_server()?;
-        tracing::info!(port = health.port(), "Worker health endpoints listening.");
+        let health = self
+            .metrics
+            .server(self.pool.clone(), self.settings.metrics_port)?;
+        tracing::info!(
+            port = health.port(),
+            "Worker health and metrics endpoints listening."
+        );
+        // First set wins: clones of one worker share its port.
+        let _ = self.health_port.set(health.port());
         let health = tokio::spawn(health.run_until_stopped(shutdown.clone().cancelled_owned()));
         tracing::info!(worker.id = %self.id, lanes = lanes.len(), "Worker started.");
         let loops: Vec<_> = lanes
@@ -282,23 +303,6 @@ impl Worker {
             .context("Health server failed")?;
         tracing::info!(worker.id = %self.id, "Worker stopped.");
         Ok(())
-    }
-
-    /// `GET /healthz` and `GET /readyz` (the database answers) on `METRICS_PORT`, every
-    /// interface: what `worker healthcheck` and orchestrators ask.
-    fn health_server(&self) -> anyhow::Result<bootstrap::http::HttpService> {
-        let pool = actix_web::web::Data::new(self.pool.clone());
-        let (listener, port) = bootstrap::http::bind("0.0.0.0", self.settings.metrics_port)?;
-        let server = actix_web::HttpServer::new(move || {
-            actix_web::App::new()
-                .app_data(pool.clone())
-                .configure(bootstrap::http::health_routes)
-        })
-        .workers(1)
-        .listen(listener)?
-        .disable_signals()
-        .run();
-        Ok(bootstrap::http::HttpService::new(port, server))
     }
 
     /// Claims and applies the batches of `lane` until `shutdown`: the next one at once after a
@@ -377,8 +381,12 @@ impl Worker {
             return Ok(None);
         }
         let keyring = self.settings.encryption.keyring()?;
-        let deliverer =
-            push::Deliverer::new(self.pool.clone(), keyring, self.settings.push.clone())?;
+        let deliverer = push::Deliverer::new(
+            self.pool.clone(),
+            keyring,
+            self.settings.push.clone(),
+            self.metrics.clone(),
+        )?;
         let wake = Arc::new(Notify::new());
         let listener = tokio::spawn(listener::listen(
             self.database_url.clone(),

@@ -9,6 +9,7 @@ mod fuzz;
 mod ingest;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod migrations;
 mod openapi;
 mod operations;

@@ -88,7 +88,8 @@ async fn the_served_document_is_the_committed_one_and_complete() {
                         || ["101", "302"].contains(&status.as_str())),
                 "{name}: a success response"
             );
-            let meta = ["/healthz", "/readyz", "/openapi.json", "/docs"].contains(&path.as_str());
+            let meta = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"]
+                .contains(&path.as_str());
             if !meta {
                 for status in ["429", "500", "503"] {
                     assert!(responses.contains_key(status), "{name}: {status}");

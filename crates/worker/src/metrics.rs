@@ -1,0 +1,142 @@
+//! The worker's metrics, served at `GET /metrics` on `METRICS_PORT` beside `GET /healthz` and
+//! `GET /readyz` (`bootstrap::metrics`): events processed by outcome, push deliveries by
+//! outcome with their latency, the queue's depth and lag (read at each scrape), and the pool.
+
+use std::sync::Arc;
+
+use diesel::QueryableByName;
+use diesel_async::RunQueryDsl;
+use prometheus::{Gauge, HistogramVec, IntCounterVec, IntGauge};
+
+use bootstrap::http::HttpService;
+use bootstrap::metrics::{Metrics, PoolCollector};
+use db::Pool;
+
+use crate::BatchReport;
+
+/// What the worker counts.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerMetrics {
+    pub(crate) registry: Metrics,
+    /// `worker_events_total{outcome}`: `done`, `ignored`, `failed` (retried later), `dead`.
+    events: IntCounterVec,
+    /// `push_delivery_attempts_total{outcome}`: `delivered`, `retrying`, `failed` (no retry
+    /// left), `lease_lost`.
+    pub(crate) deliveries: IntCounterVec,
+    /// `push_delivery_duration_seconds{outcome}`: the receiver's answer, request to end of
+    /// body.
+    pub(crate) delivery_latency: HistogramVec,
+}
+
+impl WorkerMetrics {
+    /// Registers every metric; the queue gauges are read from `pool` at each scrape.
+    pub(crate) fn new(pool: Pool, pool_size: u32) -> WorkerMetrics {
+        let pending = IntGauge::new(
+            "queue_pending_events",
+            "Events waiting to be processed (the hot queue, due or backing off)",
+        )
+        .expect("valid metric");
+        let oldest = Gauge::new(
+            "queue_oldest_pending_age_seconds",
+            "Age of the oldest pending event (lag): 0 when none is pending",
+        )
+        .expect("valid metric");
+        let refresh: bootstrap::metrics::Refresh = {
+            let (pool, pending, oldest) = (pool.clone(), pending.clone(), oldest.clone());
+            Arc::new(move || {
+                let (pool, pending, oldest) = (pool.clone(), pending.clone(), oldest.clone());
+                Box::pin(async move {
+                    match queue_state(&pool).await {
+                        Ok(state) => {
+                            pending.set(state.pending);
+                            oldest.set(state.oldest_s);
+                        }
+                        Err(error) => {
+                            tracing::warn!(error = %error, "Reading the queue's depth for metrics failed.");
+                        }
+                    }
+                })
+            })
+        };
+        let registry = Metrics::new("worker").with_refresh(refresh);
+        registry.register(pending);
+        registry.register(oldest);
+        registry.register(PoolCollector::new(pool, pool_size));
+        WorkerMetrics {
+            events: registry.counter_vec(
+                "worker_events_total",
+                "Events processed, by outcome (done, ignored, failed: retried later, dead)",
+                &["outcome"],
+            ),
+            deliveries: registry.counter_vec(
+                "push_delivery_attempts_total",
+                "Push delivery attempts, by outcome (delivered, retrying, failed, lease_lost)",
+                &["outcome"],
+            ),
+            delivery_latency: registry.histogram_vec(
+                "push_delivery_duration_seconds",
+                "Push requests, from sending to the end of the answer, seconds",
+                &["outcome"],
+            ),
+            registry,
+        }
+    }
+
+    /// Counts a batch's outcomes.
+    pub(crate) fn batch(&self, report: &BatchReport) {
+        for (outcome, count) in [
+            ("done", report.done),
+            ("ignored", report.ignored),
+            ("failed", report.failed),
+            ("dead", report.dead),
+        ] {
+            if count > 0 {
+                self.events
+                    .with_label_values(&[outcome])
+                    .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+            }
+        }
+    }
+
+    /// `GET /healthz`, `GET /readyz` (the database answers) and `GET /metrics` on `port`,
+    /// every interface (0 picks a free port).
+    pub(crate) fn server(&self, pool: Pool, port: u16) -> anyhow::Result<HttpService> {
+        let pool = actix_web::web::Data::new(pool);
+        let metrics = actix_web::web::Data::new(self.registry.clone());
+        let (listener, port) = bootstrap::http::bind("0.0.0.0", port)?;
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(pool.clone())
+                .app_data(metrics.clone())
+                .configure(bootstrap::http::health_routes)
+                .configure(bootstrap::metrics::metrics_routes)
+        })
+        .workers(1)
+        .listen(listener)?
+        .disable_signals()
+        .run();
+        Ok(HttpService::new(port, server))
+    }
+}
+
+#[derive(QueryableByName)]
+struct QueueState {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pending: i64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    oldest_s: f64,
+}
+
+/// The hot queue's size, and the age of its oldest event (ids grow with arrival, so the
+/// smallest id is the oldest: one primary-key probe, not a scan of the event log).
+async fn queue_state(pool: &Pool) -> Result<QueueState, db::DbError> {
+    let mut conn = pool.get().await?;
+    Ok(diesel::sql_query(
+        "SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - ( \
+           SELECT received_at FROM webhook_events \
+           WHERE id = (SELECT min(event_id) FROM event_queue))), 0)::float8 AS oldest_s \
+         FROM event_queue",
+    )
+    .get_result(&mut conn)
+    .await?)
+}
