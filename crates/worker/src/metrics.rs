@@ -62,7 +62,7 @@ impl WorkerMetrics {
         registry.register(pending);
         registry.register(oldest);
         registry.register(PoolCollector::new(pool, pool_size));
-        WorkerMetrics {
+        let metrics = WorkerMetrics {
             events: registry.counter_vec(
                 "worker_events_total",
                 "Events processed, by outcome (done, ignored, failed: retried later, dead)",
@@ -79,7 +79,19 @@ impl WorkerMetrics {
                 &["outcome"],
             ),
             registry,
+        };
+        // Every series exists from the start (at 0), so rates and alerts see it before its
+        // first event.
+        for outcome in ["done", "ignored", "failed", "dead"] {
+            metrics.events.with_label_values(&[outcome]);
         }
+        for outcome in ["delivered", "retrying", "failed", "lease_lost"] {
+            metrics.deliveries.with_label_values(&[outcome]);
+        }
+        for outcome in ["delivered", "retrying", "failed"] {
+            metrics.delivery_latency.with_label_values(&[outcome]);
+        }
+        metrics
     }
 
     /// Counts a batch's outcomes.

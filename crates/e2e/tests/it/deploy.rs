@@ -146,3 +146,128 @@ fn compose_blueprint_and_dockerfile_name_the_right_commands() {
         "no curl installed in the image"
     );
 }
+
+/// The metric names in a Prometheus query expression: identifiers of our metrics' families, with a
+/// histogram's `_bucket`, `_count` and `_sum` series named by their family.
+fn metric_names(expr: &str) -> Vec<String> {
+    const FAMILIES: [&str; 7] = [
+        "http_", "ingest_", "queue_", "worker_", "push_", "api_", "db_pool_",
+    ];
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|token| FAMILIES.iter().any(|family| token.starts_with(family)))
+        .map(|token| {
+            ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| token.strip_suffix(suffix))
+                .unwrap_or(token)
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_alert_rules_and_the_dashboard_name_only_exported_metrics() {
+    let stack = TestStack::spawn().await;
+    // A refusal, so ingest's refusal counter has its `invalid_signature` series.
+    let app = stack.create_app("Acme").await;
+    let forged = stack
+        .post_raw(
+            Some(&app.app_id.to_string()),
+            e2e::sign(
+                &e2e::fixture("call_outbound_01_calling.json"),
+                "wrong-secret",
+            ),
+        )
+        .await;
+    assert_eq!(forged.status(), 401);
+    stack.start_worker();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let worker_port = loop {
+        if let Some(port) = stack.worker.health_port() {
+            break port;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker serves its metrics"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let mut exported = String::new();
+    for url in [
+        stack.ingest_url.clone(),
+        stack.api_url.clone(),
+        format!("http://127.0.0.1:{worker_port}"),
+    ] {
+        exported += &reqwest::get(format!("{url}/metrics"))
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("text");
+    }
+    let known = |name: &str| exported.contains(&format!("# TYPE {name} "));
+
+    let alerts = load("deploy/prometheus/alerts.yml");
+    let rules: Vec<&Yaml> = alerts["groups"]
+        .as_vec()
+        .expect("groups")
+        .iter()
+        .flat_map(|group| group["rules"].as_vec().expect("rules"))
+        .collect();
+    assert!(
+        rules.len() >= 5,
+        "lag, dead letters, ingest errors, push failures, ..."
+    );
+    for rule in rules {
+        let name = rule["alert"].as_str().expect("an alert name");
+        let expr = rule["expr"].as_str().expect("an expression");
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "{name}: {expr}");
+        for metric in names {
+            assert!(
+                known(&metric),
+                "{name} names {metric}, which no service exports"
+            );
+        }
+        assert!(
+            rule["labels"]["severity"].as_str().is_some(),
+            "{name}: severity"
+        );
+        assert!(
+            rule["annotations"]["summary"].as_str().is_some(),
+            "{name}: summary"
+        );
+    }
+    let scrape = load("deploy/prometheus/prometheus.yml");
+    assert_eq!(strings(&scrape["rule_files"]), ["alerts.yml"]);
+    let targets: Vec<&str> = scrape["scrape_configs"]
+        .as_vec()
+        .expect("scrape configs")
+        .iter()
+        .flat_map(|job| strings(&job["static_configs"][0]["targets"]))
+        .collect();
+    assert_eq!(targets, ["ingest:8081", "api:8080", "worker:9090"]);
+
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../deploy/grafana/cti-server.json"),
+        )
+        .expect("the dashboard"),
+    )
+    .expect("JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 10);
+    for panel in panels {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for metric in metric_names(expr) {
+                assert!(
+                    known(&metric),
+                    "panel {:?} names {metric}, which no service exports",
+                    panel["title"]
+                );
+            }
+        }
+    }
+}
