@@ -33,6 +33,8 @@ pub struct EventRecord {
     pub processed_at: Option<DateTime<Utc>>,
     /// The Dialpad event itself.
     pub payload: Value,
+    /// The `x-request-id` ingest answered it with.
+    pub request_id: Option<String>,
 }
 
 /// A page of events, newest first.

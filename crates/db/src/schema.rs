@@ -59,6 +59,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         received_at -> Timestamptz,
         processed_at -> Nullable<Timestamptz>,
+        request_id -> Nullable<Text>,
     }
 }
 

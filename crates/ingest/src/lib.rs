@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+mod request_id;
 mod routes;
 mod secrets;
 pub mod settings;

@@ -97,7 +97,7 @@ async fn accept_for_app(
         }
         verified => verified?,
     };
-    store(state, Some(app_id), event).await
+    store(state, Some(app_id), event, crate::request_id::of(request)).await
 }
 
 /// `POST /webhooks/dialpad`: verify with `DIALPAD_WEBHOOK_SECRET`. The event belongs to
@@ -112,7 +112,13 @@ async fn receive_unscoped(
     let outcome = async {
         let body = read_body(&request, body, state.body_timeout).await?;
         let event = signature::verify(&body, state.unscoped_secret.expose_secret().as_bytes())?;
-        store(&state, state.unscoped_app_id, event).await
+        store(
+            &state,
+            state.unscoped_app_id,
+            event,
+            crate::request_id::of(&request),
+        )
+        .await
     }
     .await;
     let client = state.refusals.client(&request);
@@ -195,13 +201,16 @@ fn verify(body: &[u8], secrets: &[SecretString]) -> Result<Map<String, Value>, V
     signature::verify_with_any(body, secrets.iter().map(|s| s.expose_secret().as_bytes()))
 }
 
-/// Commits the event, then answers `200 {"id", "duplicate"}`.
+/// Commits the event with its request id, then answers `200 {"id", "duplicate"}` (a duplicate
+/// keeps the request id it was first stored with).
 async fn store(
     state: &IngestState,
     app_id: Option<Uuid>,
     event: Map<String, Value>,
+    request_id: Option<String>,
 ) -> Result<HttpResponse, IngestError> {
-    let new_event = NewWebhookEvent::from_verified(app_id, event);
+    let mut new_event = NewWebhookEvent::from_verified(app_id, event);
+    new_event.request_id = request_id;
     let kind = new_event.kind;
     let outcome =
         with_db_retry(state.retry_budget, || state.writer.store(new_event.clone())).await?;

@@ -71,6 +71,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
             .wrap(actix_web::middleware::from_fn(
                 bootstrap::metrics::track_requests,
             ))
+            .wrap(actix_web::middleware::from_fn(crate::request_id::assign))
             .app_data(state.clone())
             .app_data(pool.clone())
             .app_data(metrics.clone())

@@ -291,3 +291,33 @@ fn guarded<T>(work: impl FnOnce() -> T) -> Result<T, String> {
         format!("panicked while processing: {message}")
     })
 }
+
+/// `reason: N retried, M dead (first event ID, request ID); ...`, one entry per distinct reason
+/// (the request id ingest answered that event with, when it has one).
+pub(crate) fn failure_summary(
+    failures: &[db::queue::Failure],
+    request_ids: &std::collections::HashMap<i64, String>,
+) -> String {
+    let mut by_reason: std::collections::BTreeMap<&str, (usize, usize, i64)> =
+        std::collections::BTreeMap::new();
+    for failure in failures {
+        let entry = by_reason
+            .entry(failure.error.as_str())
+            .or_insert((0, 0, failure.id));
+        match failure.retry_at {
+            Some(_) => entry.0 += 1,
+            None => entry.1 += 1,
+        }
+        entry.2 = entry.2.min(failure.id);
+    }
+    by_reason
+        .into_iter()
+        .map(|(reason, (retried, dead, first))| match request_ids.get(&first) {
+            Some(request) => format!(
+                "{reason}: {retried} retried, {dead} dead (first event {first}, request {request})"
+            ),
+            None => format!("{reason}: {retried} retried, {dead} dead (first event {first})"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

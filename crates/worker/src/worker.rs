@@ -3,7 +3,6 @@
 //! loop once per lane (`db::queue`, *Lanes*): up-to-date tenants and backlogged tenants each
 //! have their own, so a backlog's batches never delay another tenant's new events.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -178,6 +177,11 @@ impl Worker {
             return Ok(BatchReport::default());
         }
         let claimed_count = claimed.len();
+        // Failures are logged with their webhook's request id, as ingest logged it.
+        let request_ids: std::collections::HashMap<i64, String> = claimed
+            .iter()
+            .filter_map(|event| Some((event.id, event.request_id.clone()?)))
+            .collect();
         let max_graph_legs = usize::try_from(settings.worker_max_call_graph_legs).unwrap_or(1);
         let outcome = Plan::new(claimed).apply(conn, max_graph_legs).await?;
         let mut report = BatchReport {
@@ -186,7 +190,8 @@ impl Worker {
             ignored: outcome.ignored.values().map(Vec::len).sum(),
             ..BatchReport::default()
         };
-        (report.failed, report.dead) = record_outcome(conn, settings, outcome).await?;
+        (report.failed, report.dead) =
+            record_outcome(conn, settings, outcome, &request_ids).await?;
         Ok(report)
     }
 
@@ -430,6 +435,7 @@ async fn record_outcome(
     conn: &mut db::AsyncPgConnection,
     settings: &Settings,
     outcome: Outcome,
+    request_ids: &std::collections::HashMap<i64, String>,
 ) -> Result<(usize, usize), DbError> {
     queue::complete(conn, &outcome.done).await?;
     for (reason, ids) in &outcome.ignored {
@@ -463,32 +469,10 @@ async fn record_outcome(
         tracing::warn!(
             events.retried = failures.len() - dead,
             events.dead = dead,
-            reasons = %failure_summary(&failures),
+            reasons = %crate::apply::failure_summary(&failures, request_ids),
             "Events failed."
         );
     }
     queue::fail(conn, &failures).await?;
     Ok((failures.len() - dead, dead))
-}
-
-/// `reason: N retried, M dead (first event ID); ...`, one entry per distinct reason.
-fn failure_summary(failures: &[Failure]) -> String {
-    let mut by_reason: BTreeMap<&str, (usize, usize, i64)> = BTreeMap::new();
-    for failure in failures {
-        let entry = by_reason
-            .entry(failure.error.as_str())
-            .or_insert((0, 0, failure.id));
-        match failure.retry_at {
-            Some(_) => entry.0 += 1,
-            None => entry.1 += 1,
-        }
-        entry.2 = entry.2.min(failure.id);
-    }
-    by_reason
-        .into_iter()
-        .map(|(reason, (retried, dead, first))| {
-            format!("{reason}: {retried} retried, {dead} dead (first event {first})")
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }

@@ -80,6 +80,9 @@ pub(crate) struct EventView {
     received_at: String,
     /// When the worker finished with it.
     processed_at: Option<String>,
+    /// The `x-request-id` ingest answered it with: its log lines (ingest's and the worker's)
+    /// carry it.
+    request_id: Option<String>,
 }
 
 impl From<&EventRecord> for EventView {
@@ -97,6 +100,7 @@ impl From<&EventRecord> for EventView {
             last_error: event.last_error.clone(),
             received_at: timestamp(event.received_at),
             processed_at: rfc3339(event.processed_at),
+            request_id: event.request_id.clone(),
         }
     }
 }

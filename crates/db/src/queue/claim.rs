@@ -13,6 +13,8 @@ pub struct ClaimedEvent {
     pub payload: Value,
     /// Attempts made before this one.
     pub attempts: i32,
+    /// The `x-request-id` ingest answered it with.
+    pub request_id: Option<String>,
 }
 
 /// Which tenants a claim serves (see *Lanes* in the module docs). A tenant's *lag* is how long

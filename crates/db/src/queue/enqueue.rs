@@ -15,6 +15,8 @@ pub struct NewWebhookEvent {
     pub dedupe_key: String,
     pub payload: Value,
     pub status: &'static str,
+    /// The `x-request-id` ingest answered with (in its log lines and the worker's).
+    pub request_id: Option<String>,
 }
 
 impl NewWebhookEvent {
@@ -44,6 +46,7 @@ impl NewWebhookEvent {
                 Some(_) => EventStatus::Pending.as_str(),
                 None => EventStatus::Unroutable.as_str(),
             },
+            request_id: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Ingest: what is accepted, what is refused, and that refused input is never stored.
 
 mod refusals;
+mod request_ids;
 mod storage;
 mod unscoped;
 
