@@ -202,10 +202,7 @@ impl Deliverer {
     /// the request ends (the lease keeps the delivery from being taken again until recorded).
     /// Returns its subscription's id.
     async fn deliver(&self, delivery: LeasedDelivery, finished: Finished) -> Uuid {
-        let secrets = delivery
-            .secret(&self.keyring)
-            .and_then(|secret| Ok((secret, delivery.previous_secret(&self.keyring)?)));
-        let result = match secrets {
+        let result = match delivery.secrets(&self.keyring) {
             Ok((secret, previous)) => self.send(&delivery, &secret, previous.as_ref()).await,
             Err(error) => {
                 tracing::error!(subscription.id = %delivery.subscription_id, error = %error, "A subscription's secret does not open.");

@@ -21,47 +21,21 @@ pub struct LeasedDelivery {
     pub webhook_url: String,
     #[diesel(sql_type = Jsonb)]
     pub body: Value,
-    #[diesel(sql_type = diesel::sql_types::Bytea)]
-    secret_ciphertext: Vec<u8>,
-    #[diesel(sql_type = Text)]
-    secret_key_id: String,
-    /// The former secret while a rotation's grace period lasts.
-    #[diesel(sql_type = Nullable<diesel::sql_types::Bytea>)]
-    previous_secret_ciphertext: Option<Vec<u8>>,
-    #[diesel(sql_type = Nullable<Text>)]
-    previous_secret_key_id: Option<String>,
+    #[diesel(embed)]
+    secrets: SealedSecrets,
 }
 
 impl LeasedDelivery {
-    /// The subscription's secret (`whsec_...`).
+    /// The subscription's secret (`whsec_...`) and, while a rotation's grace period lasts, the
+    /// former one (deliveries then carry a second signature made with it).
     ///
     /// # Errors
-    /// [`DbError::Secret`] when no key of `keyring` opens it.
-    pub fn secret(&self, keyring: &Keyring) -> Result<SecretString, DbError> {
-        Ok(keyring.open_str(
-            &self.secret_ciphertext,
-            &self.secret_key_id,
-            &PushSubscription::secret_place(self.subscription_id),
-        )?)
-    }
-
-    /// The former secret, while a rotation's grace period lasts: deliveries carry a second
-    /// signature made with it.
-    ///
-    /// # Errors
-    /// [`DbError::Secret`] when no key of `keyring` opens it.
-    pub fn previous_secret(&self, keyring: &Keyring) -> Result<Option<SecretString>, DbError> {
-        let (Some(ciphertext), Some(key_id)) = (
-            &self.previous_secret_ciphertext,
-            &self.previous_secret_key_id,
-        ) else {
-            return Ok(None);
-        };
-        Ok(Some(keyring.open_str(
-            ciphertext,
-            key_id,
-            &PushSubscription::secret_place(self.subscription_id),
-        )?))
+    /// [`DbError::Secret`] when no key of `keyring` opens one.
+    pub fn secrets(
+        &self,
+        keyring: &Keyring,
+    ) -> Result<(SecretString, Option<SecretString>), DbError> {
+        self.secrets.open(keyring, self.subscription_id)
     }
 }
 

@@ -32,6 +32,7 @@ pub use outbox::{
 };
 pub use samples::{SAMPLE_SUBJECT_ID, sample_body};
 pub use streams::{FeedEvent, STREAM_TOKEN_TTL_S, StreamToken};
+use subscriptions::SealedSecrets;
 pub use subscriptions::{NewSubscription, PushSubscription, SubscriptionChanges};
 
 use std::collections::{HashMap, HashSet};

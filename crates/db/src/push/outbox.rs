@@ -76,15 +76,8 @@ async fn take_positions(
     for announcement in announcements {
         *counts.entry(announcement.app_id).or_default() += 1;
     }
-    #[derive(QueryableByName)]
-    struct Feed {
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        app_id: Uuid,
-        #[diesel(sql_type = BigInt)]
-        position: i64,
-    }
     let (apps, numbers): (Vec<Uuid>, Vec<i64>) = counts.iter().map(|(a, n)| (*a, *n)).unzip();
-    let feeds: Vec<Feed> = diesel::sql_query(
+    let feeds: Vec<super::streams::FeedPosition> = diesel::sql_query(
         "INSERT INTO push_feeds AS f (app_id, position) \
          SELECT app_id, n FROM unnest($1::uuid[], $2::bigint[]) AS k (app_id, n) ORDER BY app_id \
          ON CONFLICT (app_id) DO UPDATE SET position = f.position + excluded.position \

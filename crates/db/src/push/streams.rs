@@ -15,6 +15,15 @@ pub const STREAM_TOKEN_TTL_S: i64 = 300;
 /// Prefix of stream tokens, so a leaked one is recognisable.
 const TOKEN_PREFIX: &str = "st_";
 
+/// An app's feed and a position in it (`push_feeds` rows as queries return them).
+#[derive(Debug, Clone, Copy, QueryableByName)]
+pub(super) struct FeedPosition {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub(super) app_id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    pub(super) position: i64,
+}
+
 /// One announced event of an app's feed.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct FeedEvent {
@@ -65,14 +74,7 @@ impl FeedEvent {
         conn: &mut AsyncPgConnection,
         app_ids: &[Uuid],
     ) -> Result<HashMap<Uuid, i64>, DbError> {
-        #[derive(QueryableByName)]
-        struct Feed {
-            #[diesel(sql_type = diesel::sql_types::Uuid)]
-            app_id: Uuid,
-            #[diesel(sql_type = BigInt)]
-            position: i64,
-        }
-        let feeds: Vec<Feed> =
+        let feeds: Vec<FeedPosition> =
             diesel::sql_query("SELECT app_id, position FROM push_feeds WHERE app_id = ANY ($1)")
                 .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
                 .load(conn)

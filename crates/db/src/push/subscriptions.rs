@@ -24,6 +24,41 @@ pub struct PushSubscription {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A subscription's sealed signing secrets as a query selects them: the former one only
+/// while its rotation's grace period lasts (the query selects it only while
+/// `previous_secret_expires_at` is in the future).
+#[derive(Debug, Clone, QueryableByName)]
+pub(crate) struct SealedSecrets {
+    #[diesel(sql_type = diesel::sql_types::Bytea)]
+    secret_ciphertext: Vec<u8>,
+    #[diesel(sql_type = Text)]
+    secret_key_id: String,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Bytea>)]
+    previous_secret_ciphertext: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    previous_secret_key_id: Option<String>,
+}
+
+impl SealedSecrets {
+    /// The secret and the former one, opened with `keyring`.
+    pub(crate) fn open(
+        &self,
+        keyring: &Keyring,
+        subscription_id: Uuid,
+    ) -> Result<(SecretString, Option<SecretString>), DbError> {
+        let place = PushSubscription::secret_place(subscription_id);
+        let secret = keyring.open_str(&self.secret_ciphertext, &self.secret_key_id, &place)?;
+        let previous = match (
+            &self.previous_secret_ciphertext,
+            &self.previous_secret_key_id,
+        ) {
+            (Some(ciphertext), Some(key_id)) => Some(keyring.open_str(ciphertext, key_id, &place)?),
+            _ => None,
+        };
+        Ok((secret, previous))
+    }
+}
+
 /// A new subscription's fields.
 #[derive(Debug)]
 pub struct NewSubscription<'a> {
@@ -147,14 +182,8 @@ impl PushSubscription {
         struct Sealed {
             #[diesel(sql_type = Text)]
             webhook_url: String,
-            #[diesel(sql_type = diesel::sql_types::Bytea)]
-            secret_ciphertext: Vec<u8>,
-            #[diesel(sql_type = Text)]
-            secret_key_id: String,
-            #[diesel(sql_type = Nullable<diesel::sql_types::Bytea>)]
-            previous_secret_ciphertext: Option<Vec<u8>>,
-            #[diesel(sql_type = Nullable<Text>)]
-            previous_secret_key_id: Option<String>,
+            #[diesel(embed)]
+            secrets: SealedSecrets,
         }
         let sealed: Option<Sealed> = diesel::sql_query(
             "SELECT webhook_url, secret_ciphertext, secret_key_id, \
@@ -172,17 +201,7 @@ impl PushSubscription {
         let Some(sealed) = sealed else {
             return Ok(None);
         };
-        let place = Self::secret_place(id);
-        let secret = keyring.open_str(&sealed.secret_ciphertext, &sealed.secret_key_id, &place)?;
-        let previous = match (
-            sealed.previous_secret_ciphertext,
-            sealed.previous_secret_key_id,
-        ) {
-            (Some(ciphertext), Some(key_id)) => {
-                Some(keyring.open_str(&ciphertext, &key_id, &place)?)
-            }
-            _ => None,
-        };
+        let (secret, previous) = sealed.secrets.open(keyring, id)?;
         Ok(Some((sealed.webhook_url, secret, previous)))
     }
 
