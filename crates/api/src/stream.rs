@@ -144,14 +144,12 @@ impl StreamHub {
             behind: true,
         };
         self.inner.wake.notify_one();
-        let window_s =
-            i64::try_from(self.inner.settings.stream_resume_window_s).unwrap_or(i64::MAX);
+        let window_s = self.inner.resume_window_s();
         let mut conn = self.inner.pool.get().await.map_err(DbError::from)?;
         FeedEvent::keep_listening(&mut conn, &[app_id], window_s).await?;
         subscription.cursor = match last_event_id {
             Some(last_seen) => {
-                let since =
-                    Utc::now() - chrono::Duration::seconds(window_s.min(i64::from(i32::MAX)));
+                let since = Utc::now() - chrono::Duration::seconds(window_s);
                 FeedEvent::resume_point(&mut conn, app_id, last_seen, since).await?
             }
             None => {
@@ -309,6 +307,13 @@ async fn read_feeds(hub: Arc<Hub>, stop: CancellationToken) {
 }
 
 impl Hub {
+    /// `STREAM_RESUME_WINDOW_S`, bounded so that it can be subtracted from a time (68 years).
+    fn resume_window_s(&self) -> i64 {
+        i64::try_from(self.settings.stream_resume_window_s)
+            .unwrap_or(i64::MAX)
+            .min(i64::from(i32::MAX))
+    }
+
     /// Reads the feeds due (all of them when `everything`) and broadcasts their new events;
     /// whether a feed had more than one read returns (read again).
     async fn read(&self, everything: bool) -> Result<bool, DbError> {
@@ -381,8 +386,7 @@ impl Hub {
         if apps.is_empty() {
             return Ok(());
         }
-        let window_s = i64::try_from(self.settings.stream_resume_window_s).unwrap_or(i64::MAX);
         let mut conn = self.pool.get().await?;
-        FeedEvent::keep_listening(&mut conn, &apps, window_s).await
+        FeedEvent::keep_listening(&mut conn, &apps, self.resume_window_s()).await
     }
 }

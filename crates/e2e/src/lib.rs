@@ -134,6 +134,22 @@ impl TestStack {
         });
     }
 
+    /// The base URL of the worker's `/healthz`, `/readyz` and `/metrics`, once
+    /// [`TestStack::start_worker`] serves them (waits up to 10 s).
+    pub async fn worker_url(&self) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(port) = self.worker.health_port() {
+                return format!("http://127.0.0.1:{port}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the worker serves its health endpoints"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Worker settings for this stack's database, with fast retries for tests.
     pub fn worker_settings(db: &TestDatabase) -> worker::Settings {
         let mut settings = worker::Settings::new(db.url());

@@ -181,23 +181,9 @@ async fn the_alert_rules_and_the_dashboard_name_only_exported_metrics() {
         .await;
     assert_eq!(forged.status(), 401);
     stack.start_worker();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let worker_port = loop {
-        if let Some(port) = stack.worker.health_port() {
-            break port;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the worker serves its metrics"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let worker_url = stack.worker_url().await;
     let mut exported = String::new();
-    for url in [
-        stack.ingest_url.clone(),
-        stack.api_url.clone(),
-        format!("http://127.0.0.1:{worker_port}"),
-    ] {
+    for url in [stack.ingest_url.clone(), stack.api_url.clone(), worker_url] {
         exported += &reqwest::get(format!("{url}/metrics"))
             .await
             .expect("/metrics answers")

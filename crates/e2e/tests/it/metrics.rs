@@ -87,14 +87,7 @@ async fn every_service_serves_metrics_and_the_queue_depth_goes_up_then_down() {
         .expect("holds the queue");
     stack.start_worker();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let port = loop {
-        if let Some(port) = stack.worker.health_port() {
-            break port;
-        }
-        assert!(Instant::now() < deadline, "the worker serves its metrics");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let worker_url = format!("http://127.0.0.1:{port}");
+    let worker_url = stack.worker_url().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let waiting = scrape(&worker_url).await;
     assert_eq!(

@@ -98,7 +98,7 @@ fn checked_events(events: Vec<String>) -> Result<Vec<String>, ApiError> {
     let mut checked: Vec<String> = Vec::new();
     for event in events {
         if event != "*" && PushEvent::parse(&event).is_none() {
-            let mut known: Vec<&str> = PushEvent::ALL.iter().map(|e| e.as_str()).collect();
+            let mut known = event_names();
             known.push("*");
             let shown: String = event.chars().take(64).collect();
             return Err(ApiError::InvalidRequest(format!(
@@ -111,6 +111,11 @@ fn checked_events(events: Vec<String>) -> Result<Vec<String>, ApiError> {
         }
     }
     Ok(checked)
+}
+
+/// The catalogue's event names, in order (for error messages).
+fn event_names() -> Vec<&'static str> {
+    PushEvent::ALL.iter().map(|e| e.as_str()).collect()
 }
 
 fn checked_description(description: Option<String>) -> Result<Option<String>, ApiError> {

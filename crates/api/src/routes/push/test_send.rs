@@ -79,10 +79,9 @@ pub(crate) async fn send_test(
 ) -> Result<Json<TestResult>, ApiError> {
     let body = body.0;
     let Some(event) = PushEvent::parse(&body.event_type) else {
-        let known: Vec<&str> = PushEvent::ALL.iter().map(|e| e.as_str()).collect();
         return Err(ApiError::InvalidRequest(format!(
             "event_type must be one of: {}",
-            known.join(", ")
+            event_names().join(", ")
         )));
     };
     let (url, secret, previous, one_off) = match (body.subscription_id, body.webhook_url) {

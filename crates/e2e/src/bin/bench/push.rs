@@ -163,7 +163,7 @@ pub async fn bench_deliveries(deliveries: usize) -> anyhow::Result<Vec<f64>> {
             let stop = stop.clone();
             tokio::spawn(async move { worker.run_deliveries(stop).await })
         };
-        while pending(&mut conn).await? > 0 {
+        while pending(&mut conn, "%").await? > 0 {
             anyhow::ensure!(
                 started.elapsed() < Duration::from_secs(600),
                 "not delivered in 10 min"
@@ -191,16 +191,20 @@ pub async fn bench_deliveries(deliveries: usize) -> anyhow::Result<Vec<f64>> {
     Ok(rates)
 }
 
-async fn pending(conn: &mut AsyncPgConnection) -> anyhow::Result<i64> {
+/// Pending deliveries to subscriptions whose URL is `LIKE url_pattern` (`%`: all).
+async fn pending(conn: &mut AsyncPgConnection, url_pattern: &str) -> anyhow::Result<i64> {
     #[derive(diesel::QueryableByName)]
     struct Count {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let count: Count =
-        diesel::sql_query("SELECT count(*) AS n FROM push_deliveries WHERE status = 'pending'")
-            .get_result(conn)
-            .await?;
+    let count: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM push_deliveries d JOIN push_subscriptions s \
+           ON s.id = d.subscription_id WHERE d.status = 'pending' AND s.webhook_url LIKE $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(url_pattern)
+    .get_result(conn)
+    .await?;
     Ok(count.n)
 }
 
@@ -250,7 +254,7 @@ async fn latency_run(rate: usize, seconds: usize, hang: bool) -> anyhow::Result<
     let acked = send_paced(&ingest_url, &bodies, rate as f64).await?;
     // Settle: every fast delivery made (the hanging ones take 5 s each, and are not measured).
     let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline && fast_pending(&mut conn).await? > 0 {
+    while Instant::now() < deadline && pending(&mut conn, "%/fast/%").await? > 0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -286,21 +290,6 @@ async fn latency_run(rate: usize, seconds: usize, hang: bool) -> anyhow::Result<
         delivery: latency(deliveries),
         sse: latency(sse_arrivals),
     })
-}
-
-async fn fast_pending(conn: &mut AsyncPgConnection) -> anyhow::Result<i64> {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let count: Count = diesel::sql_query(
-        "SELECT count(*) AS n FROM push_deliveries d JOIN push_subscriptions s \
-           ON s.id = d.subscription_id WHERE d.status = 'pending' AND s.webhook_url LIKE '%/fast/%'",
-    )
-    .get_result(conn)
-    .await?;
-    Ok(count.n)
 }
 
 /// Posts `bodies` at a steady `rate` per second (each on schedule, whatever the earlier ones
