@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use db::PoolSettings;
 use db::crypto::Keyring;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -111,7 +111,6 @@ pub const MIN_SECRET_CHARS: usize = 32;
 /// # Errors
 /// A message naming the setting, never its value.
 pub fn require_long_secret(name: &str, secret: Option<&SecretString>) -> anyhow::Result<()> {
-    use secrecy::ExposeSecret;
     match secret {
         Some(secret) if secret.expose_secret().chars().count() < MIN_SECRET_CHARS => {
             anyhow::bail!(
@@ -141,6 +140,12 @@ pub struct DatabaseSettings {
     /// answers 503, a worker batch is retried).
     #[serde(default = "default_statement_timeout_ms")]
     pub database_statement_timeout_ms: u64,
+    /// `DATABASE_CA_FILE`: a PEM file of the roots the database's certificate must lead to
+    /// (a hosted Postgres' CA bundle), for `sslmode=verify-ca`/`verify-full` (and `require`, which
+    /// then checks the chain, as libpq does). Unset: the system's roots. Added to the URL as
+    /// `sslrootcert` unless the URL names one (see `db::connect`).
+    #[serde(default)]
+    pub database_ca_file: Option<String>,
 }
 
 impl DatabaseSettings {
@@ -151,17 +156,31 @@ impl DatabaseSettings {
             database_pool_size: default_pool_size(),
             database_connect_timeout_ms: default_connect_timeout_ms(),
             database_statement_timeout_ms: default_statement_timeout_ms(),
+            database_ca_file: None,
         }
     }
 
-    /// The URL, or an error naming `DATABASE_URL`.
+    /// The URL to connect with: `DATABASE_URL`, with `DATABASE_CA_FILE` as its `sslrootcert`.
     ///
     /// # Errors
     /// When `DATABASE_URL` is not set.
-    pub fn url(&self) -> anyhow::Result<&SecretString> {
-        self.database_url
+    pub fn url(&self) -> anyhow::Result<SecretString> {
+        let url = self
+            .database_url
             .as_ref()
-            .context("DATABASE_URL is required but not set")
+            .context("DATABASE_URL is required but not set")?;
+        let url = url.expose_secret();
+        Ok(match &self.database_ca_file {
+            Some(ca_file) if !url.contains("sslrootcert=") => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                let ca_file = percent_encoding::utf8_percent_encode(
+                    ca_file,
+                    percent_encoding::NON_ALPHANUMERIC,
+                );
+                format!("{url}{separator}sslrootcert={ca_file}").into()
+            }
+            _ => url.into(),
+        })
     }
 
     /// Pool sizing for [`db::connect_pool`].

@@ -6,7 +6,7 @@
 //!   payload is its app id. Statement triggers on those four tables send it, so every writer is
 //!   covered, and it is delivered at commit. An empty payload is a [`heartbeat`].
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::DbError;
 
@@ -23,7 +23,7 @@ pub async fn listen_connection(
     database_url: &str,
     channel: &'static str,
 ) -> Result<AsyncPgConnection, DbError> {
-    let mut conn = AsyncPgConnection::establish(database_url)
+    let mut conn = crate::connect::establish(database_url)
         .await
         .map_err(|e| DbError::Unavailable(e.to_string()))?;
     diesel::sql_query(format!("LISTEN {channel}"))

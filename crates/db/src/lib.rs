@@ -5,6 +5,7 @@ pub mod apps;
 pub mod audit;
 pub mod calls;
 pub mod changes;
+pub mod connect;
 pub mod crypto;
 pub mod dialpad;
 mod error;

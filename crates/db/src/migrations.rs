@@ -34,14 +34,14 @@ async fn with_sync_connection<T: Send + 'static>(
     database_url: &str,
     work: impl FnOnce(&mut Wrapper) -> Result<T, MigrationError> + Send + 'static,
 ) -> Result<T, MigrationError> {
-    let url = database_url.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut conn = <Wrapper as diesel::Connection>::establish(&url)
-            .map_err(|e| MigrationError::Failed(format!("cannot connect: {e}")))?;
-        work(&mut conn)
-    })
-    .await
-    .map_err(|e| MigrationError::Failed(e.to_string()))?
+    // Connected here, over TLS when `sslmode` asks; the migration harness is synchronous, so
+    // it drives the connection from a blocking thread through the wrapper.
+    let conn = crate::connect::establish(database_url)
+        .await
+        .map_err(|e| MigrationError::Failed(format!("cannot connect: {e}")))?;
+    tokio::task::spawn_blocking(move || work(&mut Wrapper::from(conn)))
+        .await
+        .map_err(|e| MigrationError::Failed(e.to_string()))?
 }
 
 /// Applies every pending migration under the advisory lock; returns the versions applied.

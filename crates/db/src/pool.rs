@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use diesel::ConnectionError;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 
 use crate::DbError;
 
@@ -53,7 +53,7 @@ pub async fn connect_pool(database_url: &str, settings: &PoolSettings) -> Result
     config.custom_setup = Box::new(move |url| {
         let url = url.to_owned();
         Box::pin(async move {
-            let mut conn = AsyncPgConnection::establish(&url).await?;
+            let mut conn = crate::connect::establish(&url).await?;
             // Set once per connection (a session setting), not per statement: no extra round
             // trip on the hot path. 0 is Postgres' "no limit". JIT off: every query here is
             // index-driven and takes milliseconds, but a plan the planner overestimates (a

@@ -9,9 +9,11 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use db::schema::webhook_events;
+mod private_postgres;
 mod proxy;
 
 pub use db::testing::TestDatabase;
+pub use private_postgres::{PrivatePostgres, ServerCert, TestCa};
 pub use proxy::CuttableProxy;
 
 /// The unscoped route's secret in tests (the fixtures' JWTs are signed with it).

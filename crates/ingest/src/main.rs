@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
     let settings: Settings = bootstrap::settings::load()?;
     match command {
         Command::Healthcheck => bootstrap::cli::healthcheck(settings.port, "PORT").await,
-        Command::Migrate => bootstrap::cli::migrate(settings.database.url()?).await,
+        Command::Migrate => bootstrap::cli::migrate(&settings.database.url()?).await,
         Command::Reseal => {
             bootstrap::cli::reseal_command(&settings.database, &settings.encryption).await
         }

@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Healthcheck => {
             bootstrap::cli::healthcheck(settings.metrics_port, "METRICS_PORT").await
         }
-        Command::Migrate => bootstrap::cli::migrate(settings.database.url()?).await,
+        Command::Migrate => bootstrap::cli::migrate(&settings.database.url()?).await,
         Command::Reseal => {
             anyhow::bail!("the worker holds no secrets: run `api reseal` (or `ingest reseal`)")
         }

@@ -71,7 +71,7 @@ impl Worker {
     /// # Errors
     /// `DATABASE_URL` missing, or migrations behind.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let database_url = settings.database.url()?.clone();
+        let database_url = settings.database.url()?;
         db::migrations::ensure_schema_current(database_url.expose_secret()).await?;
         let pool =
             db::connect_pool(database_url.expose_secret(), &settings.database.pool()).await?;

@@ -18,6 +18,7 @@ mod response_cache;
 mod schema;
 mod settings;
 mod tenant_api;
+mod tls;
 mod tolerant_reader;
 mod worker;
 mod worker_scale;
