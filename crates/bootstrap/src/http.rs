@@ -27,8 +27,13 @@ pub fn bind(host: &str, port: u16) -> anyhow::Result<(TcpListener, u16)> {
 /// `GET /healthz` (the process is up) and `GET /readyz` (the database answers). The app must
 /// register the pool as `Data<Pool>`.
 pub fn health_routes(cfg: &mut ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+    liveness_route(cfg);
+    cfg.route("/readyz", web::get().to(readyz));
+}
+
+/// `GET /healthz` alone, for a service whose readiness says more than the database's.
+pub fn liveness_route(cfg: &mut ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz));
 }
 
 async fn healthz() -> HttpResponse {
@@ -50,6 +55,8 @@ async fn readyz(pool: Data<Pool>) -> HttpResponse {
 pub struct HttpService {
     port: u16,
     server: Server,
+    /// Tasks that live as long as the server (e.g. ingest's spool drainer).
+    companions: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl std::fmt::Debug for HttpService {
@@ -63,7 +70,19 @@ impl std::fmt::Debug for HttpService {
 impl HttpService {
     /// Wraps a server built with `disable_signals()`: shutdown is [`HttpService::run_until_stopped`]'s.
     pub fn new(port: u16, server: Server) -> Self {
-        HttpService { port, server }
+        HttpService {
+            port,
+            server,
+            companions: Vec::new(),
+        }
+    }
+
+    /// Runs `task` beside the server, from [`HttpService::run_until_stopped`] until the server
+    /// stops (it is dropped then, wherever it is waiting).
+    #[must_use]
+    pub fn with_companion(mut self, task: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.companions.push(Box::pin(task));
+        self
     }
 
     /// The bound port.
@@ -82,9 +101,15 @@ impl HttpService {
     ) -> std::io::Result<()> {
         let handle = self.server.handle();
         let mut server = std::pin::pin!(self.server);
+        // Companions run while the server does; one that ends does not stop the server.
+        let companions = async {
+            futures_util::future::join_all(self.companions).await;
+            std::future::pending::<()>().await;
+        };
         tokio::select! {
             result = &mut server => return result,
             () = shutdown => {}
+            () = companions => {}
         }
         tracing::info!(port = self.port, "Stopping: draining requests in flight.");
         // The stop command is sent at once; the server future must keep being polled for the

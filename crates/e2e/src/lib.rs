@@ -45,6 +45,50 @@ pub fn sign(event: &Value, secret: &str) -> String {
     ingest::signature::sign(event, secret.as_bytes()).expect("signs")
 }
 
+/// Starts an ingest server with `settings` (any database: the stack's, or a test's own),
+/// stopped when `shutdown` is cancelled; its port, and the task serving it (ended once stopped).
+pub async fn serve_ingest(
+    settings: ingest::Settings,
+    shutdown: &CancellationToken,
+) -> (u16, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let ingest = ingest::build(settings).await.expect("ingest starts");
+    let port = ingest.port();
+    let serving = tokio::spawn(ingest.run_until_stopped(shutdown.clone().cancelled_owned()));
+    (port, serving)
+}
+
+/// Starts an api server with `settings`, stopped when `shutdown` is cancelled; its base URL.
+pub async fn serve_api(settings: api::Settings, shutdown: &CancellationToken) -> String {
+    let api = api::build(settings).await.expect("api starts");
+    let url = format!("http://127.0.0.1:{}", api.port());
+    tokio::spawn(api.run_until_stopped(shutdown.clone().cancelled_owned()));
+    url
+}
+
+/// Creates a tenant through the admin API at `api_url`.
+pub async fn create_app_at(http: &reqwest::Client, api_url: &str, name: &str) -> TestApp {
+    let response = http
+        .post(format!("{api_url}/internal/apps"))
+        .bearer_auth(INTERNAL_SECRET)
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .expect("api answers");
+    assert_eq!(response.status(), 201, "create app");
+    let body: Value = response.json().await.expect("JSON");
+    TestApp {
+        app_id: body["app_id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("app_id"),
+        api_key: body["api_key"].as_str().expect("api_key").to_owned(),
+        webhook_secret: body["webhook_secret"]
+            .as_str()
+            .expect("webhook_secret")
+            .to_owned(),
+    }
+}
+
 /// A tenant created through `POST /internal/apps`.
 #[derive(Debug, Clone)]
 pub struct TestApp {
@@ -77,17 +121,12 @@ impl TestStack {
         let db = TestDatabase::migrated().await;
         let shutdown = CancellationToken::new();
 
-        let ingest = ingest::build(ingest_settings(db.url()))
-            .await
-            .expect("ingest starts");
-        let ingest_url = format!("http://127.0.0.1:{}", ingest.port());
-        tokio::spawn(ingest.run_until_stopped(shutdown.clone().cancelled_owned()));
+        let (ingest_port, _) = serve_ingest(ingest_settings(db.url()), &shutdown).await;
+        let ingest_url = format!("http://127.0.0.1:{ingest_port}");
 
         let mut api_settings = api_settings(db.url());
         configure_api(&mut api_settings);
-        let api = api::build(api_settings).await.expect("api starts");
-        let api_url = format!("http://127.0.0.1:{}", api.port());
-        tokio::spawn(api.run_until_stopped(shutdown.clone().cancelled_owned()));
+        let api_url = serve_api(api_settings, &shutdown).await;
 
         let worker = worker::Worker::build(Self::worker_settings(&db))
             .await
@@ -109,19 +148,13 @@ impl TestStack {
     /// Starts another ingest server with `settings` (e.g. through a proxy, or with other
     /// limits), stopped with the stack; its port.
     pub async fn spawn_ingest(&self, settings: ingest::Settings) -> u16 {
-        let ingest = ingest::build(settings).await.expect("ingest starts");
-        let port = ingest.port();
-        tokio::spawn(ingest.run_until_stopped(self.shutdown.clone().cancelled_owned()));
-        port
+        serve_ingest(settings, &self.shutdown).await.0
     }
 
     /// Starts another api server with `settings` (a second replica on the same database),
     /// stopped with the stack; its base URL.
     pub async fn spawn_api(&self, settings: api::Settings) -> String {
-        let api = api::build(settings).await.expect("api starts");
-        let url = format!("http://127.0.0.1:{}", api.port());
-        tokio::spawn(api.run_until_stopped(self.shutdown.clone().cancelled_owned()));
-        url
+        serve_api(settings, &self.shutdown).await
     }
 
     /// Runs the worker as its binary does (woken by `LISTEN`, push deliveries included) in the
@@ -199,27 +232,7 @@ impl TestStack {
 
     /// Creates a tenant through the admin API.
     pub async fn create_app(&self, name: &str) -> TestApp {
-        let response = self
-            .http
-            .post(format!("{}/internal/apps", self.api_url))
-            .bearer_auth(INTERNAL_SECRET)
-            .json(&json!({ "name": name }))
-            .send()
-            .await
-            .expect("api answers");
-        assert_eq!(response.status(), 201, "create app");
-        let body: Value = response.json().await.expect("JSON");
-        TestApp {
-            app_id: body["app_id"]
-                .as_str()
-                .and_then(|s| s.parse().ok())
-                .expect("app_id"),
-            api_key: body["api_key"].as_str().expect("api_key").to_owned(),
-            webhook_secret: body["webhook_secret"]
-                .as_str()
-                .expect("webhook_secret")
-                .to_owned(),
-        }
+        create_app_at(&self.http, &self.api_url, name).await
     }
 
     /// POSTs a raw body to `/webhooks/dialpad[/{app}]`.

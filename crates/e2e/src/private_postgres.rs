@@ -90,9 +90,12 @@ impl PrivatePostgres {
             "-D",
             &server.data().to_string_lossy(),
         ]);
+        // fsync off: an immediate stop is a crash of the server, not of the machine, so the
+        // WAL in the OS' cache survives it; synchronous commit stays on, or the last commits
+        // before a `stop` would be lost.
         let mut conf = format!(
             "\nport = {port}\nlisten_addresses = 'localhost'\nunix_socket_directories = '{}'\n\
-             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 60\n",
+             fsync = off\nmax_connections = 60\n",
             server.dir.display()
         );
         let mut hba = String::from("local all all trust\n");

@@ -7,7 +7,9 @@
 //!   a client address has more refusals a minute than `INGEST_FAILED_VERIFICATIONS_PER_MIN`,
 //!   its refusals are 429 `rate_limited` with `Retry-After` (a valid webhook never is).
 //! - A database that stays unreachable for the whole retry budget is a 503 `unavailable` with
-//!   `Retry-After`, so Dialpad retries (it never retries a 4xx).
+//!   `Retry-After`, so Dialpad retries (it never retries a 4xx); with an outage spool
+//!   (`INGEST_SPOOL_DIR`) the event is spooled and answered 202 instead, and only a full spool
+//!   is a 503 `spool_full` (`Retry-After: 30`).
 //! - Anything else is an opaque 500 `internal`, logged once here with its cause.
 //!
 //! Messages never contain the token, the body or a secret.
@@ -36,6 +38,9 @@ pub enum IngestError {
     Throttled { retry_after: u64 },
     #[error("the database is unavailable; retry later")]
     Unavailable,
+    /// The database is unavailable and the outage spool is full (`INGEST_SPOOL_MAX_BYTES`).
+    #[error("the database is unavailable and the outage spool is full; retry later")]
+    SpoolFull,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -54,6 +59,7 @@ impl IngestError {
             IngestError::UnknownApp => "unknown_app",
             IngestError::Throttled { .. } => "rate_limited",
             IngestError::Unavailable => "unavailable",
+            IngestError::SpoolFull => "spool_full",
             IngestError::Internal(_) => "internal",
         }
     }
@@ -71,7 +77,7 @@ impl ResponseError for IngestError {
             IngestError::Verify(_) => StatusCode::UNAUTHORIZED,
             IngestError::UnknownApp => StatusCode::NOT_FOUND,
             IngestError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            IngestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Unavailable | IngestError::SpoolFull => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -96,6 +102,10 @@ impl ResponseError for IngestError {
         match self {
             IngestError::Unavailable => {
                 response.insert_header(("Retry-After", "2"));
+            }
+            // The spool drains only once the database is back: not within seconds.
+            IngestError::SpoolFull => {
+                response.insert_header(("Retry-After", "30"));
             }
             IngestError::Throttled { retry_after } => {
                 response.insert_header(("Retry-After", retry_after.to_string()));

@@ -3,9 +3,11 @@
 mod error;
 mod request_id;
 mod routes;
+mod secret_snapshot;
 mod secrets;
 pub mod settings;
 pub mod signature;
+mod spool;
 mod startup;
 mod writer;
 

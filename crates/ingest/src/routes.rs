@@ -19,6 +19,7 @@ use db::{DbError, Pool};
 use crate::error::IngestError;
 use crate::secrets::{Lookup, SecretCache};
 use crate::signature::{self, VerifyError};
+use crate::spool::{Spool, SpoolError, SpooledEvent};
 use crate::writer::EventWriter;
 
 /// Largest accepted body: 1 MiB (a Dialpad event is a few KiB).
@@ -37,6 +38,10 @@ pub(crate) struct IngestState {
     pub(crate) retry_budget: Duration,
     /// `INGEST_BODY_TIMEOUT_MS`: the most a request's body may take to arrive.
     pub(crate) body_timeout: Duration,
+    /// The outage spool (`INGEST_SPOOL_DIR`), if configured and opened.
+    pub(crate) spool: Option<Spool>,
+    /// Why the configured spool could not be opened (shown by `/readyz`).
+    pub(crate) spool_error: Option<String>,
 }
 
 /// The whole route table.
@@ -178,7 +183,10 @@ impl Refusals {
     ) -> Result<HttpResponse, IngestError> {
         let refused = matches!(
             &outcome,
-            Err(error) if !matches!(error, IngestError::Unavailable | IngestError::Internal(_))
+            Err(error) if !matches!(
+                error,
+                IngestError::Unavailable | IngestError::SpoolFull | IngestError::Internal(_)
+            )
         );
         if !refused {
             return outcome;
@@ -202,7 +210,9 @@ fn verify(body: &[u8], secrets: &[SecretString]) -> Result<Map<String, Value>, V
 }
 
 /// Commits the event with its request id, then answers `200 {"id", "duplicate"}` (a duplicate
-/// keeps the request id it was first stored with).
+/// keeps the request id it was first stored with). With an outage spool, an event the
+/// database did not take within the retry budget, or any event while the spool holds others
+/// (so that order is kept), is spooled instead and answered `202 {"spooled": true}`.
 async fn store(
     state: &IngestState,
     app_id: Option<Uuid>,
@@ -212,8 +222,17 @@ async fn store(
     let mut new_event = NewWebhookEvent::from_verified(app_id, event);
     new_event.request_id = request_id;
     let kind = new_event.kind;
-    let outcome =
-        with_db_retry(state.retry_budget, || state.writer.store(new_event.clone())).await?;
+    if let Some(spool) = state.spool.as_ref().filter(|spool| spool.is_holding()) {
+        return spool_event(spool, &new_event).await;
+    }
+    let committed =
+        with_db_retry(state.retry_budget, || state.writer.store(new_event.clone())).await;
+    let outcome = match (committed, &state.spool) {
+        (Err(IngestError::Unavailable), Some(spool)) => {
+            return spool_event(spool, &new_event).await;
+        }
+        (committed, _) => committed?,
+    };
     tracing::debug!(
         event.id = outcome.id(),
         event.kind = kind,
@@ -224,6 +243,24 @@ async fn store(
         "id": outcome.id(),
         "duplicate": matches!(outcome, Enqueued::Duplicate(_)),
     })))
+}
+
+/// Appends the event to the outage spool; `202 {"spooled": true}` once it is on disk.
+async fn spool_event(spool: &Spool, event: &NewWebhookEvent) -> Result<HttpResponse, IngestError> {
+    match spool.append(&SpooledEvent::of(event)).await {
+        Ok(()) => {
+            tracing::info!(
+                event.kind = event.kind,
+                "Database unavailable: webhook spooled."
+            );
+            Ok(HttpResponse::Accepted().json(json!({ "spooled": true })))
+        }
+        Err(SpoolError::Full) => Err(IngestError::SpoolFull),
+        Err(SpoolError::Io(cause)) => {
+            tracing::error!(error = %cause, "Webhook could not be spooled.");
+            Err(IngestError::Unavailable)
+        }
+    }
 }
 
 /// Reads the raw body whatever its Content-Type, refusing more than [`MAX_BODY_BYTES`].

@@ -9,6 +9,10 @@
 //!   still accepted (Dialpad does not retry a 4xx);
 //! - an app id that is not found is remembered for [`UNKNOWN_APP_TTL`] (apps are never
 //!   deleted, so this refuses no real delivery: an id exists only once its app does);
+//! - while the database is unavailable, an app's secrets as last read are used past the TTL
+//!   (stale-if-error), so webhooks of known apps are still verified and spooled; with a spool,
+//!   the secrets last read are also kept sealed on its disk (`crate::secret_snapshot`), for a
+//!   process started during the outage;
 //! - ids never found before are looked up at most [`LOOKUPS_PER_SECOND`] times a second in
 //!   the whole process; beyond, the request is answered 503 (Dialpad retries a 5xx), so a flood
 //!   of random ids is not one query per request either.
@@ -25,6 +29,8 @@ use uuid::Uuid;
 use db::apps::App;
 use db::crypto::Keyring;
 use db::{DbError, Pool};
+
+use crate::secret_snapshot::SecretSnapshot;
 
 /// The least time between two reads of one app's secrets.
 pub(crate) const MIN_REFRESH: Duration = Duration::from_secs(1);
@@ -71,6 +77,9 @@ pub(crate) struct SecretCache {
     lookups: DefaultDirectRateLimiter,
     ttl: Duration,
     keyring: Keyring,
+    /// With an outage spool: the secrets as last read, kept on its disk for a start-up while
+    /// the database is down.
+    snapshot: Option<SecretSnapshot>,
 }
 
 impl std::fmt::Debug for SecretCache {
@@ -80,7 +89,7 @@ impl std::fmt::Debug for SecretCache {
 }
 
 impl SecretCache {
-    pub(crate) fn new(ttl: Duration, keyring: Keyring) -> Self {
+    pub(crate) fn new(ttl: Duration, keyring: Keyring, snapshot: Option<SecretSnapshot>) -> Self {
         let per_second = NonZeroU32::new(LOOKUPS_PER_SECOND).unwrap_or(NonZeroU32::MIN);
         SecretCache {
             known: Cache::builder().max_capacity(100_000).build(),
@@ -91,6 +100,7 @@ impl SecretCache {
             lookups: RateLimiter::direct(Quota::per_second(per_second)),
             ttl: ttl.max(MIN_REFRESH),
             keyring,
+            snapshot,
         }
     }
 
@@ -112,9 +122,25 @@ impl SecretCache {
         if self.lookups.check().is_err() {
             return Ok(Lookup::Busy);
         }
-        let Some(found) = self.read(pool, app_id).await? else {
-            self.unknown.insert(app_id, ());
-            return Ok(Lookup::Unknown);
+        let found = match self.read(pool, app_id).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                self.unknown.insert(app_id, ());
+                return Ok(Lookup::Unknown);
+            }
+            // Started while the database is down: the secrets this ingest last read, from
+            // the spool's disk.
+            Err(error) if error.is_unavailable() => {
+                let Some(secrets) = self.snapshot.as_ref().and_then(|s| s.get(app_id)) else {
+                    return Err(error);
+                };
+                tracing::warn!(app.id = %app_id, "Database unavailable: verifying with the app's secrets from the spool's snapshot.");
+                AppSecrets {
+                    secrets,
+                    read_at: Instant::now(),
+                }
+            }
+            Err(error) => return Err(error),
         };
         let known = Known {
             last: RwLock::new(found.clone()),
@@ -157,8 +183,20 @@ impl SecretCache {
             return Ok(Lookup::Found(last));
         }
         tokio::time::sleep(MIN_REFRESH.saturating_sub(last.read_at.elapsed())).await;
-        let Some(fresh) = self.read(pool, app_id).await? else {
-            return Ok(Lookup::Unknown);
+        let fresh = match self.read(pool, app_id).await {
+            Ok(Some(fresh)) => fresh,
+            Ok(None) => return Ok(Lookup::Unknown),
+            // The database is down: the secrets last read still verify (events go to the
+            // outage spool), and are not asked for again before the TTL, so requests do not
+            // queue behind reads that fail.
+            Err(error) if error.is_unavailable() => {
+                tracing::warn!(app.id = %app_id, error = %error, "Database unavailable: verifying with the app's secrets as last read.");
+                AppSecrets {
+                    secrets: last.secrets,
+                    read_at: Instant::now(),
+                }
+            }
+            Err(error) => return Err(error),
         };
         *known.last.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
         Ok(Lookup::Found(fresh))
@@ -167,9 +205,16 @@ impl SecretCache {
     /// The app's secrets from the database, now; `None` for an unknown app.
     async fn read(&self, pool: &Pool, app_id: Uuid) -> Result<Option<AppSecrets>, DbError> {
         let mut conn = pool.get().await?;
-        let secrets = App::verification_secrets(&mut conn, &self.keyring, app_id).await?;
-        Ok(secrets.map(|secrets| AppSecrets {
-            secrets: Arc::new(secrets),
+        let Some(secrets) = App::verification_secrets(&mut conn, &self.keyring, app_id).await?
+        else {
+            return Ok(None);
+        };
+        let secrets = Arc::new(secrets);
+        if let Some(snapshot) = &self.snapshot {
+            snapshot.remember(app_id, &secrets, &self.keyring);
+        }
+        Ok(Some(AppSecrets {
+            secrets,
             read_at: Instant::now(),
         }))
     }

@@ -4,7 +4,8 @@
 //! `ENCRYPTION_KEY` (both required), `ENCRYPTION_PREVIOUS_KEYS`,
 //! `INGEST_DB_RETRY_BUDGET_MS` (default 3000), `INGEST_BODY_TIMEOUT_MS` (10000),
 //! `APP_SECRET_CACHE_TTL_MS` (30000), `INGEST_FAILED_VERIFICATIONS_PER_MIN` (60),
-//! `TRUSTED_PROXY_HOPS` (0), `UNSCOPED_WEBHOOK_APP_ID` (none), plus the shared `DATABASE_*` and
+//! `TRUSTED_PROXY_HOPS` (0), `UNSCOPED_WEBHOOK_APP_ID` (none), `INGEST_SPOOL_DIR` (none),
+//! `INGEST_SPOOL_MAX_BYTES` (1 GiB), plus the shared `DATABASE_*` and
 //! `LOG_FORMAT` (see `bootstrap::settings`).
 
 use std::time::Duration;
@@ -59,6 +60,15 @@ pub struct Settings {
     /// (Render: 1); the client address is that many entries from the right, 0: the TCP peer.
     #[serde(default)]
     pub trusted_proxy_hops: usize,
+    /// `INGEST_SPOOL_DIR`: where verified events wait on local disk while the database is
+    /// unreachable (`crate::spool`); unset: no spool, such events are answered 503. Give it a
+    /// persistent disk, or spooled events are lost with the instance's filesystem.
+    #[serde(default)]
+    pub ingest_spool_dir: Option<String>,
+    /// `INGEST_SPOOL_MAX_BYTES`: the most the spool holds; beyond, 503 with `Retry-After`.
+    /// Default 1 GiB (some 400k-700k Dialpad events of 1.5-2.5 KB as spooled).
+    #[serde(default = "default_spool_max_bytes")]
+    pub ingest_spool_max_bytes: u64,
 }
 
 impl Settings {
@@ -77,6 +87,8 @@ impl Settings {
             unscoped_webhook_app_id: None,
             ingest_failed_verifications_per_min: default_failed_verifications_per_min(),
             trusted_proxy_hops: 0,
+            ingest_spool_dir: None,
+            ingest_spool_max_bytes: default_spool_max_bytes(),
         }
     }
 
@@ -103,6 +115,10 @@ fn default_secret_cache_ttl_ms() -> u64 {
 
 fn default_failed_verifications_per_min() -> u32 {
     60
+}
+
+fn default_spool_max_bytes() -> u64 {
+    1024 * 1024 * 1024
 }
 
 fn default_body_timeout_ms() -> u64 {

@@ -1,14 +1,18 @@
 //! Building the ingest server.
 
 use actix_web::web::Data;
-use actix_web::{App, HttpServer};
-use bootstrap::http::{HttpService, bind, health_routes};
+use actix_web::{App, HttpResponse, HttpServer};
+use bootstrap::http::{HttpService, bind};
+use db::migrations::MigrationError;
 use secrecy::ExposeSecret;
+use serde_json::json;
 
 use crate::Settings;
 use crate::error::Refusal;
 use crate::routes::{self, IngestState, Refusals};
+use crate::secret_snapshot::SecretSnapshot;
 use crate::secrets::SecretCache;
+use crate::spool::{Spool, SpoolMetrics};
 use crate::writer::EventWriter;
 
 /// The ingest server, bound and ready to run (see [`HttpService::run_until_stopped`]).
@@ -25,16 +29,58 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         settings.dialpad_webhook_secret.clone(),
     )?;
     let keyring = settings.encryption.keyring()?;
-    db::migrations::ensure_schema_current(database_url.expose_secret()).await?;
+    // With an outage spool, ingest starts while the database is down (a restart during an
+    // outage must not stop webhooks being accepted): the drainer checks the schema before it
+    // stores anything.
+    let schema_checked = match db::migrations::ensure_schema_current(database_url.expose_secret())
+        .await
+    {
+        Ok(()) => true,
+        Err(MigrationError::Unreachable(cause)) if settings.ingest_spool_dir.is_some() => {
+            tracing::warn!(
+                error = %cause,
+                "Database unreachable at start-up: webhooks go to the outage spool until it answers."
+            );
+            false
+        }
+        Err(error) => return Err(error.into()),
+    };
     let pool = db::connect_pool(database_url.expose_secret(), &settings.database.pool()).await?;
-    if let Some(app_id) = settings.unscoped_webhook_app_id {
-        let mut conn = pool.get().await?;
-        anyhow::ensure!(
-            db::apps::App::find(&mut conn, app_id).await?.is_some(),
-            "UNSCOPED_WEBHOOK_APP_ID names no app ({app_id}): create the app first, or unset it"
-        );
+    match settings.unscoped_webhook_app_id {
+        Some(app_id) if schema_checked => {
+            let mut conn = pool.get().await?;
+            anyhow::ensure!(
+                db::apps::App::find(&mut conn, app_id).await?.is_some(),
+                "UNSCOPED_WEBHOOK_APP_ID names no app ({app_id}): create the app first, or unset it"
+            );
+        }
+        Some(app_id) => tracing::warn!(
+            app.id = %app_id,
+            "UNSCOPED_WEBHOOK_APP_ID not checked: the database is unreachable."
+        ),
+        None => {}
     }
     let metrics = bootstrap::metrics::Metrics::new("ingest");
+    let spool_metrics = SpoolMetrics::register(&metrics);
+    // A spool that cannot be opened (e.g. a disk mounted without write access for the service's
+    // user) must not stop ingest: it runs without one, loudly (log, `/readyz`).
+    let (spool, spool_error) = match &settings.ingest_spool_dir {
+        Some(dir) => match Spool::open(
+            std::path::Path::new(dir),
+            settings.ingest_spool_max_bytes,
+            spool_metrics,
+        ) {
+            Ok(spool) => (Some(spool), None),
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "The outage spool cannot be used: webhooks are answered 503 while the database is down.");
+                (None, Some(format!("{error:#}")))
+            }
+        },
+        None => (None, None),
+    };
+    let snapshot = spool
+        .as_ref()
+        .map(|spool| SecretSnapshot::load(spool.dir(), &keyring));
     metrics.register(bootstrap::metrics::PoolCollector::new(
         pool.clone(),
         settings.database.pool().max_size,
@@ -51,6 +97,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         secrets: SecretCache::new(
             std::time::Duration::from_millis(settings.app_secret_cache_ttl_ms),
             keyring,
+            snapshot,
         ),
         refusals: Refusals::new(
             settings.ingest_failed_verifications_per_min,
@@ -59,7 +106,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         retry_budget: settings.retry_budget(),
         body_timeout: std::time::Duration::from_millis(settings.ingest_body_timeout_ms),
         pool: pool.clone(),
+        spool: spool.clone(),
+        spool_error,
     });
+    let pool_for_drain = pool.clone();
     let pool = Data::new(pool);
 
     let (listener, port) = bind(&settings.host, settings.port)?;
@@ -76,14 +126,69 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
             .app_data(pool.clone())
             .app_data(metrics.clone())
             .app_data(refusals.clone())
-            .configure(health_routes)
+            .configure(bootstrap::http::liveness_route)
+            .route("/readyz", actix_web::web::get().to(readyz))
             .configure(bootstrap::metrics::metrics_routes)
             .configure(routes::configure)
     })
     .listen(listener)?
     .disable_signals()
     .run();
-    Ok(HttpService::new(port, server))
+    let service = HttpService::new(port, server);
+    Ok(match spool {
+        Some(spool) => service.with_companion(spool.drain_forever(
+            pool_for_drain,
+            database_url,
+            schema_checked,
+        )),
+        None => service,
+    })
+}
+
+/// `GET /readyz`: `200 {"status": "ready"}` when the database answers and nothing is spooled;
+/// `200 {"status": "degraded", "database": "ready" | "unreachable", "spool": {events, bytes,
+/// max_bytes}}` while events wait in the outage spool or the database is down but the spool
+/// has room (webhooks are still accepted); otherwise `503`. A configured spool that could not
+/// be opened is named as `spool_error`.
+async fn readyz(state: Data<IngestState>) -> HttpResponse {
+    let database = db::ping(&state.pool).await;
+    if let Err(error) = &database {
+        tracing::warn!(error = %error, "Readiness check: the database is unreachable.");
+    }
+    let Some(spool) = &state.spool else {
+        let mut body = match database {
+            Ok(()) => json!({ "status": "ready" }),
+            Err(_) => json!({ "error": "unavailable", "message": "the database is unreachable" }),
+        };
+        if let Some(error) = &state.spool_error {
+            body["spool_error"] = json!(error);
+        }
+        return match database {
+            Ok(()) => HttpResponse::Ok().json(body),
+            Err(_) => HttpResponse::ServiceUnavailable().json(body),
+        };
+    };
+    let depth = spool.depth();
+    let database_state = if database.is_ok() {
+        "ready"
+    } else {
+        "unreachable"
+    };
+    if database.is_ok() && depth.events == 0 {
+        return HttpResponse::Ok().json(json!({ "status": "ready", "spool": depth }));
+    }
+    if database.is_err() && !spool.has_room() {
+        return HttpResponse::ServiceUnavailable().json(json!({
+            "error": "unavailable",
+            "message": "the database is unreachable and the outage spool is full",
+            "spool": depth,
+        }));
+    }
+    HttpResponse::Ok().json(json!({
+        "status": "degraded",
+        "database": database_state,
+        "spool": depth,
+    }))
 }
 
 /// Counts refused webhooks by reason (`ingest_refusals_total{reason}`), from the [`Refusal`]

@@ -41,15 +41,23 @@ impl WorkerMetrics {
             "Age of the oldest pending event (lag): 0 when none is pending",
         )
         .expect("valid metric");
+        let dead = IntGauge::new(
+            "queue_dead_events",
+            "Dead-lettered events waiting for an operator (GET /internal/events?status=dead)",
+        )
+        .expect("valid metric");
+        let pool_for_refresh = pool.clone();
         let refresh: bootstrap::metrics::Refresh = {
-            let (pool, pending, oldest) = (pool.clone(), pending.clone(), oldest.clone());
+            let gauges = (pending.clone(), oldest.clone(), dead.clone());
             Arc::new(move || {
-                let (pool, pending, oldest) = (pool.clone(), pending.clone(), oldest.clone());
+                let pool = pool_for_refresh.clone();
+                let (pending, oldest, dead) = gauges.clone();
                 Box::pin(async move {
                     match queue_state(&pool).await {
                         Ok(state) => {
                             pending.set(state.pending);
                             oldest.set(state.oldest_s);
+                            dead.set(state.dead);
                         }
                         Err(error) => {
                             tracing::warn!(error = %error, "Reading the queue's depth for metrics failed.");
@@ -61,6 +69,7 @@ impl WorkerMetrics {
         let registry = Metrics::new("worker").with_refresh(refresh);
         registry.register(pending);
         registry.register(oldest);
+        registry.register(dead);
         registry.register(PoolCollector::new(pool, pool_size));
         let metrics = WorkerMetrics {
             events: registry.counter_vec(
@@ -137,16 +146,20 @@ struct QueueState {
     pending: i64,
     #[diesel(sql_type = diesel::sql_types::Double)]
     oldest_s: f64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    dead: i64,
 }
 
 /// The hot queue's size, and the age of its oldest event (ids grow with arrival, so the
-/// smallest id is the oldest: one primary-key probe, not a scan of the event log).
+/// smallest id is the oldest: one primary-key probe, not a scan of the event log), and the
+/// dead-lettered events (counted on their partial index, `webhook_events_dead_idx`).
 async fn queue_state(pool: &Pool) -> Result<QueueState, db::DbError> {
     let mut conn = pool.get().await?;
     Ok(diesel::sql_query(
         "SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - ( \
            SELECT received_at FROM webhook_events \
-           WHERE id = (SELECT min(event_id) FROM event_queue))), 0)::float8 AS oldest_s \
+           WHERE id = (SELECT min(event_id) FROM event_queue))), 0)::float8 AS oldest_s, \
+           (SELECT count(*) FROM webhook_events WHERE status = 'dead') AS dead \
          FROM event_queue",
     )
     .get_result(&mut conn)

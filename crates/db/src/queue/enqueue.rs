@@ -17,6 +17,9 @@ pub struct NewWebhookEvent {
     pub status: &'static str,
     /// The `x-request-id` ingest answered with (in its log lines and the worker's).
     pub request_id: Option<String>,
+    /// When ingest accepted it; `None`: now (the insert's `DEFAULT now()`). Set for an event
+    /// that waited in ingest's outage spool, so queue lag counts from its arrival.
+    pub received_at: Option<DateTime<Utc>>,
 }
 
 impl NewWebhookEvent {
@@ -47,6 +50,7 @@ impl NewWebhookEvent {
                 None => EventStatus::Unroutable.as_str(),
             },
             request_id: None,
+            received_at: None,
         }
     }
 }

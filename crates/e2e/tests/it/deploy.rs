@@ -93,6 +93,16 @@ fn compose_blueprint_and_dockerfile_name_the_right_commands() {
         services["worker"]["environment"]["METRICS_PORT"].as_str(),
         Some("9090")
     );
+    // Ingest's outage spool is on a volume, so spooled webhooks outlive the container.
+    let spool_dir = services["ingest"]["environment"]["INGEST_SPOOL_DIR"]
+        .as_str()
+        .expect("compose ingest has INGEST_SPOOL_DIR");
+    assert!(
+        strings(&services["ingest"]["volumes"])
+            .iter()
+            .any(|volume| volume.ends_with(&format!(":{spool_dir}"))),
+        "compose mounts a volume at the spool"
+    );
 
     let blueprint = load("deploy/render.yaml");
     let render_services = blueprint["services"].as_vec().expect("services");
@@ -116,6 +126,20 @@ fn compose_blueprint_and_dockerfile_name_the_right_commands() {
             .iter()
             .filter_map(|var| var["key"].as_str())
             .collect();
+        if binary == "ingest" {
+            let spool_dir = service["envVars"]
+                .as_vec()
+                .expect("envVars")
+                .iter()
+                .find(|var| var["key"].as_str() == Some("INGEST_SPOOL_DIR"))
+                .and_then(|var| var["value"].as_str());
+            assert_eq!(
+                service["disk"]["mountPath"].as_str(),
+                spool_dir,
+                "Render ingest's spool is on its persistent disk"
+            );
+            assert!(spool_dir.is_some());
+        }
         if binary == "worker" {
             assert_eq!(kind, "worker");
             assert!(env.contains(&"METRICS_PORT"), "{env:?}");

@@ -9,7 +9,7 @@ use diesel::sql_types::{BigInt, Bool};
 use diesel_async::RunQueryDsl;
 use e2e::{PrivatePostgres, TestCa, fixture, sign};
 use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 #[derive(diesel::QueryableByName)]
 struct Encrypted {
@@ -169,16 +169,11 @@ async fn the_three_services_run_on_a_verify_full_database() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut api_settings = e2e::api_settings("");
     api_settings.database = database.clone();
-    let api = api::build(api_settings).await.expect("api starts over TLS");
-    let api_url = format!("http://127.0.0.1:{}", api.port());
-    tokio::spawn(api.run_until_stopped(shutdown.clone().cancelled_owned()));
+    let api_url = e2e::serve_api(api_settings, &shutdown).await;
     let mut ingest_settings = e2e::ingest_settings("");
     ingest_settings.database = database.clone();
-    let ingest = ingest::build(ingest_settings)
-        .await
-        .expect("ingest starts over TLS");
-    let ingest_url = format!("http://127.0.0.1:{}", ingest.port());
-    tokio::spawn(ingest.run_until_stopped(shutdown.clone().cancelled_owned()));
+    let (ingest_port, _) = e2e::serve_ingest(ingest_settings, &shutdown).await;
+    let ingest_url = format!("http://127.0.0.1:{ingest_port}");
     let mut worker_settings = worker::Settings::new("");
     worker_settings.database = database.clone();
     let worker = worker::Worker::build(worker_settings)
@@ -186,25 +181,11 @@ async fn the_three_services_run_on_a_verify_full_database() {
         .expect("worker builds over TLS");
 
     // A tenant, a call's events through ingest, the worker, and the call through the api.
-    let created: Value = http
-        .post(format!("{api_url}/internal/apps"))
-        .bearer_auth(e2e::INTERNAL_SECRET)
-        .json(&json!({ "name": "tls tenant" }))
-        .send()
-        .await
-        .expect("api answers")
-        .json()
-        .await
-        .expect("JSON");
-    let (app_id, api_key, secret) = (
-        created["app_id"].as_str().expect("app_id"),
-        created["api_key"].as_str().expect("api_key"),
-        created["webhook_secret"].as_str().expect("webhook_secret"),
-    );
+    let app = e2e::create_app_at(&http, &api_url, "tls tenant").await;
     for name in crate::OUTBOUND {
         let response = http
-            .post(format!("{ingest_url}/webhooks/dialpad/{app_id}"))
-            .body(sign(&fixture(name), secret))
+            .post(format!("{ingest_url}/webhooks/dialpad/{}", app.app_id))
+            .body(sign(&fixture(name), &app.webhook_secret))
             .send()
             .await
             .expect("ingest answers");
@@ -214,7 +195,7 @@ async fn the_three_services_run_on_a_verify_full_database() {
     assert_eq!(report.done, crate::OUTBOUND.len());
     let calls: Value = http
         .get(format!("{api_url}/api/calls"))
-        .header("x-app-api-key", api_key)
+        .header("x-app-api-key", &app.api_key)
         .send()
         .await
         .expect("api answers")

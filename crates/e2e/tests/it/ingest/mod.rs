@@ -2,6 +2,7 @@
 
 mod refusals;
 mod request_ids;
+mod spool;
 mod storage;
 mod unscoped;
 
