@@ -40,6 +40,22 @@ demo:
 demo-compose:
     docker compose run --rm migrate simulate --ingest-url http://ingest:8081 --api-url http://api:8080 --internal-secret "${INTERNAL_API_SECRET:-dev-only-internal-api-secret-not-for-production}"
 
+# Every benchmark in one bounded run (about 25 minutes): ingest beside the pgbench ceiling
+# (wrk, 16 and 64 connections), ingest in process, worker drain at 0 and 100k calls of
+# history with latency and fairness after a 100k backlog, push, api on 100k calls. Prints one
+# table and writes target/bench/report.json. Installs wrk and pgbench if missing (Debian).
+bench: bench-tools
+    cargo run --release --quiet -p e2e --bin bench -- ceiling 5 16,64 ingest 20000 32 worker 100000 0,100000 300 latency 100000 500 10 100000 300 fairness 100000 20 30 100000 push 20000 200 10 api 100000 100 2000 100
+
+# Ingest beside the database's own ceiling for the same row: wrk vs pgbench (release build).
+bench-ceiling seconds="5" connections="16,64": bench-tools
+    cargo run --release --quiet -p e2e --bin bench -- ceiling {{seconds}} {{connections}}
+
+# The external load generator and pgbench the ceiling benchmark runs.
+bench-tools:
+    command -v wrk >/dev/null || apt-get install -y wrk
+    command -v pgbench >/dev/null || apt-get install -y postgresql-client
+
 # Ingest throughput and latency: distinct signed webhooks from 32 clients (release build).
 bench-ingest events="20000" concurrency="32":
     cargo run --release --quiet -p e2e --bin bench -- ingest {{events}} {{concurrency}}

@@ -466,6 +466,7 @@ impl Spool {
                     }
                 }
             }
+            queue::wake_workers(&mut conn).await;
             metrics.drained.inc_by(batch.len() as u64);
         }
         let mut segments = self.lock();

@@ -5,12 +5,16 @@
 //! multi-row insert (one commit, one WAL flush, one `NOTIFY`), and answer each request only then.
 //! No timer holds a lone event back: batches form from requests that arrive while another commit
 //! is in flight, so a quiet system pays one insert per webhook and a busy one shares commits.
+//!
+//! Workers are woken by one notifier task (`queue::wake_workers`, a `NOTIFY` after the commit):
+//! inserts that commit while its notification is in flight share the next one, and no request
+//! waits for it.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use prometheus::{Histogram, HistogramOpts};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use db::queue::{self, Enqueued, NewWebhookEvent};
 use db::{DbError, Pool};
@@ -59,13 +63,20 @@ impl EventWriter {
         metrics.register(commits.clone());
         let (jobs, queue) = mpsc::channel(MAX_BATCH * WRITERS * 4);
         let queue = Arc::new(Mutex::new(queue));
+        let committed = Arc::new(Notify::new());
         for _ in 0..WRITERS {
             let observed = Observed {
                 batch_sizes: batch_sizes.clone(),
                 commits: commits.clone(),
             };
-            tokio::spawn(write_batches(pool.clone(), Arc::clone(&queue), observed));
+            tokio::spawn(write_batches(
+                pool.clone(),
+                Arc::clone(&queue),
+                observed,
+                Arc::clone(&committed),
+            ));
         }
+        tokio::spawn(notify_workers(pool, committed, jobs.downgrade()));
         EventWriter { jobs }
     }
 
@@ -90,10 +101,33 @@ struct Observed {
     commits: Histogram,
 }
 
-async fn write_batches(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, observed: Observed) {
+/// Sends one `NOTIFY` per wake-up (wake-ups during one coalesce into the next), until the
+/// writer's handles are gone.
+async fn notify_workers(pool: Pool, committed: Arc<Notify>, writer: mpsc::WeakSender<Job>) {
+    loop {
+        committed.notified().await;
+        if writer.upgrade().is_none() {
+            return;
+        }
+        match pool.get().await {
+            Ok(mut conn) => queue::wake_workers(&mut conn).await,
+            Err(error) => {
+                tracing::warn!(error = %error, "Could not notify the workers; they find the events on their next poll.")
+            }
+        }
+    }
+}
+
+async fn write_batches(
+    pool: Pool,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    observed: Observed,
+    committed: Arc<Notify>,
+) {
     loop {
         let mut jobs = Vec::with_capacity(MAX_BATCH);
         if queue.lock().await.recv_many(&mut jobs, MAX_BATCH).await == 0 {
+            committed.notify_one(); // Lets the notifier see the writer is gone.
             return; // Every sender is gone: the server has stopped.
         }
         let (events, replies): (Vec<_>, Vec<_>) =
@@ -104,6 +138,9 @@ async fn write_batches(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, obser
         observed.commits.observe(started.elapsed().as_secs_f64());
         match inserted {
             Ok(outcomes) => {
+                if outcomes.iter().any(|o| matches!(o, Enqueued::Stored(_))) {
+                    committed.notify_one();
+                }
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // A requester that went away (client disconnected) needs no answer.
                     drop(reply.send(Ok(outcome)));
@@ -124,6 +161,9 @@ async fn write_batches(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, obser
                 tracing::warn!(error = %error, "Batch insert failed; storing events one by one.");
                 for (event, reply) in events.into_iter().zip(replies) {
                     let outcome = insert(&pool, std::slice::from_ref(&event)).await;
+                    if outcome.is_ok() {
+                        committed.notify_one();
+                    }
                     drop(reply.send(outcome.map(|mut outcomes| outcomes.remove(0))));
                 }
             }

@@ -73,8 +73,9 @@ impl Enqueued {
     }
 }
 
-/// Stores events in one statement (one transaction, one commit, one `NOTIFY`), skipping any
-/// already stored (same app, same dedupe key). Returns one outcome per event, in order; an
+/// Stores events in one statement (one transaction, one commit), skipping any already stored
+/// (same app, same dedupe key). Call [`wake_workers`] after it (it is not done here, so that a
+/// caller can answer its requests first and send one notification for many inserts). Returns one outcome per event, in order; an
 /// event repeated within `events` is `Stored` once and `Duplicate` after.
 ///
 /// When it returns `Ok`, every row is committed.
@@ -149,4 +150,16 @@ pub async fn enqueue_many(
             }
         })
         .collect()
+}
+
+/// `NOTIFY` [`NOTIFY_CHANNEL`] in a transaction of its own, after events were committed (see
+/// the module documentation). A failure is only logged: the events are committed, and workers
+/// also poll.
+pub async fn wake_workers(conn: &mut AsyncPgConnection) {
+    let notified = diesel::sql_query(format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '')"))
+        .execute(conn)
+        .await;
+    if let Err(error) = notified {
+        tracing::warn!(error = %error, "Could not notify the workers; they find the events on their next poll.");
+    }
 }

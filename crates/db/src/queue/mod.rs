@@ -13,8 +13,10 @@
 //!
 //! - **Enqueue** ([`enqueue_many`]) is idempotent by constraint: `(app_id, dedupe_key)` is
 //!   unique (NULLs not distinct), so a redelivered event is stored once and reported as a
-//!   duplicate. Ingest batches concurrent webhooks into one insert (one commit). An
-//!   `AFTER INSERT` statement trigger sends `NOTIFY webhook_events` ([`NOTIFY_CHANNEL`]).
+//!   duplicate. Ingest batches concurrent webhooks into one insert (one commit). Once
+//!   that has committed, [`wake_workers`] sends `NOTIFY webhook_events` ([`NOTIFY_CHANNEL`]) in
+//!   a transaction of its own: Postgres serialises the commits of notifying transactions, so a notification
+//!   inside the insert would make concurrent inserts commit one at a time.
 //! - **The hot queue.** Every pending event also has a row in `event_queue` (`event_id`,
 //!   `app_id`, `run_at`), inserted and deleted by statement triggers on `webhook_events` as its
 //!   status enters or leaves `pending`, so every writer keeps the two in step (ingest, the
@@ -80,7 +82,7 @@ mod enqueue;
 
 pub use claim::{ClaimedEvent, Lane, MAX_CLAIM_ROUNDS, claim_batch};
 pub use complete::{Failure, VACUUM_AFTER_EVENTS, complete, fail, ignore, vacuum};
-pub use enqueue::{Enqueued, NewWebhookEvent, enqueue_many};
+pub use enqueue::{Enqueued, NewWebhookEvent, enqueue_many, wake_workers};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -94,7 +96,8 @@ use domain::event::{EventSummary, replace_nul_characters};
 use crate::DbError;
 use crate::schema::webhook_events;
 
-/// The channel the insert trigger notifies; workers `LISTEN` on it.
+/// The channel [`wake_workers`] notifies after an insert commits; workers `LISTEN` on it (and
+/// poll, so a notification lost to a crash between the two only delays).
 pub const NOTIFY_CHANNEL: &str = "webhook_events";
 
 /// Where an event is in its life (`webhook_events.status`).

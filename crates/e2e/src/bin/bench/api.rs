@@ -310,6 +310,14 @@ pub async fn bench_api(
         println!(
             "api {name}, cache off: median of {RUNS}: {rate:.0} requests/s, p50 {p50:.2} ms, p99 {p99:.2} ms ({CLIENTS} clients)"
         );
+        crate::common::report::record(
+            format!("api {name} requests/s (cache off)"),
+            format!(
+                "{calls} calls over {apps} tenants, {CLIENTS} clients, data changing throughout"
+            ),
+            rate,
+            "/s",
+        );
     }
     // The same first page below saturation: latency is what one request costs, not the queue.
     let pace = 1_000.0;

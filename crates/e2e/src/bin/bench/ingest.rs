@@ -94,12 +94,21 @@ pub async fn bench_ingest(events: usize, concurrency: usize) -> anyhow::Result<(
         p50s.push(p50.as_secs_f64() * 1e3);
         p99s.push(p99.as_secs_f64() * 1e3);
     }
+    let (rate, p99) = (median(rates), median(p99s.clone()));
     println!(
-        "ingest median of {RUNS}: {:.0} webhooks/s, p50 {:.2} ms, p99 {:.2} ms",
-        median(rates),
+        "ingest median of {RUNS}: {rate:.0} webhooks/s, p50 {:.2} ms, p99 {p99:.2} ms",
         median(p50s),
-        median(p99s)
     );
+    let shape = format!(
+        "{events} distinct call events, {concurrency} in-process keep-alive clients (reqwest), no worker"
+    );
+    crate::common::report::record(
+        "ingest webhooks/s (in-process client)",
+        shape.clone(),
+        rate,
+        "/s",
+    );
+    crate::common::report::record("ingest p99 (in-process client)", shape, p99, "ms");
     Ok(())
 }
 

@@ -1,5 +1,10 @@
 //! Benchmarks against a real Postgres (a fresh database per run), reported as medians of 3 runs.
 //!
+//! - `bench ceiling [SECONDS] [CONNECTIONS]`: ingest measured by an external client (`wrk`)
+//!   beside the database's own ceiling for the same row (`pgbench`, one insert per
+//!   transaction), at each connection count (default `16,64`), SECONDS (default 5) each; see
+//!   `ceiling.rs`.
+//!
 //! - `bench ingest [EVENTS] [CONCURRENCY]`: distinct signed call events posted to an in-process
 //!   ingest server by CONCURRENCY keep-alive clients; webhooks/s and latency p50/p99 (each 200
 //!   means the row was committed).
@@ -78,9 +83,13 @@
 //!
 //! Commands can follow each other in one invocation (`bench worker latency fairness` runs all
 //! three with their defaults, seeding each history once). Run with `just bench-ingest` /
-//! `just bench-worker` / `just bench-api` (release build).
+//! `just bench-worker` / `just bench-api` (release build), or all of them, bounded, with
+//! `just bench`. Every invocation ends with a table of its figures (each with its data shape,
+//! and its ceiling from the same run where it has one), also written to
+//! `target/bench/report.json`.
 
 mod api;
+mod ceiling;
 mod common;
 mod ingest;
 mod push;
@@ -90,11 +99,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-const COMMANDS: [&str; 7] = [
-    "ingest", "forged", "worker", "latency", "fairness", "api", "push",
+const COMMANDS: [&str; 8] = [
+    "ceiling", "ingest", "forged", "worker", "latency", "fairness", "api", "push",
 ];
 
 const USAGE: &str = "usage: bench COMMAND [ARGS]... [COMMAND [ARGS]...]...
+  bench ceiling [SECONDS] [CONNECTIONS]
   bench ingest [EVENTS] [CONCURRENCY]
   bench forged [VALID_RATE] [FORGED_RATE] [SECONDS]
   bench worker [EVENTS] [HISTORIES] [MAX_DRAIN_S]
@@ -156,6 +166,13 @@ fn commands(args: &[String]) -> anyhow::Result<Vec<Command<'_>>> {
 async fn run(commands: &[Command<'_>], templates: &mut worker::Templates) -> anyhow::Result<()> {
     for command in commands {
         match command.name {
+            "ceiling" => {
+                ceiling::bench_ceiling(
+                    command.number(0, 5)? as u64,
+                    &command.numbers(1, &[16, 64])?,
+                )
+                .await?;
+            }
             "ingest" => {
                 ingest::bench_ingest(command.number(0, 20_000)?, command.number(1, 32)?).await?;
             }
@@ -232,5 +249,21 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     templates.drop_all();
-    result
+    result?;
+    common::report::finish(server_version().await.unwrap_or_default()).await
+}
+
+/// The benchmark Postgres' version, for the report's machine.
+async fn server_version() -> anyhow::Result<String> {
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        server_version: String,
+    }
+    let mut conn = diesel_async::AsyncPgConnection::establish(&db::testing::server_url()).await?;
+    let version: Version = diesel::sql_query("SHOW server_version")
+        .get_result(&mut conn)
+        .await?;
+    Ok(version.server_version)
 }

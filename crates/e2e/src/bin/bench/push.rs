@@ -183,11 +183,13 @@ pub async fn bench_deliveries(deliveries: usize) -> anyhow::Result<Vec<f64>> {
         rates.push(rate);
     }
     receivers.server.stop(false).await;
-    println!(
-        "push deliveries median of {RUNS}, {} pending deliveries, 90% to one tenant's subscription, 10% over 9 others, one worker (PUSH_CONCURRENCY 32, PUSH_PER_SUBSCRIPTION 4), receiver on loopback answering 204: {:.0} deliveries/s",
-        thousands(deliveries),
-        median(rates.clone())
+    let shape = format!(
+        "{} pending deliveries, 90% to one tenant's subscription, 10% over 9 others, one worker (PUSH_CONCURRENCY 32, PUSH_PER_SUBSCRIPTION 4), receiver on loopback answering 204",
+        thousands(deliveries)
     );
+    let rate = median(rates.clone());
+    println!("push deliveries median of {RUNS}, {shape}: {rate:.0} deliveries/s");
+    crate::common::report::record("push deliveries/s", shape, rate, "/s");
     Ok(rates)
 }
 
@@ -425,6 +427,13 @@ pub async fn bench_push_latency(rate: usize, seconds: usize) -> anyhow::Result<(
         }
     }
     let m = |key: &str| median(figures.get(key).cloned().unwrap_or_default());
+    crate::common::report::record(
+        "push ingest 200 -> receiver p99",
+        shape.clone(),
+        m("alone"),
+        "ms",
+    );
+    crate::common::report::record("push ingest 200 -> SSE p99", shape.clone(), m("sse"), "ms");
     println!(
         "push latency median of {RUNS}, {shape}: ingest 200 -> receiver p50 {:.2} ms, p99 {:.2} ms; ingest 200 -> SSE client p50 {:.2} ms, p99 {:.2} ms; beside a receiver hanging 5 s on every request: p50 {:.2} ms, p99 {:.2} ms ({:.2}x alone)",
         m("alone50"),

@@ -2,6 +2,7 @@
 //! call traffic, and the ingest-200-to-`done` latency probe.
 
 mod probe;
+pub mod report;
 mod scratch;
 mod traffic;
 

@@ -88,6 +88,12 @@ pub async fn bench_worker(
         }
         let rate = median(rates);
         println!("worker median of {RUNS}, {shape}: {rate:.0} events/s");
+        crate::common::report::record(
+            format!("worker drain events/s, history {}", thousands(history)),
+            format!("{shape}; one worker, batch {batch}"),
+            rate,
+            "/s",
+        );
         medians.push((history, rate));
     }
     println!(

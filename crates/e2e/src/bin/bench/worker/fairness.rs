@@ -69,6 +69,13 @@ pub async fn bench_fairness(
         p99s.push(ms(p99));
         rates.push(rate);
     }
+    let quiet_p99 = median(p99s.clone());
+    crate::common::report::record(
+        "quiet tenant p99 during another's backlog",
+        shape.clone(),
+        quiet_p99,
+        "ms",
+    );
     println!(
         "fairness median of {RUNS}, {shape}: quiet p50 {:.2} ms, p99 {:.2} ms; noisy drain {:.0} events/s",
         median(p50s),
