@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use bootstrap::settings::{DatabaseSettings, EncryptionSettings};
+use bootstrap::settings::{DatabaseSettings, EncryptionSettings, MetricsSettings};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,9 @@ pub struct Settings {
     /// `ENCRYPTION_KEY` (required) and `ENCRYPTION_PREVIOUS_KEYS`: seal tokens and secrets.
     #[serde(flatten)]
     pub encryption: EncryptionSettings,
+    /// `METRICS_TOKEN`: the bearer token `/metrics` asks for, if any.
+    #[serde(flatten)]
+    pub metrics: MetricsSettings,
     /// The Dialpad client and OAuth app.
     #[serde(flatten)]
     pub dialpad: DialpadSettings,
@@ -105,6 +108,7 @@ impl Settings {
         Settings {
             database: DatabaseSettings::for_url(database_url),
             encryption: EncryptionSettings::with_key(encryption_key),
+            metrics: MetricsSettings::default(),
             dialpad: DialpadSettings::default(),
             host: "127.0.0.1".into(),
             port: 0,

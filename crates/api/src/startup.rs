@@ -172,7 +172,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         .map(reqwest::Url::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("OAUTH_SUCCESS_REDIRECT_URL is not a URL: {e}"))?;
-    let metrics = bootstrap::metrics::Metrics::new("api");
+    let metrics =
+        bootstrap::metrics::Metrics::new("api").with_token(settings.metrics.metrics_token.clone());
     metrics.register(bootstrap::metrics::PoolCollector::new(
         pool.clone(),
         settings.database.pool().max_size,

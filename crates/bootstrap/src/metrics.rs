@@ -32,6 +32,8 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     refresh: Option<Refresh>,
+    /// `METRICS_TOKEN`: the bearer token `/metrics` asks for, if any.
+    token: Option<secrecy::SecretString>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -77,6 +79,7 @@ impl Metrics {
             requests,
             latency,
             refresh: None,
+            token: None,
         };
         metrics.register(metrics.requests.clone());
         metrics.register(metrics.latency.clone());
@@ -118,6 +121,13 @@ impl Metrics {
         histogram
     }
 
+    /// Asks `GET /metrics` for `Authorization: Bearer <token>` (`METRICS_TOKEN`); `None`: open.
+    #[must_use]
+    pub fn with_token(mut self, token: Option<secrecy::SecretString>) -> Metrics {
+        self.token = token;
+        self
+    }
+
     /// Runs `refresh` before each scrape.
     #[must_use]
     pub fn with_refresh(mut self, refresh: Refresh) -> Metrics {
@@ -137,12 +147,32 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics`: the service's metrics (app data: `Data<Metrics>`).
+/// `GET /metrics`: the service's metrics (app data: `Data<Metrics>`); with a token
+/// ([`Metrics::with_token`]), only for `Authorization: Bearer <token>`, else
+/// `401 {"error": "unauthorized"}`.
 pub fn metrics_routes(cfg: &mut ServiceConfig) {
     cfg.route("/metrics", web::get().to(serve_metrics));
 }
 
-async fn serve_metrics(metrics: Data<Metrics>) -> HttpResponse {
+async fn serve_metrics(metrics: Data<Metrics>, request: actix_web::HttpRequest) -> HttpResponse {
+    if let Some(token) = &metrics.token {
+        use secrecy::ExposeSecret;
+        use subtle::ConstantTimeEq;
+        let given = request
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !bool::from(given.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
+            return HttpResponse::Unauthorized()
+                .insert_header(("WWW-Authenticate", "Bearer"))
+                .json(serde_json::json!({
+                    "error": "unauthorized",
+                    "message": "GET /metrics needs Authorization: Bearer <METRICS_TOKEN>",
+                }));
+        }
+    }
     HttpResponse::Ok()
         .content_type(prometheus::TEXT_FORMAT)
         .body(metrics.render().await)

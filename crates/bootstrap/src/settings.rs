@@ -194,6 +194,16 @@ impl DatabaseSettings {
     }
 }
 
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct MetricsSettings {
+    /// `METRICS_TOKEN`: when set, `GET /metrics` answers only `Authorization: Bearer <token>`
+    /// (401 otherwise), for services whose port is public (ingest and api on Render). Unset:
+    /// open, for a private network.
+    #[serde(default, serialize_with = "redacted")]
+    pub metrics_token: Option<SecretString>,
+}
+
 /// The keys secrets at rest are sealed with (see `db::crypto`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct EncryptionSettings {

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use bootstrap::settings::{DatabaseSettings, EncryptionSettings};
+use bootstrap::settings::{DatabaseSettings, EncryptionSettings, MetricsSettings};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,9 @@ pub struct Settings {
     /// `ENCRYPTION_KEY` (required) and `ENCRYPTION_PREVIOUS_KEYS`: to open app webhook secrets.
     #[serde(flatten)]
     pub encryption: EncryptionSettings,
+    /// `METRICS_TOKEN`: the bearer token `/metrics` asks for, if any.
+    #[serde(flatten)]
+    pub metrics: MetricsSettings,
     /// `HOST`: address to bind.
     #[serde(default = "default_host")]
     pub host: String,
@@ -78,6 +81,7 @@ impl Settings {
         Settings {
             database: DatabaseSettings::for_url(database_url),
             encryption: EncryptionSettings::with_key(encryption_key),
+            metrics: MetricsSettings::default(),
             host: "127.0.0.1".into(),
             port: 0,
             dialpad_webhook_secret: Some(dialpad_webhook_secret.into()),

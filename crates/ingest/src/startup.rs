@@ -60,7 +60,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         ),
         None => {}
     }
-    let metrics = bootstrap::metrics::Metrics::new("ingest");
+    let metrics = bootstrap::metrics::Metrics::new("ingest")
+        .with_token(settings.metrics.metrics_token.clone());
     let spool_metrics = SpoolMetrics::register(&metrics);
     // A spool that cannot be opened (e.g. a disk mounted without write access for the service's
     // user) must not stop ingest: it runs without one, loudly (log, `/readyz`).

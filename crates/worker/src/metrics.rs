@@ -29,8 +29,13 @@ pub(crate) struct WorkerMetrics {
 }
 
 impl WorkerMetrics {
-    /// Registers every metric; the queue gauges are read from `pool` at each scrape.
-    pub(crate) fn new(pool: Pool, pool_size: u32) -> WorkerMetrics {
+    /// Registers every metric; the queue gauges are read from `pool` at each scrape. `token`:
+    /// `METRICS_TOKEN`.
+    pub(crate) fn new(
+        pool: Pool,
+        pool_size: u32,
+        token: Option<secrecy::SecretString>,
+    ) -> WorkerMetrics {
         let pending = IntGauge::new(
             "queue_pending_events",
             "Events waiting to be processed (the hot queue, due or backing off)",
@@ -66,7 +71,9 @@ impl WorkerMetrics {
                 })
             })
         };
-        let registry = Metrics::new("worker").with_refresh(refresh);
+        let registry = Metrics::new("worker")
+            .with_refresh(refresh)
+            .with_token(token);
         registry.register(pending);
         registry.register(oldest);
         registry.register(dead);

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use bootstrap::settings::{DatabaseSettings, EncryptionSettings};
+use bootstrap::settings::{DatabaseSettings, EncryptionSettings, MetricsSettings};
 use serde::{Deserialize, Serialize};
 
 /// Everything the worker is configured with.
@@ -20,6 +20,9 @@ pub struct Settings {
     pub database: DatabaseSettings,
     #[serde(flatten)]
     pub encryption: EncryptionSettings,
+    /// `METRICS_TOKEN`: the bearer token `/metrics` asks for, if any.
+    #[serde(flatten)]
+    pub metrics: MetricsSettings,
     #[serde(flatten)]
     pub push: PushSettings,
     /// `WORKER_POLL_INTERVAL_MS`: fallback poll period when no notification arrives.
@@ -68,6 +71,7 @@ impl Settings {
         Settings {
             database: DatabaseSettings::for_url(database_url),
             encryption: EncryptionSettings::default(),
+            metrics: MetricsSettings::default(),
             push: PushSettings::default(),
             worker_poll_interval_ms: default_poll_interval_ms(),
             worker_batch_size: default_batch_size(),

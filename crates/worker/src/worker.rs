@@ -79,7 +79,11 @@ impl Worker {
         if let Err(error) = queue::vacuum(&mut *pool.get().await?).await {
             tracing::warn!(error = %error, "Queue vacuum failed; autovacuum will do it.");
         }
-        let metrics = WorkerMetrics::new(pool.clone(), settings.database.pool().max_size);
+        let metrics = WorkerMetrics::new(
+            pool.clone(),
+            settings.database.pool().max_size,
+            settings.metrics.metrics_token.clone(),
+        );
         Ok(Worker {
             pool,
             database_url,

@@ -154,3 +154,40 @@ async fn every_service_serves_metrics_and_the_queue_depth_goes_up_then_down() {
         "nothing unmatched yet"
     );
 }
+
+#[tokio::test]
+async fn with_a_metrics_token_only_its_bearer_reads_metrics() {
+    let stack = TestStack::spawn().await;
+    let mut settings = e2e::ingest_settings(stack.db.url());
+    settings.metrics.metrics_token = Some("metrics-token-for-tests".into());
+    let port = stack.spawn_ingest(settings).await;
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    for authorization in [
+        None,
+        Some("Bearer wrong-token"),
+        Some("metrics-token-for-tests"),
+    ] {
+        let mut request = stack.http.get(&url);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.expect("answers");
+        assert_eq!(response.status(), 401, "{authorization:?}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let body: serde_json::Value = response.json().await.expect("JSON");
+        assert_eq!(body["error"], "unauthorized");
+        assert!(!body.to_string().contains("metrics-token-for-tests"));
+    }
+    let response = stack
+        .http
+        .get(&url)
+        .bearer_auth("metrics-token-for-tests")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("text");
+    assert!(text.contains("ingest_spool_events"), "{text}");
+    // The stack's own ingest has no token: open.
+    scrape(&stack.ingest_url).await;
+}
