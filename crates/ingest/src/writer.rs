@@ -2,7 +2,7 @@
 //!
 //! Each request hands its event to the [`EventWriter`] and waits for the outcome. A few writer
 //! tasks each take every event waiting at that moment (up to [`MAX_BATCH`]), store them with one
-//! multi-row insert (one commit, one WAL flush, one `NOTIFY`), and answer each request only then.
+//! multi-row insert (one commit, one WAL flush), and answer each request only then.
 //! No timer holds a lone event back: batches form from requests that arrive while another commit
 //! is in flight, so a quiet system pays one insert per webhook and a busy one shares commits.
 //!
