@@ -264,7 +264,9 @@ async fn pgbench(
         .arg(format!("payload={payload}"))
         .arg("-f")
         .arg(script)
-        .arg(db.url())
+        // Plain, as ingest's pool is: libpq's default `prefer` would pay TLS wherever the
+        // server has `ssl = on` (Debian's default).
+        .arg(format!("{}?sslmode=disable", db.url()))
         .output()
         .await?;
     let stdout = String::from_utf8_lossy(&output.stdout);
