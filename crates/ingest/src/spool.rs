@@ -235,6 +235,8 @@ struct Append {
 #[derive(Debug, Clone)]
 pub(crate) struct Spool {
     dir: PathBuf,
+    /// `ingest_spool_events`, kept by the segments under their lock; read without it.
+    events: IntGauge,
     segments: Arc<Mutex<Segments>>,
     appends: mpsc::Sender<Append>,
     wake: Arc<Notify>,
@@ -301,6 +303,7 @@ impl Spool {
         metrics
             .max_bytes
             .set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
+        let metrics_events = metrics.events.clone();
         let segments = Segments {
             dir: dir.to_owned(),
             active: None,
@@ -328,6 +331,7 @@ impl Spool {
         ));
         Ok(Spool {
             dir: dir.to_owned(),
+            events: metrics_events,
             segments,
             appends,
             wake,
@@ -347,7 +351,9 @@ impl Spool {
 
     /// Whether anything is waiting: new events must then be spooled behind it.
     pub(crate) fn is_holding(&self) -> bool {
-        self.lock().metrics.events.get() > 0
+        // The gauge, not the segments' lock: this runs for every webhook, and the lock is held
+        // through each append's sync.
+        self.events.get() > 0
     }
 
     pub(crate) fn depth(&self) -> Depth {

@@ -3,6 +3,7 @@
 //! back, also when a segment is drained twice (a crash between the commit and the delete).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::sql_types::{Nullable, Text, Timestamptz};
@@ -92,13 +93,9 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-async fn on_blocking_thread(work: impl FnOnce() + Send + 'static) {
-    tokio::task::spawn_blocking(work).await.expect("ran");
-}
-
-#[tokio::test]
-async fn events_accepted_while_postgres_is_down_are_stored_once_in_order_after_a_restart() {
-    let server = std::sync::Arc::new(
+/// A migrated Postgres of the test's own (it will be stopped), and its URL.
+async fn migrated_private_postgres() -> (Arc<PrivatePostgres>, String) {
+    let server = Arc::new(
         tokio::task::spawn_blocking(|| PrivatePostgres::start(None))
             .await
             .expect("private postgres starts"),
@@ -107,6 +104,26 @@ async fn events_accepted_while_postgres_is_down_are_stored_once_in_order_after_a
     db::migrations::run_migrations(&url)
         .await
         .expect("migrated");
+    (server, url)
+}
+
+/// Stops the server, or starts it again, on a blocking thread (`pg_ctl` waits).
+async fn set_running(server: &Arc<PrivatePostgres>, running: bool) {
+    let server = Arc::clone(server);
+    tokio::task::spawn_blocking(move || {
+        if running {
+            server.start_again();
+        } else {
+            server.stop();
+        }
+    })
+    .await
+    .expect("pg_ctl ran");
+}
+
+#[tokio::test]
+async fn events_accepted_while_postgres_is_down_are_stored_once_in_order_after_a_restart() {
+    let (server, url) = migrated_private_postgres().await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -141,8 +158,7 @@ async fn events_accepted_while_postgres_is_down_are_stored_once_in_order_after_a
 
     // Postgres stops (as a crash or a failover would). Every event is still accepted: 202,
     // spooled, in the order sent.
-    let stopping = std::sync::Arc::clone(&server);
-    on_blocking_thread(move || stopping.stop()).await;
+    set_running(&server, false).await;
     let mut spooled_ids = Vec::new();
     let rest = [
         "call_outbound_02_connected.json",
@@ -230,8 +246,7 @@ async fn events_accepted_while_postgres_is_down_are_stored_once_in_order_after_a
 
     // Postgres comes back: B drains everything, oldest first, then stores directly again.
     let restart_at = chrono::Utc::now();
-    let starting = std::sync::Arc::clone(&server);
-    on_blocking_thread(move || starting.start_again()).await;
+    set_running(&server, true).await;
     let drained = wait_until_drained(&http, port_b).await;
     assert_eq!(drained["spool"]["events"], 0);
     let after = post(
@@ -319,15 +334,7 @@ async fn events_accepted_while_postgres_is_down_are_stored_once_in_order_after_a
 
 #[tokio::test]
 async fn a_full_spool_answers_503_with_retry_after_and_keeps_what_it_accepted() {
-    let server = std::sync::Arc::new(
-        tokio::task::spawn_blocking(|| PrivatePostgres::start(None))
-            .await
-            .expect("private postgres starts"),
-    );
-    let url = server.url("");
-    db::migrations::run_migrations(&url)
-        .await
-        .expect("migrated");
+    let (server, url) = migrated_private_postgres().await;
     let spool_dir = std::env::temp_dir().join(format!("cti-spool-{}", uuid::Uuid::new_v4()));
     let mut settings = e2e::ingest_settings(&url);
     settings.ingest_spool_dir = Some(spool_dir.to_string_lossy().into_owned());
@@ -335,8 +342,7 @@ async fn a_full_spool_answers_503_with_retry_after_and_keeps_what_it_accepted() 
     settings.database.database_connect_timeout_ms = 200;
     // About three events' worth (one is ~2.5 KB as spooled).
     settings.ingest_spool_max_bytes = 8 * 1024;
-    let stopping = std::sync::Arc::clone(&server);
-    on_blocking_thread(move || stopping.stop()).await;
+    set_running(&server, false).await;
 
     // Start-up while the database is down, on the unscoped route.
     let run = CancellationToken::new();
@@ -372,8 +378,7 @@ async fn a_full_spool_answers_503_with_retry_after_and_keeps_what_it_accepted() 
     assert_eq!(ready["spool"]["events"], accepted);
 
     // Postgres back: what was accepted is stored, and the spool takes events again.
-    let starting = std::sync::Arc::clone(&server);
-    on_blocking_thread(move || starting.start_again()).await;
+    set_running(&server, true).await;
     wait_until_drained(&http, port).await;
     let stored = stored_events(&url).await;
     assert_eq!(stored.len(), accepted);
