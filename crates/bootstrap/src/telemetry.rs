@@ -1,7 +1,7 @@
 //! Logging through `tracing-subscriber`.
 //!
 //! Env vars: `RUST_LOG` (filter, default `info`), `LOG_FORMAT` (`json` for one JSON object per
-//! line, the default `pretty` for human-readable lines).
+//! line, the default `pretty` for human-readable lines, coloured only on a terminal).
 
 use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
@@ -21,7 +21,12 @@ pub enum LogFormat {
 /// as `SecretString`, whose `Debug` is redacted.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only on a terminal: escape codes are noise in a log collector (or a test
+    // reading the lines).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     let result = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.try_init(),

@@ -188,6 +188,9 @@ impl Worker {
             .collect();
         let max_graph_legs = usize::try_from(settings.worker_max_call_graph_legs).unwrap_or(1);
         let outcome = Plan::new(claimed).apply(conn, max_graph_legs).await?;
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            log_each_event(&outcome, &request_ids);
+        }
         let mut report = BatchReport {
             claimed: claimed_count,
             done: outcome.done.len(),
@@ -429,6 +432,39 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// One debug line per event of a batch with its outcome, named with the request id ingest
+/// answered it with (`request.id`, as in ingest's lines), so one webhook can be followed from
+/// ingest's log into the worker's (`RUST_LOG=worker=debug`). Only called when debug is on: a
+/// batch is 500 events.
+fn log_each_event(outcome: &Outcome, request_ids: &std::collections::HashMap<i64, String>) {
+    let request = |id: &i64| request_ids.get(id).map_or("", String::as_str);
+    for id in &outcome.done {
+        tracing::debug!(
+            event.id = id,
+            request.id = request(id),
+            outcome = "done",
+            "Event applied."
+        );
+    }
+    for (reason, ids) in &outcome.ignored {
+        for id in ids {
+            tracing::debug!(
+                event.id = id,
+                request.id = request(id),
+                outcome = "ignored",
+                reason,
+                "Event ignored."
+            );
+        }
+    }
+    for (event, error) in &outcome.failed {
+        tracing::debug!(event.id = event.id, request.id = request(&event.id), outcome = "failed", error = %error, "Event failed.");
+    }
+    for (id, error) in &outcome.rejected {
+        tracing::debug!(event.id = id, request.id = request(id), outcome = "rejected", error = %error, "Event rejected.");
     }
 }
 

@@ -149,3 +149,76 @@ async fn settings_come_from_the_config_file_and_the_environment_wins() {
     assert!(!ok && output.contains("worker_batch_size"), "{output}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn at_debug_each_event_is_logged_with_the_request_id_ingest_answered_it_with() {
+    use db::queue::{NewWebhookEvent, enqueue_many};
+    use db::testing::fixtures::fixture;
+    use diesel_async::RunQueryDsl;
+
+    let db = TestDatabase::migrated().await;
+    let app_id = uuid::Uuid::new_v4();
+    let mut conn = db.connect().await;
+    diesel::sql_query(format!(
+        "INSERT INTO apps (id, name, legacy_webhook_secret) VALUES ('{app_id}', 'logs', 'unused-secret-0123456789')"
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("app");
+    let event = |payload: serde_json::Value, request_id: &str| {
+        let serde_json::Value::Object(payload) = payload else {
+            unreachable!("an object")
+        };
+        NewWebhookEvent {
+            request_id: Some(request_id.to_owned()),
+            ..NewWebhookEvent::from_verified(Some(app_id), payload)
+        }
+    };
+    enqueue_many(
+        &mut conn,
+        &[
+            event(fixture("call_outbound_03_hangup.json"), "req-call-hangup-1"),
+            event(
+                serde_json::json!({"agent_status": "available"}),
+                "req-not-modelled-2",
+            ),
+        ],
+    )
+    .await
+    .expect("enqueued");
+
+    let mut serve = worker(Some(db.url()));
+    serve
+        .env("RUST_LOG", "worker=debug")
+        .env("WORKER_POLL_INTERVAL_MS", "100");
+    let mut child = serve.stdout(Stdio::piped()).spawn().expect("starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut applied, mut ignored) = (None, None);
+    let seen = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("reads") {
+            if line.contains("req-call-hangup-1") {
+                applied = Some(line);
+            } else if line.contains("req-not-modelled-2") {
+                ignored = Some(line);
+            }
+            if applied.is_some() && ignored.is_some() {
+                break;
+            }
+        }
+    })
+    .await;
+    child.kill().await.expect("stopped");
+    assert!(
+        seen.is_ok(),
+        "both lines within 30 s: {applied:?} {ignored:?}"
+    );
+    let (applied, ignored) = (applied.unwrap_or_default(), ignored.unwrap_or_default());
+    assert!(
+        applied.contains("Event applied") && applied.contains("outcome=\"done\""),
+        "{applied}"
+    );
+    assert!(
+        ignored.contains("Event ignored") && ignored.contains("outcome=\"ignored\""),
+        "{ignored}"
+    );
+}
