@@ -1,9 +1,10 @@
 //! Call legs: the `calls` table and the event log reads that rebuild it.
 //!
 //! A leg's row is recomputed from *all* of its applied events by `domain::call::CallLeg::fold`,
-//! under a per-leg transaction-scoped advisory lock ([`lock_legs`]), so two workers applying
-//! events of one leg at the same moment serialise, and the second one folds the first one's
-//! committed events in. That gives the same row as in-order, exactly-once processing.
+//! under a per-leg transaction-scoped advisory lock, so two batches never write one leg at
+//! once: the worker's batch defers a leg another holds ([`try_lock_legs`]) and retention waits
+//! for it ([`lock_legs`]); whoever writes it next folds the earlier one's committed events in.
+//! That gives the same row as in-order, exactly-once processing.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -236,6 +237,35 @@ pub async fn lock_legs(conn: &mut AsyncPgConnection, call_ids: &[i64]) -> Result
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Tries to take the transaction-scoped advisory lock of each leg (or message) of
+/// [`lock_legs`] without waiting; returns the ids another transaction holds (their locks are
+/// not taken). The worker leaves the events of those legs pending for a later batch instead
+/// of waiting for the holder to commit: consecutive batches of a backlog share legs (a call's
+/// events arrive seconds apart), and waiting serialised concurrent batches.
+///
+/// # Errors
+/// [`DbError`] from the query.
+pub async fn try_lock_legs(
+    conn: &mut AsyncPgConnection,
+    call_ids: &[i64],
+) -> Result<Vec<i64>, DbError> {
+    #[derive(QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = BigInt)]
+        k: i64,
+    }
+    let mut keys = call_ids.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    let held: Vec<Held> = diesel::sql_query(
+        "SELECT k FROM unnest($1::bigint[]) AS k WHERE NOT pg_try_advisory_xact_lock(k)",
+    )
+    .bind::<Array<BigInt>, _>(keys)
+    .load(conn)
+    .await?;
+    Ok(held.into_iter().map(|h| h.k).collect())
 }
 
 /// An applied event, as stored.

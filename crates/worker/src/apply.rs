@@ -3,7 +3,10 @@
 //!
 //! A batch is split into *units*, each rebuilt from its whole event log: a call leg (then its
 //! logical call and voicemail, `db::logical_calls::relink`) or an SMS message. Other kinds
-//! (contact, agent status, unknown) are marked `ignored` with the reason.
+//! (contact, agent status, unknown) are marked `ignored` with the reason. A unit whose lock
+//! another batch holds (a concurrent batch loop or replica writing the same leg) is *deferred*:
+//! its events stay pending, untouched, and the next claim takes them first (they are the
+//! oldest), so concurrent batches never wait on each other's legs.
 //!
 //! A poison event never takes its batch down: reading and folding are pure and panic-guarded per
 //! unit, and if the set-wise write itself fails (a constraint, a bad value), it is rolled back to
@@ -63,6 +66,9 @@ pub(crate) struct Outcome {
     pub(crate) failed: Vec<(EventRef, String)>,
     /// Can never apply: dead at once.
     pub(crate) rejected: Vec<(i64, String)>,
+    /// Their leg (or message) is being written by another batch: left pending, untouched, for
+    /// a later batch (`db::calls::try_lock_legs`).
+    pub(crate) deferred: Vec<i64>,
 }
 
 /// A batch sorted by what it needs.
@@ -141,9 +147,33 @@ impl Plan {
         conn: &mut AsyncPgConnection,
         max_graph_legs: usize,
     ) -> Result<Outcome, DbError> {
-        let Plan { units, mut outcome } = self;
+        let Plan {
+            mut units,
+            mut outcome,
+        } = self;
         if units.is_empty() {
             return Ok(outcome);
+        }
+        // Locked here, outside the savepoints below, so that the unit-by-unit retry keeps
+        // them. A unit another batch holds is deferred, not waited for.
+        let ids: Vec<i64> = units.keys().map(|(_, _, id)| *id).collect();
+        let held: std::collections::HashSet<i64> = calls::try_lock_legs(conn, &ids)
+            .await?
+            .into_iter()
+            .collect();
+        if !held.is_empty() {
+            units.retain(|(_, _, id), events| {
+                let keep = !held.contains(id);
+                if !keep {
+                    outcome
+                        .deferred
+                        .extend(events.iter().map(|(event, _)| event.id));
+                }
+                keep
+            });
+            if units.is_empty() {
+                return Ok(outcome);
+            }
         }
         let all = conn
             .transaction(async |conn| write_units(conn, &units, max_graph_legs).await)
@@ -187,17 +217,14 @@ fn record(units: &Units, rejected_units: BTreeMap<UnitKey, String>, outcome: &mu
     }
 }
 
-/// Locks the units, folds each from its applied events plus the new ones, upserts them all,
-/// and relinks the logical calls of the legs. Returns the units whose fold panicked (nothing
-/// was written for them).
+/// Folds each unit (whose lock the caller holds) from its applied events plus the new ones,
+/// upserts them all, and relinks the logical calls of the legs. Returns the units whose fold
+/// panicked (nothing was written for them).
 async fn write_units(
     conn: &mut AsyncPgConnection,
     units: &Units,
     max_graph_legs: usize,
 ) -> Result<BTreeMap<UnitKey, String>, DbError> {
-    let ids: Vec<i64> = units.keys().map(|(_, _, id)| *id).collect();
-    calls::lock_legs(conn, &ids).await?;
-
     let mut events: BTreeMap<UnitKey, Vec<UnitEvent>> = units
         .iter()
         .map(|(key, new)| (*key, new.iter().map(|(_, event)| event.clone()).collect()))

@@ -49,10 +49,16 @@ pub struct Settings {
     pub worker_max_call_graph_legs: u32,
     /// `WORKER_BACKLOG_AFTER_MS`: a tenant whose oldest due event has waited longer than this
     /// many milliseconds is served by the worker's backlog lane, every other tenant by its
-    /// up-to-date lane, each lane one batch at a time (`db::queue`, *Lanes*). `0`: one lane for
-    /// every tenant.
+    /// up-to-date lane, each lane `WORKER_CONCURRENCY` batches at a time (`db::queue`, *Lanes*).
+    /// `0`: one lane for every tenant.
     #[serde(default = "default_backlog_after_ms")]
     pub worker_backlog_after_ms: u64,
+    /// `WORKER_CONCURRENCY`: batches each lane has in flight at once, each its own loop and
+    /// transaction (at least 1). Two overlap one batch's database work with the other's
+    /// parsing and folding; a leg one batch holds is deferred by the other, not waited for
+    /// (`crate::apply`). Measured on 2 cores: 2 drain ~1.5x the events/s of 1, 3 no more.
+    #[serde(default = "default_concurrency")]
+    pub worker_concurrency: u32,
     /// `METRICS_PORT`: where the worker serves `GET /healthz` and `GET /readyz` (on every
     /// interface); `0` picks a free port (tests). `worker healthcheck` asks it.
     #[serde(default = "default_metrics_port")]
@@ -81,6 +87,7 @@ impl Settings {
             worker_id: None,
             worker_max_call_graph_legs: default_max_call_graph_legs(),
             worker_backlog_after_ms: default_backlog_after_ms(),
+            worker_concurrency: default_concurrency(),
             // Tests run many workers side by side.
             metrics_port: 0,
             retention_days: default_retention_days(),
@@ -106,6 +113,10 @@ fn default_max_call_graph_legs() -> u32 {
 
 fn default_backlog_after_ms() -> u64 {
     1_000
+}
+
+fn default_concurrency() -> u32 {
+    2
 }
 
 fn default_retention_days() -> u32 {

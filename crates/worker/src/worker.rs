@@ -1,7 +1,9 @@
 //! The worker loop: claim a batch, apply it, complete it, in one transaction; sleep until
 //! notified or the poll interval passes; stop between batches on shutdown. A worker runs this
-//! loop once per lane (`db::queue`, *Lanes*): up-to-date tenants and backlogged tenants each
-//! have their own, so a backlog's batches never delay another tenant's new events.
+//! loop `WORKER_CONCURRENCY` times per lane (`db::queue`, *Lanes*): up-to-date tenants and
+//! backlogged tenants each have their own loops, so a backlog's batches never delay another
+//! tenant's new events, and each lane keeps batches in flight side by side (a leg one holds is
+//! deferred by the others, `crate::apply`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -41,7 +43,21 @@ pub struct BatchReport {
     pub failed: usize,
     /// Dead-lettered: can never apply (rejected at once), or out of attempts.
     pub dead: usize,
+    /// Left pending for a later batch: their leg was being written by another batch
+    /// (`crate::apply`).
+    pub deferred: usize,
 }
+
+impl BatchReport {
+    /// Every event claimed was deferred: the batches holding their legs must commit first.
+    fn all_deferred(&self) -> bool {
+        self.claimed > 0 && self.deferred == self.claimed
+    }
+}
+
+/// How long a batch loop waits before claiming again when every event it claimed was deferred
+/// (the holding batch commits within about one batch time).
+const DEFERRED_PAUSE: Duration = Duration::from_millis(20);
 
 /// A queue worker. Cheap to clone; clones share the pool and the queue upkeep.
 #[derive(Debug, Clone)]
@@ -195,6 +211,7 @@ impl Worker {
             claimed: claimed_count,
             done: outcome.done.len(),
             ignored: outcome.ignored.values().map(Vec::len).sum(),
+            deferred: outcome.deferred.len(),
             ..BatchReport::default()
         };
         (report.failed, report.dead) =
@@ -244,16 +261,20 @@ impl Worker {
             if batch.claimed == 0 {
                 return Ok(total);
             }
+            if batch.all_deferred() {
+                tokio::time::sleep(DEFERRED_PAUSE).await;
+            }
             total.claimed += batch.claimed;
             total.done += batch.done;
             total.ignored += batch.ignored;
             total.failed += batch.failed;
             total.dead += batch.dead;
+            total.deferred += batch.deferred;
         }
     }
 
-    /// Runs until `shutdown` is cancelled, then finishes the batches in hand and returns. One
-    /// batch loop per lane (`WORKER_BACKLOG_AFTER_MS`). Notifications of new events wake the
+    /// Runs until `shutdown` is cancelled, then finishes the batches in hand and returns.
+    /// `WORKER_CONCURRENCY` batch loops per lane (`WORKER_BACKLOG_AFTER_MS`). Notifications of new events wake the
     /// lane that takes new events; the backlog lane polls every `WORKER_BACKLOG_AFTER_MS`
     /// instead (an event is only backlogged once it has waited that long, so waking it for each
     /// new event would only cost a claim query that finds nothing).
@@ -265,10 +286,14 @@ impl Worker {
             0 => vec![Lane::Any],
             lag_ms => vec![Lane::UpToDate { lag_ms }, Lane::Backlogged { lag_ms }],
         };
-        let wakes: Vec<Arc<Notify>> = lanes.iter().map(|_| Arc::new(Notify::new())).collect();
-        let woken = lanes
+        // `WORKER_CONCURRENCY` batch loops per lane, each woken on its own.
+        let concurrency = self.settings.worker_concurrency.max(1) as usize;
+        let loops: Vec<(Lane, Arc<Notify>)> = lanes
             .iter()
-            .zip(&wakes)
+            .flat_map(|lane| (0..concurrency).map(|_| (*lane, Arc::new(Notify::new()))))
+            .collect();
+        let woken = loops
+            .iter()
             .filter(|(lane, _)| !matches!(lane, Lane::Backlogged { .. }))
             .map(|(_, wake)| Arc::clone(wake))
             .collect();
@@ -290,13 +315,11 @@ impl Worker {
         // First set wins: clones of one worker share its port.
         let _ = self.health_port.set(health.port());
         let health = tokio::spawn(health.run_until_stopped(shutdown.clone().cancelled_owned()));
-        tracing::info!(worker.id = %self.id, lanes = lanes.len(), "Worker started.");
-        let loops: Vec<_> = lanes
+        tracing::info!(worker.id = %self.id, lanes = lanes.len(), concurrency, "Worker started.");
+        let loops: Vec<_> = loops
             .into_iter()
-            .enumerate()
-            .map(|(i, lane)| {
-                let (worker, wake, shutdown) =
-                    (self.clone(), Arc::clone(&wakes[i]), shutdown.clone());
+            .map(|(lane, wake)| {
+                let (worker, shutdown) = (self.clone(), shutdown.clone());
                 tokio::spawn(async move { worker.run_lane(lane, &wake, shutdown).await })
             })
             .collect();
@@ -335,17 +358,23 @@ impl Worker {
                             events.ignored = report.ignored,
                             events.failed = report.failed,
                             events.dead = report.dead,
+                            events.deferred = report.deferred,
                             "Batch processed."
                         );
                     }
-                    if report.claimed == self.settings.worker_batch_size as usize {
+                    if report.all_deferred() {
+                        DEFERRED_PAUSE
+                    } else if report.claimed == self.settings.worker_batch_size as usize {
                         continue; // A full batch: more are probably waiting.
-                    }
-                    match lane {
-                        Lane::Backlogged { lag_ms } => {
-                            Duration::from_millis(lag_ms).min(self.settings.poll_interval())
+                    } else if report.deferred > 0 {
+                        DEFERRED_PAUSE // Not full, but the deferred events are due.
+                    } else {
+                        match lane {
+                            Lane::Backlogged { lag_ms } => {
+                                Duration::from_millis(lag_ms).min(self.settings.poll_interval())
+                            }
+                            _ => self.settings.poll_interval(),
                         }
-                        _ => self.settings.poll_interval(),
                     }
                 }
                 Err(error) => {

@@ -84,6 +84,55 @@ async fn two_workers_process_each_event_exactly_once() {
 }
 
 #[tokio::test]
+async fn a_leg_another_batch_is_writing_is_deferred_not_waited_for() {
+    use diesel_async::SimpleAsyncConnection;
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("deferred").await;
+    let (held, free) = (outbound_call(0), outbound_call(1));
+    for event in held.iter().chain(&free) {
+        assert_eq!(stack.post_event(&app, event).await.status(), 200);
+    }
+    // Another batch (a second loop, another replica) is writing the first leg: its
+    // transaction holds the leg's lock.
+    let held_leg = held[0]["call_id"].as_i64().expect("call_id");
+    let mut other = stack.db.connect().await;
+    other
+        .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({held_leg})"))
+        .await
+        .expect("the other batch holds the leg");
+
+    let first = tokio::time::timeout(Duration::from_secs(10), stack.worker.process_batch())
+        .await
+        .expect("the batch does not wait for the other one")
+        .expect("batch");
+    assert_eq!(
+        (first.claimed, first.done, first.deferred, first.failed),
+        (10, 5, 5, 0),
+        "the free leg applied, the held one's events left for later"
+    );
+    let mut conn = stack.db.connect().await;
+    let pending: Vec<i32> = webhook_events::table
+        .filter(webhook_events::status.eq("pending"))
+        .select(webhook_events::attempts)
+        .load(&mut conn)
+        .await
+        .expect("pending events");
+    assert_eq!(pending, vec![0; 5], "deferred events keep their attempts");
+    let (_, body) = stack.get_calls(&app.api_key, "?view=legs").await;
+    assert_eq!(body["total"], 1, "only the free leg so far: {body}");
+
+    other.batch_execute("COMMIT").await.expect("commits");
+    let second = stack.worker.process_batch().await.expect("batch");
+    assert_eq!((second.claimed, second.done, second.deferred), (5, 5, 0));
+    let (_, body) = stack.get_calls(&app.api_key, "?view=legs").await;
+    assert_eq!(body["total"], 2);
+    for call in body["calls"].as_array().expect("calls") {
+        assert_eq!(call["status"], "completed");
+        assert_eq!(call["event_count"], 5);
+    }
+}
+
+#[tokio::test]
 async fn an_event_that_can_never_apply_is_dead_at_once_without_blocking_its_batch() {
     let stack = TestStack::spawn().await;
     let app = stack.create_app("poison").await;

@@ -5,6 +5,7 @@ mod drain;
 mod fairness;
 mod latency;
 mod seed;
+mod sql_drain;
 
 pub use drain::bench_worker;
 pub use fairness::bench_fairness;
