@@ -64,6 +64,11 @@ pub async fn list_events(
         .limit(limit + 1)
         .select(EventRecord::as_select())
         .into_boxed();
+    if status == EventStatus::Dead {
+        // The few dead letters by their own table, not a walk of the whole log.
+        use crate::schema::dead_letters;
+        query = query.filter(e::id.eq_any(dead_letters::table.select(dead_letters::event_id)));
+    }
     if let Some(app_id) = app_id {
         query = query.filter(e::app_id.eq(app_id));
     }

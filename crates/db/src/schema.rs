@@ -64,6 +64,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// The dead-lettered events of `webhook_events` (kept in step by triggers).
+    dead_letters (event_id) {
+        event_id -> Int8,
+    }
+}
+
+diesel::table! {
     /// The pending events of `webhook_events`: what workers claim (kept in step by triggers).
     event_queue (event_id) {
         event_id -> Int8,
@@ -397,6 +404,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     dialpad_connections,
     dialpad_subscriptions,
     dialpad_webhooks,
+    dead_letters,
     event_queue,
     logical_calls,
     messages,

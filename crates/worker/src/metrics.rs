@@ -159,14 +159,14 @@ struct QueueState {
 
 /// The hot queue's size, and the age of its oldest event (ids grow with arrival, so the
 /// smallest id is the oldest: one primary-key probe, not a scan of the event log), and the
-/// dead-lettered events (counted on their partial index, `webhook_events_dead_idx`).
+/// dead-lettered events (counted in `dead_letters`, which holds only them).
 async fn queue_state(pool: &Pool) -> Result<QueueState, db::DbError> {
     let mut conn = pool.get().await?;
     Ok(diesel::sql_query(
         "SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - ( \
            SELECT received_at FROM webhook_events \
            WHERE id = (SELECT min(event_id) FROM event_queue))), 0)::float8 AS oldest_s, \
-           (SELECT count(*) FROM webhook_events WHERE status = 'dead') AS dead \
+           (SELECT count(*) FROM dead_letters) AS dead \
          FROM event_queue",
     )
     .get_result(&mut conn)

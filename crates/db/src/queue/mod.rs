@@ -30,6 +30,11 @@
 //!   right after a 400k-event drain with no vacuum, a one-row claim read 3,671 pages (11 ms);
 //!   after the vacuum (143 ms), 0.24 ms. (The event log's own `status` changes touch no index
 //!   the claim reads.)
+//! - **Dead letters** have a table of their own too, `dead_letters` (`event_id`), kept by the
+//!   same triggers, for the `queue_dead_events` gauge and `GET /internal/events?status=dead`.
+//!   No index of `webhook_events` may name `status`: completing an event is then a HOT update
+//!   (no index entry added; the table leaves room in each page for it), which an index on
+//!   `status`, even a partial one, would rule out for every completion.
 //! - **Claim** ([`claim_batch`]) locks due entries `FOR UPDATE SKIP LOCKED`: concurrent
 //!   workers take disjoint batches and never wait on each other.
 //! - **Apply and complete** happen in the claiming transaction ([`complete`], [`ignore`],

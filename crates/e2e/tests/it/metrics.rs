@@ -122,6 +122,23 @@ async fn every_service_serves_metrics_and_the_queue_depth_goes_up_then_down() {
         Some(1.0),
         "{drained}"
     );
+    assert_eq!(sample(&drained, "queue_dead_events", &[]), Some(0.0));
+
+    // An event that can never apply is a dead letter at once, and the gauge counts it.
+    let mut poison = fixture("call_outbound_01_calling.json");
+    poison["call_id"] = serde_json::json!(1.5);
+    assert_eq!(stack.post_event(&app, &poison).await.status(), 200);
+    loop {
+        let text = scrape(&worker_url).await;
+        if sample(&text, "queue_dead_events", &[]) == Some(1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(20),
+            "dead letter counted: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The api: requests by route, and its open live streams.
     let (status, _) = stack

@@ -7,8 +7,9 @@ use diesel_async::RunQueryDsl;
 use e2e::TestDatabase;
 
 use db::schema::{
-    api_keys, apps, audit_log, calls, dialpad_connections, dialpad_subscriptions, dialpad_webhooks,
-    event_queue, logical_calls, messages, oauth_states, voicemails, webhook_events,
+    api_keys, apps, audit_log, calls, dead_letters, dialpad_connections, dialpad_subscriptions,
+    dialpad_webhooks, event_queue, logical_calls, messages, oauth_states, voicemails,
+    webhook_events,
 };
 
 /// Column names as diesel renders `SELECT table.*`.
@@ -87,6 +88,11 @@ async fn schema_rs_matches_the_migrations() {
         (
             "audit_log",
             diesel::debug_query::<Pg, _>(&audit_log::table.select(audit_log::all_columns))
+                .to_string(),
+        ),
+        (
+            "dead_letters",
+            diesel::debug_query::<Pg, _>(&dead_letters::table.select(dead_letters::all_columns))
                 .to_string(),
         ),
         (
