@@ -274,10 +274,11 @@ impl Worker {
     }
 
     /// Runs until `shutdown` is cancelled, then finishes the batches in hand and returns.
-    /// `WORKER_CONCURRENCY` batch loops per lane (`WORKER_BACKLOG_AFTER_MS`). Notifications of new events wake the
-    /// lane that takes new events; the backlog lane polls every `WORKER_BACKLOG_AFTER_MS`
-    /// instead (an event is only backlogged once it has waited that long, so waking it for each
-    /// new event would only cost a claim query that finds nothing).
+    /// `WORKER_CONCURRENCY` batch loops per lane (`WORKER_BACKLOG_AFTER_MS`). Notifications of
+    /// new events wake the loops of the lane that takes new events; the backlog lane polls
+    /// every `WORKER_BACKLOG_AFTER_MS` instead (an event is only backlogged once it has waited
+    /// that long, so waking it for each new event would only cost a claim query that finds
+    /// nothing).
     ///
     /// # Errors
     /// Never for database trouble (it is logged and retried); only on a bug.
@@ -286,16 +287,21 @@ impl Worker {
             0 => vec![Lane::Any],
             lag_ms => vec![Lane::UpToDate { lag_ms }, Lane::Backlogged { lag_ms }],
         };
-        // `WORKER_CONCURRENCY` batch loops per lane, each woken on its own.
+        // `WORKER_CONCURRENCY` batch loops per lane, sharing the lane's wake-up: a notification
+        // wakes one waiting loop (the others stay asleep unless more come while it works), so a
+        // burst of webhooks costs one claim, not one per loop.
         let concurrency = self.settings.worker_concurrency.max(1) as usize;
-        let loops: Vec<(Lane, Arc<Notify>)> = lanes
+        let wakes: Vec<Arc<Notify>> = lanes.iter().map(|_| Arc::new(Notify::new())).collect();
+        let woken = lanes
             .iter()
-            .flat_map(|lane| (0..concurrency).map(|_| (*lane, Arc::new(Notify::new()))))
-            .collect();
-        let woken = loops
-            .iter()
+            .zip(&wakes)
             .filter(|(lane, _)| !matches!(lane, Lane::Backlogged { .. }))
             .map(|(_, wake)| Arc::clone(wake))
+            .collect();
+        let loops: Vec<(Lane, Arc<Notify>)> = lanes
+            .iter()
+            .zip(&wakes)
+            .flat_map(|(lane, wake)| (0..concurrency).map(|_| (*lane, Arc::clone(wake))))
             .collect();
         let listener = tokio::spawn(listener::listen(
             self.database_url.clone(),
