@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
-use prometheus::{Gauge, HistogramVec, IntCounterVec, IntGauge};
+use prometheus::{Gauge, HistogramVec, IntCounter, IntCounterVec, IntGauge};
 
 use bootstrap::http::HttpService;
 use bootstrap::metrics::{Metrics, PoolCollector};
@@ -20,6 +20,9 @@ pub(crate) struct WorkerMetrics {
     pub(crate) registry: Metrics,
     /// `worker_events_total{outcome}`: `done`, `ignored`, `failed` (retried later), `dead`.
     events: IntCounterVec,
+    /// `worker_events_deferred_total`: claimed events left pending because another batch was
+    /// writing their leg (`crate::apply`); they are claimed again, so not an outcome.
+    deferred: IntCounter,
     /// `push_delivery_attempts_total{outcome}`: `delivered`, `retrying`, `failed` (no retry
     /// left), `lease_lost`.
     pub(crate) deliveries: IntCounterVec,
@@ -78,7 +81,14 @@ impl WorkerMetrics {
         registry.register(oldest);
         registry.register(dead);
         registry.register(PoolCollector::new(pool, pool_size));
+        let deferred = IntCounter::new(
+            "worker_events_deferred_total",
+            "Claimed events left pending for a later batch because another batch was writing their leg",
+        )
+        .expect("valid metric");
+        registry.register(deferred.clone());
         let metrics = WorkerMetrics {
+            deferred,
             events: registry.counter_vec(
                 "worker_events_total",
                 "Events processed, by outcome (done, ignored, failed: retried later, dead)",
@@ -124,6 +134,8 @@ impl WorkerMetrics {
                     .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
             }
         }
+        self.deferred
+            .inc_by(u64::try_from(report.deferred).unwrap_or(u64::MAX));
     }
 
     /// `GET /healthz`, `GET /readyz` (the database answers) and `GET /metrics` on `port`,

@@ -12,7 +12,7 @@ use crate::OUTBOUND;
 
 /// The value of the sample of `name` whose labels include every one of `labels`
 /// (`key="value"`); `None` when there is none.
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter(|line| {
@@ -24,7 +24,8 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .and_then(|value| value.parse().ok())
 }
 
-async fn scrape(url: &str) -> String {
+/// `GET {url}/metrics`, checked to be the Prometheus text format.
+pub(crate) async fn scrape(url: &str) -> String {
     let response = reqwest::get(format!("{url}/metrics"))
         .await
         .expect("/metrics answers");

@@ -130,6 +130,15 @@ async fn a_leg_another_batch_is_writing_is_deferred_not_waited_for() {
         assert_eq!(call["status"], "completed");
         assert_eq!(call["event_count"], 5);
     }
+
+    // Operators see how often batches collide.
+    stack.start_worker();
+    let metrics = crate::metrics::scrape(&stack.worker_url().await).await;
+    assert_eq!(
+        crate::metrics::sample(&metrics, "worker_events_deferred_total", &[]),
+        Some(5.0),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
