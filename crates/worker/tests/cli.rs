@@ -154,17 +154,10 @@ async fn settings_come_from_the_config_file_and_the_environment_wins() {
 async fn at_debug_each_event_is_logged_with_the_request_id_ingest_answered_it_with() {
     use db::queue::{NewWebhookEvent, enqueue_many};
     use db::testing::fixtures::fixture;
-    use diesel_async::RunQueryDsl;
 
     let db = TestDatabase::migrated().await;
-    let app_id = uuid::Uuid::new_v4();
+    let app_id = db.insert_app("logs").await;
     let mut conn = db.connect().await;
-    diesel::sql_query(format!(
-        "INSERT INTO apps (id, name, legacy_webhook_secret) VALUES ('{app_id}', 'logs', 'unused-secret-0123456789')"
-    ))
-    .execute(&mut conn)
-    .await
-    .expect("app");
     let event = |payload: serde_json::Value, request_id: &str| {
         let serde_json::Value::Object(payload) = payload else {
             unreachable!("an object")

@@ -8,7 +8,6 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
-use uuid::Uuid;
 
 use db::queue::{NewWebhookEvent, enqueue_many};
 use db::testing::TestDatabase;
@@ -65,14 +64,8 @@ async fn count(db: &TestDatabase, query: &str) -> i64 {
 #[tokio::test]
 async fn a_worker_killed_mid_batch_loses_nothing() {
     let db = TestDatabase::migrated().await;
-    let app_id = Uuid::new_v4();
+    let app_id = db.insert_app("kill").await;
     let mut conn = db.connect().await;
-    diesel::sql_query(format!(
-        "INSERT INTO apps (id, name, legacy_webhook_secret) VALUES ('{app_id}', 'kill', 'unused-secret-0123456789')"
-    ))
-    .execute(&mut conn)
-    .await
-    .expect("app");
     let lifecycle: Vec<Value> = OUTBOUND.iter().map(|name| fixture(name)).collect();
     let events: Vec<NewWebhookEvent> = (0..CALLS)
         .flat_map(|n| {

@@ -75,8 +75,9 @@ impl Enqueued {
 
 /// Stores events in one statement (one transaction, one commit), skipping any already stored
 /// (same app, same dedupe key). Call [`wake_workers`] after it (it is not done here, so that a
-/// caller can answer its requests first and send one notification for many inserts). Returns one outcome per event, in order; an
-/// event repeated within `events` is `Stored` once and `Duplicate` after.
+/// caller can answer its requests first and send one notification for many inserts). Returns
+/// one outcome per event, in order; an event repeated within `events` is `Stored` once and
+/// `Duplicate` after.
 ///
 /// When it returns `Ok`, every row is committed.
 ///

@@ -15,8 +15,8 @@
 //!   unique (NULLs not distinct), so a redelivered event is stored once and reported as a
 //!   duplicate. Ingest batches concurrent webhooks into one insert (one commit). Once
 //!   that has committed, [`wake_workers`] sends `NOTIFY webhook_events` ([`NOTIFY_CHANNEL`]) in
-//!   a transaction of its own: Postgres serialises the commits of notifying transactions, so a notification
-//!   inside the insert would make concurrent inserts commit one at a time.
+//!   a transaction of its own: Postgres serialises the commits of notifying transactions, so a
+//!   notification inside the insert would make concurrent inserts commit one at a time.
 //! - **The hot queue.** Every pending event also has a row in `event_queue` (`event_id`,
 //!   `app_id`, `run_at`), inserted and deleted by statement triggers on `webhook_events` as its
 //!   status enters or leaves `pending`, so every writer keeps the two in step (ingest, the

@@ -161,6 +161,22 @@ impl TestDatabase {
             .await
             .expect("test database accepts connections")
     }
+
+    /// Inserts a bare app named `name` (no API key, no Dialpad account), for tests that queue
+    /// events for a tenant directly; returns its id.
+    pub async fn insert_app(&self, name: &str) -> uuid::Uuid {
+        let app_id = uuid::Uuid::new_v4();
+        diesel::sql_query(
+            "INSERT INTO apps (id, name, legacy_webhook_secret) \
+             VALUES ($1, $2, 'unused-secret-0123456789')",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(app_id)
+        .bind::<diesel::sql_types::Text, _>(name)
+        .execute(&mut self.connect().await)
+        .await
+        .expect("app inserted");
+        app_id
+    }
 }
 
 impl Drop for TestDatabase {
