@@ -27,4 +27,6 @@ pub mod views;
 
 pub use diesel_async::AsyncPgConnection;
 pub use error::DbError;
-pub use pool::{DEFAULT_STATEMENT_TIMEOUT, Pool, PoolSettings, PooledConn, connect_pool, ping};
+pub use pool::{
+    DEFAULT_STATEMENT_TIMEOUT, Pool, PoolSettings, PooledConn, connect_pool, lazy_pool, ping,
+};

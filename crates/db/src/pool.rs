@@ -48,6 +48,12 @@ pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// # Errors
 /// [`DbError::Unavailable`] if the pool cannot be built.
 pub async fn connect_pool(database_url: &str, settings: &PoolSettings) -> Result<Pool, DbError> {
+    Ok(lazy_pool(database_url, settings))
+}
+
+/// [`connect_pool`] where no `.await` is possible (an HTTP worker's app factory). Connections
+/// are opened by the first checkouts, and their tasks run on the runtime that made them.
+pub fn lazy_pool(database_url: &str, settings: &PoolSettings) -> Pool {
     let mut config = ManagerConfig::default();
     let timeout_ms = settings.statement_timeout.map_or(0, |t| t.as_millis());
     config.custom_setup = Box::new(move |url| {
@@ -70,13 +76,13 @@ pub async fn connect_pool(database_url: &str, settings: &PoolSettings) -> Result
     });
     let manager =
         AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
-    Ok(bb8::Pool::builder()
+    bb8::Pool::builder()
         .max_size(settings.max_size)
         .connection_timeout(settings.connect_timeout)
         // A health query on every checkout would double round trips; broken connections are
         // detected by diesel-async on use and dropped by the pool instead.
         .test_on_check_out(false)
-        .build_unchecked(manager))
+        .build_unchecked(manager)
 }
 
 /// Checks the database answers (`SELECT 1`), for readiness probes.

@@ -34,7 +34,6 @@ pub(crate) struct IngestState {
     pub(crate) unscoped_app_id: Option<Uuid>,
     pub(crate) secrets: SecretCache,
     pub(crate) refusals: Refusals,
-    pub(crate) writer: EventWriter,
     pub(crate) retry_budget: Duration,
     /// `INGEST_BODY_TIMEOUT_MS`: the most a request's body may take to arrive.
     pub(crate) body_timeout: Duration,
@@ -57,13 +56,14 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
 #[tracing::instrument(skip_all, fields(app.id = %app_id))]
 async fn receive_for_app(
     state: Data<IngestState>,
+    writer: Data<EventWriter>,
     app_id: Path<String>,
     request: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, IngestError> {
     let client = state.refusals.client(&request);
     let throttled = state.refusals.is_throttled(&client);
-    let outcome = accept_for_app(&state, &app_id, &request, body, throttled).await;
+    let outcome = accept_for_app(&state, &writer, &app_id, &request, body, throttled).await;
     state.refusals.charge(&client, outcome)
 }
 
@@ -71,6 +71,7 @@ async fn receive_for_app(
 /// once instead of waiting for the app's secrets to be read again.
 async fn accept_for_app(
     state: &IngestState,
+    writer: &EventWriter,
     app_id: &str,
     request: &HttpRequest,
     body: web::Payload,
@@ -102,7 +103,14 @@ async fn accept_for_app(
         }
         verified => verified?,
     };
-    store(state, Some(app_id), event, crate::request_id::of(request)).await
+    store(
+        state,
+        writer,
+        Some(app_id),
+        event,
+        crate::request_id::of(request),
+    )
+    .await
 }
 
 /// `POST /webhooks/dialpad`: verify with `DIALPAD_WEBHOOK_SECRET`. The event belongs to
@@ -111,6 +119,7 @@ async fn accept_for_app(
 #[tracing::instrument(skip_all)]
 async fn receive_unscoped(
     state: Data<IngestState>,
+    writer: Data<EventWriter>,
     request: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, IngestError> {
@@ -119,6 +128,7 @@ async fn receive_unscoped(
         let event = signature::verify(&body, state.unscoped_secret.expose_secret().as_bytes())?;
         store(
             &state,
+            &writer,
             state.unscoped_app_id,
             event,
             crate::request_id::of(&request),
@@ -215,6 +225,7 @@ fn verify(body: &[u8], secrets: &[SecretString]) -> Result<Map<String, Value>, V
 /// (so that order is kept), is spooled instead and answered `202 {"spooled": true}`.
 async fn store(
     state: &IngestState,
+    writer: &EventWriter,
     app_id: Option<Uuid>,
     event: Map<String, Value>,
     request_id: Option<String>,
@@ -225,8 +236,7 @@ async fn store(
     if let Some(spool) = state.spool.as_ref().filter(|spool| spool.is_holding()) {
         return spool_event(spool, &new_event).await;
     }
-    let committed =
-        with_db_retry(state.retry_budget, || state.writer.store(new_event.clone())).await;
+    let committed = with_db_retry(state.retry_budget, || writer.store(new_event.clone())).await;
     let outcome = match (committed, &state.spool) {
         (Err(IngestError::Unavailable), Some(spool)) => {
             return spool_event(spool, &new_event).await;

@@ -13,7 +13,7 @@ use crate::routes::{self, IngestState, Refusals};
 use crate::secret_snapshot::SecretSnapshot;
 use crate::secrets::SecretCache;
 use crate::spool::{Spool, SpoolMetrics};
-use crate::writer::EventWriter;
+use crate::writer::{CommitHub, EventWriter, WRITER_CONNECTIONS};
 
 /// The ingest server, bound and ready to run (see [`HttpService::run_until_stopped`]).
 pub type Application = HttpService;
@@ -91,9 +91,14 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         "Webhooks refused, by reason (invalid_signature, unknown_app, rate_limited, ...)",
         &["reason"],
     );
+    let commit_hub = CommitHub::start(pool.clone(), &metrics);
+    // Each HTTP worker inserts through connections of its own (see `crate::writer`).
+    let writer_pool = db::PoolSettings {
+        max_size: WRITER_CONNECTIONS,
+        ..settings.database.pool()
+    };
     let state = Data::new(IngestState {
         unscoped_app_id: settings.unscoped_webhook_app_id,
-        writer: EventWriter::start(pool.clone(), &metrics),
         unscoped_secret,
         secrets: SecretCache::new(
             std::time::Duration::from_millis(settings.app_secret_cache_ttl_ms),
@@ -116,7 +121,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
     let (listener, port) = bind(&settings.host, settings.port)?;
     let metrics = Data::new(metrics);
     let refusals = Data::new(refusals);
+    let writer_url = database_url.clone();
     let server = HttpServer::new(move || {
+        // Runs on each HTTP worker's thread, inside its runtime.
+        let writer = EventWriter::start(
+            db::lazy_pool(writer_url.expose_secret(), &writer_pool),
+            &commit_hub,
+        );
         App::new()
             .wrap(actix_web::middleware::from_fn(count_refusals))
             .wrap(actix_web::middleware::from_fn(
@@ -124,6 +135,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Application> {
             ))
             .wrap(actix_web::middleware::from_fn(crate::request_id::assign))
             .app_data(state.clone())
+            .app_data(Data::new(writer))
             .app_data(pool.clone())
             .app_data(metrics.clone())
             .app_data(refusals.clone())

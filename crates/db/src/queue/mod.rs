@@ -91,7 +91,6 @@ pub use enqueue::{Enqueued, NewWebhookEvent, enqueue_many, wake_workers};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::upsert::on_constraint;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use serde_json::Value;
 use uuid::Uuid;

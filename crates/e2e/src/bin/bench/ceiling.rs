@@ -45,6 +45,8 @@ pub struct CeilingFigure {
     pub ratio: f64,
     pub ingest_p50_ms: f64,
     pub ingest_p99_ms: f64,
+    /// Events per group commit (ingest's `/metrics`).
+    pub events_per_commit: f64,
 }
 
 const WRK_SCRIPT: &str = r#"-- Distinct pre-signed webhooks: thread n posts the tokens of file ARG.n, one per line.
@@ -115,14 +117,19 @@ pub async fn bench_ceiling(
             Vec::new(),
             Vec::new(),
         );
+        let mut batch_sizes = Vec::new();
         for run in 1..=RUNS {
             let tps = pgbench(&insert, &event, clients, seconds, Target::Table).await?;
             let queue_tps = pgbench(&insert, &event, clients, seconds, Target::Queue).await?;
             let ingest = ingest_with_wrk(&script, &tokens, clients, seconds).await?;
             let ratio = ingest.rate / tps;
             println!(
-                "ceiling run {run}, {clients} connections: pgbench {tps:.0} tps (into webhook_events, triggers and all: {queue_tps:.0}), ingest {:.0}/s (p50 {:.2} ms, p99 {:.2} ms): {ratio:.2}x",
-                ingest.rate, ingest.p50_ms, ingest.p99_ms
+                "ceiling run {run}, {clients} connections: pgbench {tps:.0} tps (into webhook_events, triggers and all: {queue_tps:.0}), ingest {:.0}/s (p50 {:.2} ms, p99 {:.2} ms; {:.1} events per commit of {:.2} ms): {ratio:.2}x",
+                ingest.rate,
+                ingest.p50_ms,
+                ingest.p99_ms,
+                ingest.group_commits.events_per_commit,
+                ingest.group_commits.commit_ms,
             );
             ceilings.push(tps);
             queue_ceilings.push(queue_tps);
@@ -130,6 +137,7 @@ pub async fn bench_ceiling(
             ratios.push(ratio);
             p50s.push(ingest.p50_ms);
             p99s.push(ingest.p99_ms);
+            batch_sizes.push(ingest.group_commits.events_per_commit);
         }
         let figure = CeilingFigure {
             connections: clients,
@@ -139,15 +147,17 @@ pub async fn bench_ceiling(
             ratio: median(ratios),
             ingest_p50_ms: median(p50s),
             ingest_p99_ms: median(p99s),
+            events_per_commit: median(batch_sizes),
         };
         println!(
-            "ceiling median of {RUNS}, {clients} connections: pgbench {:.0} tps ({:.0} into webhook_events), ingest {:.0} webhooks/s, {:.2}x; ingest p50 {:.2} ms, p99 {:.2} ms",
+            "ceiling median of {RUNS}, {clients} connections: pgbench {:.0} tps ({:.0} into webhook_events), ingest {:.0} webhooks/s, {:.2}x; ingest p50 {:.2} ms, p99 {:.2} ms, {:.1} events per commit",
             figure.pgbench_tps,
             figure.pgbench_queue_tps,
             figure.ingest_per_s,
             figure.ratio,
             figure.ingest_p50_ms,
-            figure.ingest_p99_ms
+            figure.ingest_p99_ms,
+            figure.events_per_commit,
         );
         let shape = format!(
             "distinct ~1.5 KB call events, {clients} keep-alive connections for {seconds} s, no worker; ingest in the release bench process, wrk and pgbench as processes of their own, Postgres beside them on the same machine"
@@ -288,6 +298,7 @@ async fn pgbench(
 }
 
 struct IngestRun {
+    group_commits: GroupCommits,
     rate: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -303,10 +314,8 @@ async fn ingest_with_wrk(
     let db = TestDatabase::migrated().await;
     let app_id = new_app(&mut db.connect().await, "bench", UNSCOPED_SECRET).await?;
     let server = ingest::build(e2e::ingest_settings(db.url())).await?;
-    let url = format!(
-        "http://127.0.0.1:{}/webhooks/dialpad/{app_id}",
-        server.port()
-    );
+    let server_port = server.port();
+    let url = format!("http://127.0.0.1:{server_port}/webhooks/dialpad/{app_id}");
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(server.run_until_stopped(stop.clone().cancelled_owned()));
     let output = tokio::process::Command::new("wrk")
@@ -320,6 +329,7 @@ async fn ingest_with_wrk(
         .arg(tokens)
         .output()
         .await?;
+    let group_commits = group_commits(server_port).await;
     stop.cancel();
     let stdout = String::from_utf8_lossy(&output.stdout);
     anyhow::ensure!(output.status.success(), "wrk failed: {stdout}");
@@ -351,8 +361,49 @@ async fn ingest_with_wrk(
         "{stored} events stored for {answered} answered webhooks"
     );
     Ok(IngestRun {
+        group_commits,
         rate: number("requests") / (number("duration_us") / 1e6),
         p50_ms: number("p50_us") / 1e3,
         p99_ms: number("p99_us") / 1e3,
     })
+}
+
+/// Ingest's group commits over a run, from its `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+struct GroupCommits {
+    /// Events per insert, on average.
+    events_per_commit: f64,
+    /// One insert's duration, on average, ms.
+    commit_ms: f64,
+}
+
+/// Reads [`GroupCommits`] off ingest's `/metrics` (zeros if it cannot be read).
+async fn group_commits(port: u16) -> GroupCommits {
+    let Ok(text) = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .and_then(reqwest::Response::error_for_status)
+    else {
+        return GroupCommits::default();
+    };
+    let Ok(text) = text.text().await else {
+        return GroupCommits::default();
+    };
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| {
+                let rest = line.strip_prefix(name)?;
+                // After the name: optional labels, then the value.
+                let value = match rest.strip_prefix('{') {
+                    Some(labelled) => labelled.split_once("} ")?.1,
+                    None => rest.strip_prefix(' ')?,
+                };
+                value.parse::<f64>().ok()
+            })
+            .unwrap_or_default()
+    };
+    let commits = value("ingest_commit_batch_size_count").max(1.0);
+    GroupCommits {
+        events_per_commit: value("ingest_commit_batch_size_sum") / commits,
+        commit_ms: value("ingest_commit_duration_seconds_sum") * 1e3 / commits,
+    }
 }

@@ -206,3 +206,91 @@ async fn an_event_with_a_nul_character_is_stored_not_lost() {
     let (_, body) = stack.get_calls(&app.api_key, "").await;
     assert_eq!(body["calls"][0]["contact"]["name"], "Zoë\u{FFFD}Øster");
 }
+
+#[tokio::test]
+async fn a_batch_is_stored_in_order_by_one_statement_prepared_once_per_connection() {
+    use chrono::{TimeZone, Utc};
+    use db::queue::{Enqueued, NewWebhookEvent, enqueue_many};
+    use diesel_async::RunQueryDsl;
+    let db = e2e::TestDatabase::migrated().await;
+    let app = db.insert_app("batches").await;
+    let event = |n: i64| {
+        let mut event = fixture("call_outbound_02_connected.json");
+        event["call_id"] = json!(7_189_235_590_594_560_i64 + n * 8192);
+        let Value::Object(event) = event else {
+            unreachable!("a fixture is an object")
+        };
+        NewWebhookEvent::from_verified(Some(app), event)
+    };
+    let spooled_at = Utc.with_ymd_and_hms(2026, 12, 1, 9, 30, 0).unwrap();
+    let mut conn = db.connect().await;
+
+    let mut first = vec![event(1), event(2), event(1)];
+    first[1].received_at = Some(spooled_at);
+    first[1].request_id = Some("req-2".into());
+    let stored = enqueue_many(&mut conn, &first).await.expect("stored");
+    let (Enqueued::Stored(one), Enqueued::Stored(two)) = (stored[0], stored[1]) else {
+        panic!("two new rows: {stored:?}");
+    };
+    assert!(one < two, "ids follow the batch's order: {stored:?}");
+    assert_eq!(stored[2], Enqueued::Duplicate(one), "a repeat in the batch");
+
+    // A batch of another size: already stored, new and new, in that order.
+    let second = [event(2), event(3), event(4)];
+    let stored = enqueue_many(&mut conn, &second).await.expect("stored");
+    assert_eq!(stored[0], Enqueued::Duplicate(two));
+    let (Enqueued::Stored(three), Enqueued::Stored(four)) = (stored[1], stored[2]) else {
+        panic!("two new rows: {stored:?}");
+    };
+    assert!(two < three && three < four, "{stored:?}");
+
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        received_at: chrono::DateTime<Utc>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        request_id: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        queued: bool,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT e.id, e.received_at, e.request_id, e.status, \
+           EXISTS (SELECT 1 FROM event_queue q WHERE q.event_id = e.id) AS queued \
+         FROM webhook_events e ORDER BY e.id",
+    )
+    .load(&mut conn)
+    .await
+    .expect("rows");
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let row = |id: i64| rows.iter().find(|r| r.id == id).expect("row");
+    assert_eq!(
+        row(two).received_at,
+        spooled_at,
+        "a spooled event keeps its arrival"
+    );
+    assert_eq!(row(two).request_id.as_deref(), Some("req-2"));
+    assert!(row(one).received_at > spooled_at, "none given: now()");
+    assert!(
+        rows.iter().all(|r| r.status == "pending" && r.queued),
+        "pending and in the hot queue: {rows:?}"
+    );
+
+    // Both batch sizes ran the same prepared statement: no Parse and no plan per batch.
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        count: i64,
+    }
+    let prepared: Count = diesel::sql_query(
+        "SELECT count(*) AS count FROM pg_prepared_statements \
+         WHERE statement LIKE 'INSERT INTO webhook_events%'",
+    )
+    .get_result(&mut conn)
+    .await
+    .expect("prepared statements");
+    assert_eq!(prepared.count, 1);
+}
