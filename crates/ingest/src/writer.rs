@@ -12,7 +12,7 @@
 //! wake-ups are the sockets'. Writers shared by every thread cost two cross-thread wake-ups per
 //! webhook (request → writer, writer → request) plus the connection tasks'. One writer per
 //! worker rather than two: its batches are larger (3.9 events per commit rather than 2.9 at 16
-//! client connections) and it did as well or better (README, "Ingest beside the database").
+//! client connections) and it did as well or better (README, "Ingest against the ceiling").
 //!
 //! Workers are woken by one notifier task (`queue::wake_workers`, a `NOTIFY` after the commit):
 //! inserts that commit while its notification is in flight share the next one, and no request
