@@ -190,6 +190,7 @@ impl DatabaseSettings {
             connect_timeout: Duration::from_millis(self.database_connect_timeout_ms),
             statement_timeout: (self.database_statement_timeout_ms > 0)
                 .then(|| Duration::from_millis(self.database_statement_timeout_ms)),
+            custom_plans_only: false,
         }
     }
 }

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::DbError;
+use crate::prepared::PrepareOnce;
 use crate::schema::calls;
 
 /// The columns of a `calls` row the worker writes: one struct for the upsert ([`LegUpsert`]'s
@@ -234,6 +235,7 @@ pub async fn lock_legs(conn: &mut AsyncPgConnection, call_ids: &[i64]) -> Result
         "SELECT count(pg_advisory_xact_lock(k)) AS locked FROM unnest($1::bigint[]) AS k",
     )
     .bind::<Array<BigInt>, _>(keys)
+    .prepared()
     .execute(conn)
     .await?;
     Ok(())
@@ -263,6 +265,7 @@ pub async fn try_lock_legs(
         "SELECT k FROM unnest($1::bigint[]) AS k WHERE NOT pg_try_advisory_xact_lock(k)",
     )
     .bind::<Array<BigInt>, _>(keys)
+    .prepared()
     .load(conn)
     .await?;
     Ok(held.into_iter().map(|h| h.k).collect())
@@ -309,6 +312,7 @@ pub async fn applied_events(
     Ok(diesel::sql_query(query)
         .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
         .bind::<Array<BigInt>, _>(dialpad_ids)
+        .prepared()
         .load(conn)
         .await?)
 }

@@ -15,6 +15,7 @@ pub mod messages;
 pub mod migrations;
 pub mod operations;
 mod pool;
+mod prepared;
 pub mod push;
 pub mod queue;
 pub mod reseal;

@@ -26,6 +26,13 @@ pub struct PoolSettings {
     /// (`DATABASE_STATEMENT_TIMEOUT_MS`): a statement running longer is cancelled with an error,
     /// so no request or batch holds a connection and its locks without bound. `None`: no limit.
     pub statement_timeout: Option<Duration>,
+    /// Plan every execution of a prepared statement for its own parameters (Postgres'
+    /// `plan_cache_mode = force_custom_plan`), never with a generic plan. For the worker, whose
+    /// batch statements take arrays of ids (`crate::prepared`): their plans, checked with
+    /// `EXPLAIN ANALYZE` at 1M calls, are custom plans for the batch's real arrays, and a
+    /// generic plan estimates an array parameter's size blind. Preparing still saves the parse,
+    /// the analysis and a round trip.
+    pub custom_plans_only: bool,
 }
 
 impl Default for PoolSettings {
@@ -34,6 +41,7 @@ impl Default for PoolSettings {
             max_size: 10,
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Some(DEFAULT_STATEMENT_TIMEOUT),
+            custom_plans_only: false,
         }
     }
 }
@@ -56,6 +64,7 @@ pub async fn connect_pool(database_url: &str, settings: &PoolSettings) -> Result
 pub fn lazy_pool(database_url: &str, settings: &PoolSettings) -> Pool {
     let mut config = ManagerConfig::default();
     let timeout_ms = settings.statement_timeout.map_or(0, |t| t.as_millis());
+    let custom_plans_only = settings.custom_plans_only;
     config.custom_setup = Box::new(move |url| {
         let url = url.to_owned();
         Box::pin(async move {
@@ -66,8 +75,13 @@ pub fn lazy_pool(database_url: &str, settings: &PoolSettings) -> Pool {
             // LATERAL with a per-row LIMIT is costed at a tenth of its table, e.g. the push
             // delivery claim at 1M pending deliveries) crossed `jit_above_cost` and spent
             // 100-150 ms compiling before its first row.
+            let plans = if custom_plans_only {
+                "; SET plan_cache_mode = force_custom_plan"
+            } else {
+                ""
+            };
             conn.batch_execute(&format!(
-                "SET statement_timeout = {timeout_ms}; SET jit = off"
+                "SET statement_timeout = {timeout_ms}; SET jit = off{plans}"
             ))
             .await
             .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;

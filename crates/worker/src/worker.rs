@@ -89,8 +89,12 @@ impl Worker {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let database_url = settings.database.url()?;
         db::migrations::ensure_schema_current(database_url.expose_secret()).await?;
-        let pool =
-            db::connect_pool(database_url.expose_secret(), &settings.database.pool()).await?;
+        // The batch statements are prepared once per connection, planned for each batch.
+        let pool_settings = db::PoolSettings {
+            custom_plans_only: true,
+            ..settings.database.pool()
+        };
+        let pool = db::connect_pool(database_url.expose_secret(), &pool_settings).await?;
         // The queue may hold a backlog its statistics do not know of (`db::queue::vacuum`).
         if let Err(error) = queue::vacuum(&mut *pool.get().await?).await {
             tracing::warn!(error = %error, "Queue vacuum failed; autovacuum will do it.");

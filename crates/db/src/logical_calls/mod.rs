@@ -43,6 +43,7 @@ use uuid::Uuid;
 
 use crate::DbError;
 use crate::calls::{LegRow, party_json};
+use crate::prepared::PrepareOnce;
 use crate::push;
 use crate::schema::{logical_calls, voicemails};
 
@@ -184,6 +185,7 @@ pub async fn relink(
     )
     .bind::<diesel::sql_types::Integer, _>(RELINK_LOCK_CLASS)
     .bind::<Array<diesel::sql_types::Uuid>, _>(&apps)
+    .prepared()
     .execute(conn)
     .await?;
 
@@ -277,6 +279,7 @@ async fn mark_truncated(
     )
     .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
     .bind::<Array<BigInt>, _>(ids)
+    .prepared()
     .load(conn)
     .await?;
     for call in flagged {
@@ -309,6 +312,7 @@ async fn set_logical_ids(
     .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
     .bind::<Array<BigInt>, _>(call_ids)
     .bind::<Array<BigInt>, _>(logical_ids)
+    .prepared()
     .execute(conn)
     .await?;
     Ok(())
@@ -328,6 +332,7 @@ async fn delete_logical_calls(
     )
     .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
     .bind::<Array<BigInt>, _>(ids)
+    .prepared()
     .execute(conn)
     .await?;
     Ok(())

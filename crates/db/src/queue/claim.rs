@@ -1,6 +1,7 @@
 //! Claiming due events, shared fairly between tenants and served in lanes (see the module docs).
 
 use super::*;
+use crate::prepared::PrepareOnce;
 
 /// A claimed event, locked by the claiming transaction until it commits or rolls back.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -182,6 +183,7 @@ async fn tenants_waiting(
     .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
     .bind::<Nullable<BigInt>, _>(most_lag_ms)
     .bind::<Nullable<BigInt>, _>(least_lag_ms)
+    .prepared()
     .load(conn)
     .await?;
     Ok(waiting.into_iter().map(|w| w.app_id).collect())
@@ -217,6 +219,7 @@ async fn claim_round(
     .bind::<Array<BigInt>, _>(quotas)
     .bind::<Array<Nullable<Timestamptz>>, _>(after_run_at)
     .bind::<Array<Nullable<BigInt>>, _>(after_id)
+    .prepared()
     .load(conn)
     .await?)
 }

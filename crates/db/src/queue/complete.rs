@@ -2,6 +2,7 @@
 //! backoff, or dead letter); and the vacuum that keeps claims fast.
 
 use super::*;
+use crate::prepared::PrepareOnce;
 
 /// Vacuums and analyzes `event_queue`, so the entries of completed events stop costing claims
 /// anything and the planner knows how big the backlog is (`SKIP_LOCKED`: returns at once if
@@ -106,6 +107,7 @@ pub async fn fail(conn: &mut AsyncPgConnection, failures: &[Failure]) -> Result<
     .bind::<Array<BigInt>, _>(ids)
     .bind::<Array<Text>, _>(errors)
     .bind::<Array<Nullable<Timestamptz>>, _>(retry_at)
+    .prepared()
     .execute(conn)
     .await?;
     Ok(())

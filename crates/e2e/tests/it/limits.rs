@@ -239,3 +239,62 @@ async fn an_insert_stuck_past_the_retry_budget_is_answered_503_and_its_retry_sto
     assert_eq!(post(body).await.status(), 200, "Dialpad's retry");
     assert_eq!(stack.event_total().await, 2, "stored once");
 }
+
+/// The worker's batch statements are raw SQL, which diesel would parse and plan anew on every
+/// batch: they are prepared once per connection, and the worker's connections plan each
+/// execution for its own arrays (`plan_cache_mode = force_custom_plan`), so the plans stay
+/// those checked at 1M calls.
+#[tokio::test]
+async fn raw_batch_statements_are_prepared_once_and_planned_for_each_batch_on_custom_plan_pools() {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        plan_cache_mode: String,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        count: i64,
+    }
+    let db = db::testing::TestDatabase::migrated().await;
+    let settings = db::PoolSettings {
+        custom_plans_only: true,
+        ..db::PoolSettings::default()
+    };
+    let pool = db::connect_pool(db.url(), &settings).await.expect("pool");
+    let mut conn = pool.get().await.expect("connection");
+    let mode: Setting = diesel::sql_query("SHOW plan_cache_mode")
+        .get_result(&mut *conn)
+        .await
+        .expect("setting");
+    assert_eq!(mode.plan_cache_mode, "force_custom_plan");
+
+    // Batches of different sizes (outside a transaction, each lock ends with its statement).
+    for legs in [vec![1, 2], vec![3, 4, 5, 6, 7]] {
+        let held = db::calls::try_lock_legs(&mut conn, &legs)
+            .await
+            .expect("locked");
+        assert!(held.is_empty());
+    }
+    let prepared: Count = diesel::sql_query(
+        "SELECT count(*) AS count FROM pg_prepared_statements \
+         WHERE statement LIKE 'SELECT k FROM unnest%pg_try_advisory_xact_lock%'",
+    )
+    .get_result(&mut *conn)
+    .await
+    .expect("prepared statements");
+    assert_eq!(prepared.count, 1, "one statement, prepared once");
+
+    let default_pool = db::connect_pool(db.url(), &db::PoolSettings::default())
+        .await
+        .expect("pool");
+    let mode: Setting = diesel::sql_query("SHOW plan_cache_mode")
+        .get_result(&mut *default_pool.get().await.expect("connection"))
+        .await
+        .expect("setting");
+    assert_eq!(
+        mode.plan_cache_mode, "auto",
+        "other services keep Postgres' default"
+    );
+}
