@@ -1,4 +1,5 @@
-//! Bounded time: no statement holds a connection, and its locks, without bound.
+//! Bounded time: no statement holds a connection, and its locks, without bound; and what
+//! else every pooled connection is set up with (prepared batch statements, custom plans).
 
 use std::time::Duration;
 
