@@ -6,7 +6,9 @@
 //! fresh parse, analysis and plan in Postgres: ingest's profile showed ~7% of all samples there
 //! before its insert got a query type of its own (`queue::enqueue`). [`PrepareOnce::prepared`]
 //! marks a statement whose text is fixed as safe to cache; diesel then keys its cache by that
-//! text. Never wrap a statement whose text varies with its input: the cache is unbounded.
+//! text. Never wrap a statement whose text varies with its input (the cache is unbounded), nor
+//! one whose result columns come from a `*` (a column added by a migration while the service
+//! runs fails a prepared copy: "cached plan must not change result type").
 
 use diesel::QueryResult;
 use diesel::pg::Pg;

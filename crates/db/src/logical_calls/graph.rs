@@ -1,7 +1,6 @@
 //! The call graph of the written legs: a bounded breadth-first walk, one indexed query per level.
 
 use super::*;
-use crate::prepared::PrepareOnce;
 
 /// How many levels of the call graph a walk follows at most. Dialpad's graphs are two or three
 /// levels deep (entry point → call center → agent); a longer chain is cut here, like a group
@@ -159,7 +158,8 @@ async fn legs_naming(
     .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
     .bind::<Array<BigInt>, _>(call_ids)
     .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
-    .prepared()
+    // Not prepared (`crate::prepared`): its rows are `calls.*`, so a column added by a
+    // migration while the worker runs would fail a prepared copy on every batch.
     .load(conn)
     .await?)
 }
