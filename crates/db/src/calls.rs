@@ -228,13 +228,10 @@ impl LegRow {
 /// # Errors
 /// [`DbError`] from the query.
 pub async fn lock_legs(conn: &mut AsyncPgConnection, call_ids: &[i64]) -> Result<(), DbError> {
-    let mut keys = call_ids.to_vec();
-    keys.sort_unstable();
-    keys.dedup();
     diesel::sql_query(
         "SELECT count(pg_advisory_xact_lock(k)) AS locked FROM unnest($1::bigint[]) AS k",
     )
-    .bind::<Array<BigInt>, _>(keys)
+    .bind::<Array<BigInt>, _>(lock_keys(call_ids))
     .prepared()
     .execute(conn)
     .await?;
@@ -258,17 +255,22 @@ pub async fn try_lock_legs(
         #[diesel(sql_type = BigInt)]
         k: i64,
     }
-    let mut keys = call_ids.to_vec();
-    keys.sort_unstable();
-    keys.dedup();
     let held: Vec<Held> = diesel::sql_query(
         "SELECT k FROM unnest($1::bigint[]) AS k WHERE NOT pg_try_advisory_xact_lock(k)",
     )
-    .bind::<Array<BigInt>, _>(keys)
+    .bind::<Array<BigInt>, _>(lock_keys(call_ids))
     .prepared()
     .load(conn)
     .await?;
     Ok(held.into_iter().map(|h| h.k).collect())
+}
+
+/// The advisory-lock keys of legs: each id once, ascending (the order [`lock_legs`] needs).
+fn lock_keys(call_ids: &[i64]) -> Vec<i64> {
+    let mut keys = call_ids.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 /// An applied event, as stored.

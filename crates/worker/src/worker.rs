@@ -372,12 +372,13 @@ impl Worker {
                             "Batch processed."
                         );
                     }
-                    if report.all_deferred() {
-                        DEFERRED_PAUSE
-                    } else if report.claimed == self.settings.worker_batch_size as usize {
+                    if report.claimed == self.settings.worker_batch_size as usize
+                        && !report.all_deferred()
+                    {
                         continue; // A full batch: more are probably waiting.
                     } else if report.deferred > 0 {
-                        DEFERRED_PAUSE // Not full, but the deferred events are due.
+                        // The deferred events are due once the batches holding them commit.
+                        DEFERRED_PAUSE
                     } else {
                         match lane {
                             Lane::Backlogged { lag_ms } => {
