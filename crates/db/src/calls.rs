@@ -282,16 +282,22 @@ pub struct StoredEvent {
     pub dialpad_id: i64,
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub dedupe_key: String,
+    /// Decoded by the reader (`domain::call::CallEvent::parse_text`).
     #[diesel(sql_type = diesel::sql_types::Jsonb)]
-    pub payload: Value,
+    pub payload: crate::JsonbText,
 }
 
 /// Every applied (`done`) event of `kind` (a call or an SMS: the kinds with an event log) for the given `(app_id,
 /// dialpad_id)` pairs: a leg's or a message's event log.
 ///
 /// One index probe per pair (`webhook_events_call_leg_idx`, `webhook_events_message_idx`):
-/// the pairs are joined, not filtered as two independent lists, which would let the planner
-/// scan every event of the apps.
+/// each pair is looked up on its own (a `LATERAL` subquery that `OFFSET 0` keeps from being
+/// flattened into a join). As a plain join, the plan depended on the statistics: while they
+/// say no event is `done` yet (a backlog queued into a new database, or an outage replay
+/// before autovacuum), the planner expects one row and scans the whole event log per batch
+/// (`EXPLAIN`, 20,000 pending events: Seq Scan on `webhook_events`, then a nested loop over the
+/// pairs). Now: Nested Loop over the pairs' Function Scan, Index Scan using
+/// `webhook_events_call_leg_idx` per pair, whatever the statistics.
 ///
 /// # Errors
 /// [`DbError`] from the query.
@@ -308,8 +314,11 @@ pub async fn applied_events(
     let query = format!(
         "SELECT e.app_id, e.dialpad_id, e.dedupe_key, e.payload \
          FROM unnest($1::uuid[], $2::bigint[]) AS k (app_id, dialpad_id) \
-         JOIN webhook_events e ON e.app_id = k.app_id AND e.dialpad_id = k.dialpad_id \
-         WHERE e.kind = '{kind}' AND e.status = 'done'"
+         CROSS JOIN LATERAL (SELECT e.app_id, e.dialpad_id, e.dedupe_key, e.payload \
+             FROM webhook_events e \
+             WHERE e.app_id = k.app_id AND e.dialpad_id = k.dialpad_id \
+               AND e.kind = '{kind}' AND e.status = 'done' \
+             OFFSET 0) AS e"
     );
     Ok(diesel::sql_query(query)
         .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)

@@ -46,6 +46,11 @@ pub fn identity(value: &Value) -> Option<i64> {
     }
 }
 
+/// [`identity`] as a field reader (`deserialize_with`): `None` when the value is unusable.
+pub fn identity_field<'de, D: Deserializer<'de>>(de: D) -> Result<Option<i64>, D::Error> {
+    Ok(identity(&loose(de)?))
+}
+
 /// An instant from epoch milliseconds, if Postgres can store it (`None` otherwise).
 pub fn storable_time(epoch_ms: i64) -> Option<DateTime<Utc>> {
     (epoch_ms >= POSTGRES_EARLIEST_MS)

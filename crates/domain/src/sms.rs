@@ -31,9 +31,10 @@ pub enum SmsEventError {
 /// One SMS event, as Dialpad sends it (epoch-ms times, int64 ids).
 #[derive(Debug, Clone, Deserialize)]
 pub struct SmsEvent {
-    /// Set by [`SmsEvent::parse`] from [`json::identity`].
-    #[serde(skip)]
-    id: i64,
+    /// Dialpad's message `id` ([`json::identity_field`]): always `Some` once
+    /// [`SmsEvent::parse`] or [`SmsEvent::parse_text`] has returned the event.
+    #[serde(default, deserialize_with = "json::identity_field")]
+    id: Option<i64>,
     #[serde(default, deserialize_with = "json::token")]
     pub direction: Option<String>,
     #[serde(default, deserialize_with = "json::text")]
@@ -90,21 +91,47 @@ impl SmsEvent {
     /// [`SmsEventError`] when the payload is not an object or `id` is not an int64 (or a
     /// string of digits).
     pub fn parse(payload: &Value, content_key: &str) -> Result<Self, SmsEventError> {
-        let object = payload.as_object().ok_or(SmsEventError::NotAnObject)?;
-        let id = object
-            .get("id")
-            .and_then(json::identity)
-            .ok_or(SmsEventError::UnusableId)?;
-        // Every field is read leniently, so only a non-object can fail here.
-        let mut event = SmsEvent::deserialize(payload).map_err(|_| SmsEventError::NotAnObject)?;
-        event.id = id;
-        content_key.clone_into(&mut event.content_key);
-        Ok(event)
+        if !payload.is_object() {
+            return Err(SmsEventError::NotAnObject);
+        }
+        // Every field is read leniently, so an object always reads.
+        let event = SmsEvent::deserialize(payload).map_err(|_| SmsEventError::NotAnObject)?;
+        event.identified(content_key)
+    }
+
+    /// [`SmsEvent::parse`] straight from the payload's JSON text, without a `serde_json::Value`
+    /// tree in between (as [`crate::call::CallEvent::parse_text`]).
+    ///
+    /// # Errors
+    /// As [`SmsEvent::parse`]; text that is not JSON is [`SmsEventError::NotAnObject`].
+    pub fn parse_text(payload: &str, content_key: &str) -> Result<Self, SmsEventError> {
+        if !payload.trim_start().starts_with('{') {
+            return Err(SmsEventError::NotAnObject);
+        }
+        match serde_json::from_str::<SmsEvent>(payload) {
+            Ok(event) => event.identified(content_key),
+            // Only a repeated key (or broken JSON) fails here: read it as a value, where the
+            // last of a repeated key wins, as in jsonb.
+            Err(_) => match serde_json::from_str::<Value>(payload) {
+                Ok(value) => SmsEvent::parse(&value, content_key),
+                Err(_) => Err(SmsEventError::NotAnObject),
+            },
+        }
+    }
+
+    /// Checks the identity of a read event and sets its content key.
+    fn identified(mut self, content_key: &str) -> Result<Self, SmsEventError> {
+        if self.id.is_none() {
+            return Err(SmsEventError::UnusableId);
+        }
+        content_key.clone_into(&mut self.content_key);
+        Ok(self)
     }
 
     /// Dialpad's message id.
     pub fn message_id(&self) -> i64 {
-        self.id
+        // Always `Some` in an event the parsers returned.
+        self.id.unwrap_or_default()
     }
 
     /// Delivery progress: a final status sorts after `pending` at the same instant.

@@ -93,7 +93,7 @@ impl Plan {
             };
             let parsed = match EventKind::parse(&event.kind) {
                 Some(EventKind::Call) => guarded(|| {
-                    CallEvent::parse(&event.payload, &event.dedupe_key)
+                    CallEvent::parse_text(event.payload.as_str(), &event.dedupe_key)
                         .map(|call| {
                             (
                                 (UnitKind::Leg, app_id, call.call_id()),
@@ -103,7 +103,7 @@ impl Plan {
                         .map_err(|e| e.to_string())
                 }),
                 Some(EventKind::Sms) => guarded(|| {
-                    SmsEvent::parse(&event.payload, &event.dedupe_key)
+                    SmsEvent::parse_text(event.payload.as_str(), &event.dedupe_key)
                         .map(|sms| {
                             let key = (UnitKind::Message, app_id, sms.message_id());
                             (key, UnitEvent::Sms(Box::new(sms)))
@@ -246,12 +246,14 @@ async fn write_units(
                 continue;
             };
             let parsed = match kind {
-                UnitKind::Leg => CallEvent::parse(&stored.payload, &stored.dedupe_key)
+                UnitKind::Leg => CallEvent::parse_text(stored.payload.as_str(), &stored.dedupe_key)
                     .map(|call| UnitEvent::Call(Box::new(call)))
                     .map_err(|e| e.to_string()),
-                UnitKind::Message => SmsEvent::parse(&stored.payload, &stored.dedupe_key)
-                    .map(|sms| UnitEvent::Sms(Box::new(sms)))
-                    .map_err(|e| e.to_string()),
+                UnitKind::Message => {
+                    SmsEvent::parse_text(stored.payload.as_str(), &stored.dedupe_key)
+                        .map(|sms| UnitEvent::Sms(Box::new(sms)))
+                        .map_err(|e| e.to_string())
+                }
             };
             match parsed {
                 Ok(event) => unit.push(event),

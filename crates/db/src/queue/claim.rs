@@ -11,7 +11,8 @@ pub struct ClaimedEvent {
     pub app_id: Option<Uuid>,
     pub kind: String,
     pub dedupe_key: String,
-    pub payload: Value,
+    /// Decoded by the worker (`domain::call::CallEvent::parse_text`).
+    pub payload: crate::JsonbText,
     /// Attempts made before this one.
     pub attempts: i32,
     /// The `x-request-id` ingest answered it with.

@@ -20,7 +20,10 @@
 //! - **The hot queue.** Every pending event also has a row in `event_queue` (`event_id`,
 //!   `app_id`, `run_at`), inserted and deleted by statement triggers on `webhook_events` as its
 //!   status enters or leaves `pending`, so every writer keeps the two in step (ingest, the
-//!   worker, operators, retention, a manual fix). Claims read only this table: it holds the
+//!   worker, operators, retention, a manual fix); their deletes probe its primary key once per
+//!   changed event (`= ANY` of the ids), so completing a batch costs the batch whatever the
+//!   backlog (a join with the transition table was planned as a scan of the whole queue once
+//!   statistics knew of a backlog). Claims read only this table: it holds the
 //!   backlog, not the history, so a claim after millions of processed events costs what it
 //!   costs on an empty database. Its rows are deleted on completion, which leaves dead index
 //!   entries at the head of each tenant's range until a vacuum: workers [`vacuum`] it every

@@ -209,3 +209,70 @@ fn float_ids_are_refused_and_big_ids_are_exact() {
         Some("9223372036854775807")
     );
 }
+
+/// Every fixture, and every fixture with each field replaced by each kind of JSON value, reads
+/// the same from its text as from its `Value` (the worker reads the text).
+#[test]
+fn parse_text_reads_what_parse_reads() {
+    use crate::sms::SmsEvent;
+    let replacements = [
+        serde_json::json!(null),
+        serde_json::json!(true),
+        serde_json::json!(0),
+        serde_json::json!(-1.5),
+        serde_json::json!(9_223_372_036_854_775_807_i64),
+        serde_json::json!(""),
+        serde_json::json!("12"),
+        serde_json::json!("x"),
+        serde_json::json!([]),
+        serde_json::json!([1, "a", {}]),
+        serde_json::json!({}),
+        serde_json::json!({"id": 1, "type": "user"}),
+    ];
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/dialpad");
+    let mut payloads = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("fixtures") {
+        let path = entry.expect("fixture").path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("fixture");
+        let value: Value = serde_json::from_str(&text).expect("fixture is JSON");
+        let object = value.as_object().expect("fixture is an object").clone();
+        for field in object.keys() {
+            for replacement in &replacements {
+                let mut changed = object.clone();
+                changed.insert(field.clone(), replacement.clone());
+                payloads.push(Value::Object(changed));
+            }
+        }
+        payloads.push(value);
+    }
+    payloads.extend([
+        serde_json::json!([1, 2]),
+        serde_json::json!("text"),
+        serde_json::json!({"call_id": "12", "id": "12", "state": "hangup"}),
+    ]);
+    assert!(payloads.len() > 1_000, "{} payloads", payloads.len());
+    for value in &payloads {
+        let text = value.to_string();
+        assert_eq!(
+            format!("{:?}", CallEvent::parse_text(&text, "k")),
+            format!("{:?}", CallEvent::parse(value, "k")),
+            "{text}"
+        );
+        assert_eq!(
+            format!("{:?}", SmsEvent::parse_text(&text, "k")),
+            format!("{:?}", SmsEvent::parse(value, "k")),
+            "{text}"
+        );
+    }
+    // A repeated key: the last one counts, as jsonb keeps it.
+    let repeated = r#"{"call_id": 1, "state": "ringing", "state": "hangup"}"#;
+    let event = CallEvent::parse_text(repeated, "k").expect("reads");
+    assert_eq!(event.state, Some(CallState::Hangup));
+    assert_eq!(
+        CallEvent::parse_text("not json", "k").map(|e| e.call_id()),
+        Err(CallEventError::NotAnObject)
+    );
+}

@@ -165,6 +165,54 @@ async fn a_batch_reads_its_own_legs_not_the_tenants_history() {
 }
 
 #[tokio::test]
+async fn a_batch_reads_its_own_queue_entries_not_the_backlog() {
+    const BACKLOG: i64 = 20_000;
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("backlog").await;
+    // A backlog of distinct hangups (the statement triggers queue them), and statistics that
+    // know of it, as the worker's start-up analysis and autovacuum give them.
+    stack
+        .run_sql(&format!(
+            "INSERT INTO webhook_events (app_id, kind, event_type, dialpad_id, dedupe_key, payload) \
+             SELECT '{app_id}', 'call', 'hangup', 1099511627776 + g * {ID_STEP}, 'backlog-' || g, \
+                 jsonb_build_object('call_id', 1099511627776 + g * {ID_STEP}, 'state', 'hangup', \
+                     'event_timestamp', 1767225600000 + g) \
+             FROM generate_series(1, {BACKLOG}) AS g",
+            app_id = app.app_id
+        ))
+        .await;
+    stack.run_sql("ANALYZE").await;
+
+    let mut conn = stack.db.connect().await;
+    let read = rows_read_by_one_batch(&stack, &mut conn).await;
+
+    // Claiming and completing a batch probes the queue once or twice per claimed event; a
+    // scan of the backlog (as the completion trigger's join did) reads all 20,000 entries.
+    let batch = i64::from(worker::Settings::new("").worker_batch_size);
+    let queue_read = read
+        .iter()
+        .find(|(t, _)| t == "event_queue")
+        .map_or(0, |(_, n)| *n);
+    assert!(
+        (batch..=4 * batch).contains(&queue_read),
+        "event_queue: {queue_read} rows read for a batch of {batch} (backlog {BACKLOG}): {read:?}"
+    );
+    for (table, rows) in &read {
+        assert!(
+            *rows <= 10 * batch,
+            "{table}: {rows} rows read for a batch of {batch} (backlog {BACKLOG}): {read:?}"
+        );
+    }
+    let pending: i64 = webhook_events::table
+        .filter(webhook_events::status.eq("pending"))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .expect("count");
+    assert_eq!(pending, BACKLOG - batch, "one batch was completed");
+}
+
+#[tokio::test]
 async fn a_tenants_single_event_is_claimed_within_two_batches_of_anothers_backlog() {
     let stack = TestStack::spawn().await;
     let noisy = stack.create_app("noisy").await;
