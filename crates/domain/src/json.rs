@@ -51,6 +51,28 @@ pub fn identity_field<'de, D: Deserializer<'de>>(de: D) -> Result<Option<i64>, D
     Ok(identity(&loose(de)?))
 }
 
+/// A JSON object's text as an event parser reads it ([`object_text`]).
+pub(crate) enum ObjectText<T> {
+    /// Decoded straight into the typed event.
+    Typed(T),
+    /// The typed read failed, so it is read as a value: only a repeated key can make it fail
+    /// (every field is read leniently), and in a value the last of a repeated key wins, as in
+    /// `jsonb`.
+    Value(Value),
+}
+
+/// Reads an event's JSON text straight into `T` (no `Value` tree in between), or as a value
+/// when that fails; `None` when the text is not a JSON object.
+pub(crate) fn object_text<T: DeserializeOwned>(text: &str) -> Option<ObjectText<T>> {
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    match serde_json::from_str(text) {
+        Ok(typed) => Some(ObjectText::Typed(typed)),
+        Err(_) => serde_json::from_str(text).ok().map(ObjectText::Value),
+    }
+}
+
 /// An instant from epoch milliseconds, if Postgres can store it (`None` otherwise).
 pub fn storable_time(epoch_ms: i64) -> Option<DateTime<Utc>> {
     (epoch_ms >= POSTGRES_EARLIEST_MS)

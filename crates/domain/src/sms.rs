@@ -105,17 +105,10 @@ impl SmsEvent {
     /// # Errors
     /// As [`SmsEvent::parse`]; text that is not JSON is [`SmsEventError::NotAnObject`].
     pub fn parse_text(payload: &str, content_key: &str) -> Result<Self, SmsEventError> {
-        if !payload.trim_start().starts_with('{') {
-            return Err(SmsEventError::NotAnObject);
-        }
-        match serde_json::from_str::<SmsEvent>(payload) {
-            Ok(event) => event.identified(content_key),
-            // Only a repeated key (or broken JSON) fails here: read it as a value, where the
-            // last of a repeated key wins, as in jsonb.
-            Err(_) => match serde_json::from_str::<Value>(payload) {
-                Ok(value) => SmsEvent::parse(&value, content_key),
-                Err(_) => Err(SmsEventError::NotAnObject),
-            },
+        match json::object_text::<SmsEvent>(payload) {
+            Some(json::ObjectText::Typed(event)) => event.identified(content_key),
+            Some(json::ObjectText::Value(value)) => SmsEvent::parse(&value, content_key),
+            None => Err(SmsEventError::NotAnObject),
         }
     }
 

@@ -211,17 +211,10 @@ impl CallEvent {
     /// # Errors
     /// As [`CallEvent::parse`]; text that is not JSON is [`CallEventError::NotAnObject`].
     pub fn parse_text(payload: &str, content_key: &str) -> Result<Self, CallEventError> {
-        if !payload.trim_start().starts_with('{') {
-            return Err(CallEventError::NotAnObject);
-        }
-        match serde_json::from_str::<CallEvent>(payload) {
-            Ok(event) => event.identified(content_key),
-            // Every field is read leniently, so only a repeated key (or broken JSON) fails
-            // here: read it as a value, where the last of a repeated key wins, as in jsonb.
-            Err(_) => match serde_json::from_str::<Value>(payload) {
-                Ok(value) => CallEvent::parse(&value, content_key),
-                Err(_) => Err(CallEventError::NotAnObject),
-            },
+        match json::object_text::<CallEvent>(payload) {
+            Some(json::ObjectText::Typed(event)) => event.identified(content_key),
+            Some(json::ObjectText::Value(value)) => CallEvent::parse(&value, content_key),
+            None => Err(CallEventError::NotAnObject),
         }
     }
 
