@@ -4,7 +4,7 @@
 //! `sql_query`: `SqlQuery` marks itself unsafe to cache, as its text could be built from
 //! anything. So each execution of one paid Parse and Describe (a round trip of its own) and a
 //! fresh parse, analysis and plan in Postgres: ingest's profile showed ~7% of all samples there
-//! before its insert got a query type of its own (`queue::enqueue`). [`PrepareOnce::prepared`]
+//! before its insert was prepared (`queue::enqueue`). [`PrepareOnce::prepared`]
 //! marks a statement whose text is fixed as safe to cache; diesel then keys its cache by that
 //! text. Never wrap a statement whose text varies with its input (the cache is unbounded), nor
 //! one whose result columns come from a `*` (a column added by a migration while the service

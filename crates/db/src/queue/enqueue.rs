@@ -1,9 +1,7 @@
 //! Storing verified events: one idempotent insert for a batch of webhooks.
 
-use diesel::pg::Pg;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-
 use super::*;
+use crate::prepared::PrepareOnce;
 
 /// A verified event to store.
 #[derive(Debug, Clone, Insertable)]
@@ -150,133 +148,64 @@ pub async fn enqueue_many(
         .collect()
 }
 
-/// The insert of a batch, around its ten array parameters (one per column of
-/// [`NewWebhookEvent`]), in order: the events are inserted in their order (ids ascending).
-const INSERT_EVENTS: [&str; 11] = [
-    "INSERT INTO webhook_events (app_id, kind, event_type, dialpad_id, event_timestamp, \
-        dedupe_key, payload, status, request_id, received_at) \
-    SELECT app_id, kind, event_type, dialpad_id, event_timestamp, dedupe_key, payload, status, \
-        request_id, coalesce(received_at, now()) \
-    FROM unnest(",
-    "::uuid[], ",
-    "::text[], ",
-    "::text[], ",
-    "::int8[], ",
-    "::timestamptz[], ",
-    "::text[], ",
-    "::jsonb[], ",
-    "::text[], ",
-    "::text[], ",
-    "::timestamptz[]) WITH ORDINALITY \
-        AS e(app_id, kind, event_type, dialpad_id, event_timestamp, dedupe_key, payload, status, \
-        request_id, received_at, position) \
-    ORDER BY position \
-    ON CONFLICT ON CONSTRAINT webhook_events_dedupe_key DO NOTHING \
-    RETURNING id, app_id, dedupe_key",
-];
-
-/// [`INSERT_EVENTS`] with its arrays: one per column of [`NewWebhookEvent`].
-struct InsertEvents<'a> {
-    app_id: Vec<Option<Uuid>>,
-    kind: Vec<&'a str>,
-    event_type: Vec<Option<&'a str>>,
-    dialpad_id: Vec<Option<i64>>,
-    event_timestamp: Vec<Option<DateTime<Utc>>>,
-    dedupe_key: Vec<&'a str>,
-    payload: Vec<&'a Value>,
-    status: Vec<&'a str>,
-    request_id: Vec<Option<&'a str>>,
-    received_at: Vec<Option<DateTime<Utc>>>,
-}
-
-impl<'a> InsertEvents<'a> {
-    fn new(events: &'a [NewWebhookEvent]) -> Self {
-        fn column<'a, T>(
-            events: &'a [NewWebhookEvent],
-            field: impl Fn(&'a NewWebhookEvent) -> T,
-        ) -> Vec<T> {
-            events.iter().map(field).collect()
-        }
-        InsertEvents {
-            app_id: column(events, |e| e.app_id),
-            kind: column(events, |e| e.kind),
-            event_type: column(events, |e| e.event_type.as_deref()),
-            dialpad_id: column(events, |e| e.dialpad_id),
-            event_timestamp: column(events, |e| e.event_timestamp),
-            dedupe_key: column(events, |e| e.dedupe_key.as_str()),
-            payload: column(events, |e| &e.payload),
-            status: column(events, |e| e.status),
-            request_id: column(events, |e| e.request_id.as_deref()),
-            received_at: column(events, |e| e.received_at),
-        }
-    }
-}
-
-impl QueryFragment<Pg> for InsertEvents<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz};
-        let [
-            start,
-            app_id,
-            kind,
-            event_type,
-            dialpad_id,
-            event_timestamp,
-            dedupe_key,
-            payload,
-            status,
-            request_id,
-            end,
-        ] = INSERT_EVENTS;
-        out.push_sql(start);
-        out.push_bind_param::<Array<Nullable<diesel::sql_types::Uuid>>, _>(&self.app_id)?;
-        out.push_sql(app_id);
-        out.push_bind_param::<Array<Text>, _>(&self.kind)?;
-        out.push_sql(kind);
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.event_type)?;
-        out.push_sql(event_type);
-        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.dialpad_id)?;
-        out.push_sql(dialpad_id);
-        out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(&self.event_timestamp)?;
-        out.push_sql(event_timestamp);
-        out.push_bind_param::<Array<Text>, _>(&self.dedupe_key)?;
-        out.push_sql(dedupe_key);
-        out.push_bind_param::<Array<Jsonb>, _>(&self.payload)?;
-        out.push_sql(payload);
-        out.push_bind_param::<Array<Text>, _>(&self.status)?;
-        out.push_sql(status);
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.request_id)?;
-        out.push_sql(request_id);
-        out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(&self.received_at)?;
-        out.push_sql(end);
-        Ok(())
-    }
-}
-
-/// The statement's text never changes, so it is cached by type: prepared once per connection.
-impl QueryId for InsertEvents<'_> {
-    type QueryId = InsertEvents<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for InsertEvents<'_> {
-    type SqlType = (
-        diesel::sql_types::BigInt,
-        diesel::sql_types::Nullable<diesel::sql_types::Uuid>,
-        diesel::sql_types::Text,
-    );
+/// A row [`insert_new`] wrote.
+#[derive(QueryableByName)]
+struct Inserted {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    app_id: Option<Uuid>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    dedupe_key: String,
 }
 
 /// Inserts `events` in order (ids ascending), skipping those already stored: `(id, app_id,
-/// dedupe_key)` of the rows written. One statement whose text never changes: it is prepared
-/// once per connection, and each batch is one round trip (Bind, Execute), where a multi-row
+/// dedupe_key)` of the rows written. One statement over one array per column of
+/// [`NewWebhookEvent`], whose text never changes: it is prepared once per connection
+/// (`crate::prepared`), and each batch is one round trip (Bind, Execute), where a multi-row
 /// `VALUES` list is a new statement for every batch size (Parse and Describe: a round trip, a
 /// parse and a plan of its own, every time).
 async fn insert_new(
     conn: &mut AsyncPgConnection,
     events: &[NewWebhookEvent],
 ) -> Result<Vec<(i64, Option<Uuid>, String)>, DbError> {
-    Ok(InsertEvents::new(events).load(conn).await?)
+    use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz};
+    fn column<'a, T>(
+        events: &'a [NewWebhookEvent],
+        field: impl Fn(&'a NewWebhookEvent) -> T,
+    ) -> Vec<T> {
+        events.iter().map(field).collect()
+    }
+    let inserted: Vec<Inserted> = diesel::sql_query(
+        "INSERT INTO webhook_events (app_id, kind, event_type, dialpad_id, event_timestamp, \
+            dedupe_key, payload, status, request_id, received_at) \
+         SELECT app_id, kind, event_type, dialpad_id, event_timestamp, dedupe_key, payload, \
+            status, request_id, coalesce(received_at, now()) \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::timestamptz[], \
+            $6::text[], $7::jsonb[], $8::text[], $9::text[], $10::timestamptz[]) WITH ORDINALITY \
+            AS e (app_id, kind, event_type, dialpad_id, event_timestamp, dedupe_key, payload, \
+            status, request_id, received_at, position) \
+         ORDER BY position \
+         ON CONFLICT ON CONSTRAINT webhook_events_dedupe_key DO NOTHING \
+         RETURNING id, app_id, dedupe_key",
+    )
+    .bind::<Array<Nullable<diesel::sql_types::Uuid>>, _>(column(events, |e| e.app_id))
+    .bind::<Array<Text>, _>(column(events, |e| e.kind))
+    .bind::<Array<Nullable<Text>>, _>(column(events, |e| e.event_type.as_deref()))
+    .bind::<Array<Nullable<BigInt>>, _>(column(events, |e| e.dialpad_id))
+    .bind::<Array<Nullable<Timestamptz>>, _>(column(events, |e| e.event_timestamp))
+    .bind::<Array<Text>, _>(column(events, |e| e.dedupe_key.as_str()))
+    .bind::<Array<Jsonb>, _>(column(events, |e| &e.payload))
+    .bind::<Array<Text>, _>(column(events, |e| e.status))
+    .bind::<Array<Nullable<Text>>, _>(column(events, |e| e.request_id.as_deref()))
+    .bind::<Array<Nullable<Timestamptz>>, _>(column(events, |e| e.received_at))
+    .prepared()
+    .load(conn)
+    .await?;
+    Ok(inserted
+        .into_iter()
+        .map(|row| (row.id, row.app_id, row.dedupe_key))
+        .collect())
 }
 
 /// `NOTIFY` [`NOTIFY_CHANNEL`] in a transaction of its own, after events were committed (see
