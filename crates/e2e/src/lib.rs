@@ -40,6 +40,20 @@ pub fn keyring() -> db::crypto::Keyring {
 
 pub use db::testing::fixtures::{fixture, fixture_bytes};
 
+/// The value of the sample of `name` in a Prometheus text exposition (`/metrics`) whose
+/// labels include every one of `labels` (`key="value"`); `None` when there is none.
+pub fn metric_sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
 /// Signs an event as Dialpad does (the compact JWT is the whole body).
 pub fn sign(event: &Value, secret: &str) -> String {
     ingest::signature::sign(event, secret.as_bytes()).expect("signs")

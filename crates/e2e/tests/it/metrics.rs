@@ -10,19 +10,7 @@ use reqwest::Method;
 
 use crate::OUTBOUND;
 
-/// The value of the sample of `name` whose labels include every one of `labels`
-/// (`key="value"`); `None` when there is none.
-pub(crate) fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .find(|line| labels.iter().all(|label| line.contains(label)))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-}
+pub(crate) use e2e::metric_sample as sample;
 
 /// `GET {url}/metrics`, checked to be the Prometheus text format.
 pub(crate) async fn scrape(url: &str) -> String {

@@ -388,19 +388,7 @@ async fn group_commits(port: u16) -> GroupCommits {
     let Ok(text) = text.text().await else {
         return GroupCommits::default();
     };
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|line| {
-                let rest = line.strip_prefix(name)?;
-                // After the name: optional labels, then the value.
-                let value = match rest.strip_prefix('{') {
-                    Some(labelled) => labelled.split_once("} ")?.1,
-                    None => rest.strip_prefix(' ')?,
-                };
-                value.parse::<f64>().ok()
-            })
-            .unwrap_or_default()
-    };
+    let value = |name: &str| e2e::metric_sample(&text, name, &[]).unwrap_or_default();
     let commits = value("ingest_commit_batch_size_count").max(1.0);
     GroupCommits {
         events_per_commit: value("ingest_commit_batch_size_sum") / commits,
