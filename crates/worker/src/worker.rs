@@ -95,7 +95,7 @@ impl Worker {
             ..settings.database.pool()
         };
         let pool = db::connect_pool(database_url.expose_secret(), &pool_settings).await?;
-        // The queue may hold a backlog its statistics do not know of (`db::queue::vacuum`).
+        // The queue may hold dead entries of events completed before a restart (`db::queue::vacuum`).
         if let Err(error) = queue::vacuum(&mut *pool.get().await?).await {
             tracing::warn!(error = %error, "Queue vacuum failed; autovacuum will do it.");
         }
