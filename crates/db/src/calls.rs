@@ -6,12 +6,15 @@
 //! for it ([`lock_legs`]); whoever writes it next folds the earlier one's committed events in.
 //! That gives the same row as in-order, exactly-once processing.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::call::{CallLeg, CallStatus, Party};
 use domain::event::EventKind;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -104,17 +107,17 @@ impl LegRow {
 
     /// The leg this row was written from, as the logical-call aggregation reads it. (Rows hold
     /// everything the aggregation uses; parties come back from their JSON form.)
-    pub fn to_leg(&self) -> CallLeg {
+    pub fn into_leg(self) -> CallLeg {
         let party = party_from_json;
         CallLeg {
             call_id: self.call_id,
             master_call_id: self.master_call_id,
             entry_point_call_id: self.entry_point_call_id,
             operator_call_id: self.operator_call_id,
-            direction: self.direction.clone(),
-            external_number: self.external_number.clone(),
-            internal_number: self.internal_number.clone(),
-            state: self.state.clone(),
+            direction: self.direction,
+            external_number: self.external_number,
+            internal_number: self.internal_number,
+            state: self.state,
             status: CallStatus::parse(&self.status).unwrap_or(CallStatus::Ringing),
             started_at: self.started_at,
             rang_at: self.rang_at,
@@ -128,20 +131,20 @@ impl LegRow {
             was_recorded: self.was_recorded,
             is_transferred: self.is_transferred,
             mos_score: self.mos_score,
-            recording_url: self.recording_url.clone(),
-            voicemail_link: self.voicemail_link.clone(),
-            transcription_text: self.transcription_text.clone(),
+            recording_url: self.recording_url,
+            voicemail_link: self.voicemail_link,
+            transcription_text: self.transcription_text,
             contact: party(&self.contact),
             target: party(&self.target),
-            custom_data: self.custom_data.clone(),
-            recording_id: self.recording_id.clone(),
-            voicemail_recording_id: self.voicemail_recording_id.clone(),
+            custom_data: self.custom_data,
+            recording_id: self.recording_id,
+            voicemail_recording_id: self.voicemail_recording_id,
             voicemail_duration_ms: self.voicemail_duration_ms,
             transferred_from: party(&self.transferred_from),
-            recap_summary: self.recap_summary.clone(),
-            recap_outcome: self.recap_outcome.clone(),
-            recap_action_items: self.recap_action_items.clone(),
-            recap_purposes: self.recap_purposes.clone(),
+            recap_summary: self.recap_summary,
+            recap_outcome: self.recap_outcome,
+            recap_action_items: self.recap_action_items,
+            recap_purposes: self.recap_purposes,
             last_event_at: self.last_event_at,
             event_count: self.event_count,
         }
@@ -152,7 +155,7 @@ impl LegRow {
 pub fn party_from_json(value: &Option<Value>) -> Option<Party> {
     value
         .as_ref()
-        .and_then(|v| serde_json::from_value::<Party>(v.clone()).ok())
+        .and_then(|v| Party::deserialize(v).ok())
         .filter(|p| !p.is_empty())
 }
 
@@ -333,14 +336,42 @@ pub async fn applied_events(
 /// replacing is correct. `logical_call_id` is written on insert only: `logical_calls::relink`
 /// owns it after that.
 ///
+/// Returns the legs as stored: `rows`, each with the `logical_call_id` its stored row has (the
+/// row's guess for a new leg, the kept one for an existing leg), so that the relink need not
+/// read back the legs just written.
+///
 /// # Errors
 /// [`DbError`] from the query.
-pub async fn upsert_legs(conn: &mut AsyncPgConnection, rows: &[LegRow]) -> Result<(), DbError> {
+pub async fn upsert_legs(
+    conn: &mut AsyncPgConnection,
+    mut rows: Vec<LegRow>,
+) -> Result<Vec<LegRow>, DbError> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(rows);
     }
-    LegUpsert::execute(conn, rows).await?;
-    Ok(())
+    let stored: HashMap<(Uuid, i64), Option<i64>> = LegUpsert::execute(conn, &rows)
+        .await?
+        .into_iter()
+        .map(|s| ((s.app_id, s.call_id), s.logical_call_id))
+        .collect();
+    for row in &mut rows {
+        // An upsert returns every row it inserts or updates.
+        row.logical_call_id = *stored
+            .get(&(row.app_id, row.call_id))
+            .ok_or(diesel::result::Error::NotFound)?;
+    }
+    Ok(rows)
+}
+
+/// A leg's key and stored `logical_call_id`, as the leg upsert returns them.
+#[derive(QueryableByName)]
+struct StoredLink {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    app_id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    call_id: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    logical_call_id: Option<i64>,
 }
 
 crate::unnest::unnest_upsert! {
@@ -350,6 +381,7 @@ crate::unnest::unnest_upsert! {
         table: "calls",
         conflict: ["app_id", "call_id"],
         keep: ["logical_call_id"],
+        returning: "app_id, call_id, logical_call_id" as StoredLink,
         columns: [
             app_id: diesel::sql_types::Uuid = "uuid",
             call_id: BigInt = "bigint",

@@ -141,7 +141,7 @@ pub async fn prune_batch(
                     .first(conn)
                     .await
                     .optional()?
-                    .map(|leg| leg.to_leg().snapshot_event()),
+                    .map(|leg| leg.into_leg().snapshot_event()),
                 _ => messages::table
                     .filter(messages::app_id.eq(app_id))
                     .filter(messages::message_id.eq(dialpad_id))

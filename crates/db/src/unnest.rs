@@ -41,7 +41,9 @@ pub(crate) fn upsert_sql(
 /// derived: each column is named once, with its row struct field, its diesel SQL type and its
 /// Postgres type, so the statement's columns, its update list and its bound arrays cannot
 /// drift apart. `$name::COLUMNS` lists the written columns, so a test can check them against
-/// the table's (`columns_missing_from`); `$name::execute(conn, rows)` runs the statement.
+/// the table's (`columns_missing_from`); `$name::execute(conn, rows)` runs the statement and
+/// returns the number of rows written, or, with `returning: "a, b" as T`, a `T` per row written
+/// (`RETURNING a, b`: a fixed list of named columns, never `*`, as the statement is prepared).
 macro_rules! unnest_upsert {
     (
         $(#[$meta:meta])*
@@ -49,6 +51,7 @@ macro_rules! unnest_upsert {
         table: $table:literal,
         conflict: [$($conflict:literal),+],
         keep: [$($keep:literal),*],
+        $(returning: $returning:literal as $returned:ty,)?
         columns: [$($field:ident: $sql_type:ty = $pg_type:literal),+ $(,)?]
     ) => {
         $(#[$meta])*
@@ -63,24 +66,28 @@ macro_rules! unnest_upsert {
             pub(crate) async fn execute(
                 conn: &mut diesel_async::AsyncPgConnection,
                 rows: &[$row],
-            ) -> diesel::QueryResult<usize> {
+            ) -> diesel::QueryResult<$crate::unnest::unnest_upsert!(@output $($returned)?)> {
                 let sql = $crate::unnest::upsert_sql(
                     $table,
                     Self::COLUMNS,
                     &[$($conflict),+],
                     &[$($keep),*],
                 );
+                $(let sql = format!("{sql} RETURNING {}", $returning);)?
                 let statement = diesel::sql_query(sql)
                     $(.bind::<diesel::sql_types::Array<$sql_type>, _>(
                         rows.iter().map(|row| row.$field.clone()).collect::<Vec<_>>(),
                     ))+;
                 // The text is the same for every batch: prepared once per connection.
-                $crate::prepared::PrepareOnce::prepared(statement)
-                    .execute(conn)
-                    .await
+                let statement = $crate::prepared::PrepareOnce::prepared(statement);
+                $crate::unnest::unnest_upsert!(@run statement, conn $(, $returned)?)
             }
         }
     };
+    (@output) => { usize };
+    (@output $returned:ty) => { Vec<$returned> };
+    (@run $statement:ident, $conn:ident) => { $statement.execute($conn).await };
+    (@run $statement:ident, $conn:ident, $returned:ty) => { $statement.load($conn).await };
 }
 
 pub(crate) use unnest_upsert;

@@ -299,10 +299,9 @@ async fn write_units(
             failed.insert(key, panic);
         }
     }
-    calls::upsert_legs(conn, &legs).await?;
+    let legs = calls::upsert_legs(conn, legs).await?;
     let mut announcements = messages::upsert(conn, &messages).await?;
-    let written: Vec<(Uuid, i64)> = legs.iter().map(|leg| (leg.app_id, leg.call_id)).collect();
-    announcements.extend(db::logical_calls::relink(conn, &written, max_graph_legs).await?);
+    announcements.extend(db::logical_calls::relink(conn, legs, max_graph_legs).await?);
     // Last: it locks the apps' push feeds to commit (`db::push::announce`).
     db::push::announce(conn, &announcements).await?;
     Ok(failed)

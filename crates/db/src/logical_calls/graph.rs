@@ -19,55 +19,84 @@ pub(super) struct CallGraph {
 }
 
 impl CallGraph {
-    /// Walks the graph from `seeds`, one level per query ([`legs_naming`]): the legs with an id
-    /// of the frontier as their own, master, entry-point or operator id, then the ids those
-    /// legs name. A group stops growing once it holds more than `max_legs` legs, and each
-    /// lookup reads at most `max_legs + 1` legs (in `call_id` order), so an id named by 100k
-    /// legs costs what one named by a thousand does.
+    /// Walks the graph from the legs just `written` (as stored, `crate::calls::upsert_legs`),
+    /// one level per query ([`legs_naming`]): the legs with an id of the frontier as their
+    /// own, master, entry-point or operator id, then the ids those legs name. The written legs
+    /// are not read back: only the legs naming them are looked up. A group stops growing once
+    /// it holds more than `max_legs` legs, and each lookup reads at most `max_legs + 1` legs
+    /// (in `call_id` order), so an id named by 100k legs costs what one named by a thousand
+    /// does.
     pub(super) async fn walk(
         conn: &mut AsyncPgConnection,
-        seeds: &[(Uuid, i64)],
+        written: Vec<LegRow>,
         max_legs: usize,
     ) -> Result<CallGraph, DbError> {
         let mut graph = CallGraph::default();
-        let mut asked: HashSet<(Uuid, i64)> = seeds.iter().copied().collect();
-        let mut frontier: Vec<(Uuid, i64)> = asked.iter().copied().collect();
+        let mut asked: HashSet<(Uuid, i64)> = HashSet::new();
+        let mut named = Vec::new();
+        let mut frontier: Vec<Lookup> = Vec::new();
+        for leg in written {
+            let key = (leg.app_id, leg.call_id);
+            if asked.insert(key) {
+                graph.add(leg, &mut named);
+                frontier.push(Lookup { key, known: true });
+            }
+        }
+        frontier.extend(graph.unvisited(named, &mut asked, max_legs));
         for _ in 0..MAX_CALL_GRAPH_DEPTH {
             if frontier.is_empty() {
                 break;
             }
-            frontier.sort_unstable();
+            frontier.sort_unstable_by_key(|lookup| lookup.key);
             let found = legs_naming(conn, &frontier, max_legs + 1).await?;
-            let mut named: Vec<(Uuid, i64)> = Vec::new();
+            let mut named = Vec::new();
             for call in found {
-                let key = (call.app_id, call.call_id);
-                if graph.legs.contains_key(&key) {
-                    continue;
-                }
-                graph.groups.find(key);
-                for id in call.linked_ids() {
-                    graph.groups.union(key, (call.app_id, id));
-                    named.push((call.app_id, id));
-                }
-                graph.legs.insert(key, call);
-            }
-            let sizes = graph.group_sizes();
-            frontier.clear();
-            for key in named {
-                if !asked.insert(key) {
-                    continue;
-                }
-                let group = graph.groups.find(key);
-                if sizes.get(&group).copied().unwrap_or(0) > max_legs {
-                    graph.cut.push(key);
-                } else {
-                    frontier.push(key);
+                if !graph.legs.contains_key(&(call.app_id, call.call_id)) {
+                    graph.add(call, &mut named);
                 }
             }
+            frontier = graph.unvisited(named, &mut asked, max_legs);
         }
         // Ids still unvisited after the deepest level: their groups were cut too.
-        graph.cut.extend(frontier);
+        graph
+            .cut
+            .extend(frontier.into_iter().map(|lookup| lookup.key));
         Ok(graph)
+    }
+
+    /// Adds a leg read (or written), joining it to the ids it names, which go to `named`.
+    fn add(&mut self, call: LegRow, named: &mut Vec<(Uuid, i64)>) {
+        let key = (call.app_id, call.call_id);
+        self.groups.find(key);
+        for id in call.linked_ids() {
+            self.groups.union(key, (call.app_id, id));
+            named.push((call.app_id, id));
+        }
+        self.legs.insert(key, call);
+    }
+
+    /// The lookups of the next level: the `named` ids not yet asked for, except those whose
+    /// group is already past the bound (recorded as cut).
+    fn unvisited(
+        &mut self,
+        named: Vec<(Uuid, i64)>,
+        asked: &mut HashSet<(Uuid, i64)>,
+        max_legs: usize,
+    ) -> Vec<Lookup> {
+        let sizes = self.group_sizes();
+        let mut frontier = Vec::new();
+        for key in named {
+            if !asked.insert(key) {
+                continue;
+            }
+            let group = self.groups.find(key);
+            if sizes.get(&group).copied().unwrap_or(0) > max_legs {
+                self.cut.push(key);
+            } else {
+                frontier.push(Lookup { key, known: false });
+            }
+        }
+        frontier
     }
 
     /// How many legs have been read of each group (by representative).
@@ -97,6 +126,14 @@ impl CallGraph {
     }
 }
 
+/// An id of the walk's frontier: `(app_id, id)`, and whether its own leg is already known
+/// (written by this batch), so that only the legs naming it are looked up.
+#[derive(Debug, Clone, Copy)]
+struct Lookup {
+    key: (Uuid, i64),
+    known: bool,
+}
+
 /// Union-find over `(app_id, id)`; a group's representative is its smallest member.
 #[derive(Debug, Default)]
 pub(super) struct UnionFind {
@@ -124,39 +161,45 @@ impl UnionFind {
     }
 }
 
-/// The legs that have one of `ids` (`(app_id, id)` pairs) as their own, master, entry-point or
-/// operator id: four index lookups per id (`calls (app_id, call_id)`, `calls_master_idx`,
-/// `calls_entry_point_idx`, `calls_operator_idx`), each reading at most `limit` legs, in
-/// `call_id` order. A leg may come back more than once.
+/// The legs that have one of `ids` (`(app_id, id)` pairs) as their own (unless already
+/// `known`), master, entry-point or operator id: up to four index lookups per id
+/// (`calls (app_id, call_id)`, `calls_master_idx`, `calls_entry_point_idx`,
+/// `calls_operator_idx`), each reading at most `limit` legs, in `call_id` order. A leg may come
+/// back more than once.
 ///
 /// Plan (`EXPLAIN ANALYZE`, one tenant with 1M legs, 750 ids of a worker batch): a Nested Loop
 /// over the ids' Function Scan, with an Append of four index scans (the last three under
-/// Limit), 7 ms; the rows read are the rows returned. (The single recursive query this
-/// replaces joined on `app_id` with the four columns in one `OR`: a hash join that read every
-/// leg of the tenant at each step, 700 ms per batch on a 20k-call tenant.)
+/// Limit), 7 ms; the rows read are the rows returned. The own-leg lookup sits under a Result
+/// with `One-Time Filter: (NOT f.known)`, so it runs only for the ids not known (checked on a
+/// 200k-leg tenant: 300 of 750 loops). (The single recursive query this replaces joined on
+/// `app_id` with the four columns in one `OR`: a hash join that read every leg of the tenant
+/// at each step, 700 ms per batch on a 20k-call tenant.)
 async fn legs_naming(
     conn: &mut AsyncPgConnection,
-    ids: &[(Uuid, i64)],
+    ids: &[Lookup],
     limit: usize,
 ) -> Result<Vec<LegRow>, DbError> {
-    let (app_ids, call_ids): (Vec<Uuid>, Vec<i64>) = ids.iter().copied().unzip();
+    let app_ids: Vec<Uuid> = ids.iter().map(|lookup| lookup.key.0).collect();
+    let call_ids: Vec<i64> = ids.iter().map(|lookup| lookup.key.1).collect();
+    let known: Vec<bool> = ids.iter().map(|lookup| lookup.known).collect();
     Ok(diesel::sql_query(
-        "SELECT c.* FROM unnest($1::uuid[], $2::bigint[]) AS f (app_id, id) \
+        "SELECT c.* FROM unnest($1::uuid[], $2::bigint[], $3::boolean[]) AS f (app_id, id, known) \
          CROSS JOIN LATERAL ( \
-             (SELECT * FROM calls WHERE app_id = f.app_id AND call_id = f.id) \
+             (SELECT * FROM calls WHERE NOT f.known AND app_id = f.app_id AND call_id = f.id) \
            UNION ALL \
              (SELECT * FROM calls WHERE app_id = f.app_id AND master_call_id = f.id \
-              ORDER BY call_id LIMIT $3) \
+              ORDER BY call_id LIMIT $4) \
            UNION ALL \
              (SELECT * FROM calls WHERE app_id = f.app_id AND entry_point_call_id = f.id \
-              ORDER BY call_id LIMIT $3) \
+              ORDER BY call_id LIMIT $4) \
            UNION ALL \
              (SELECT * FROM calls WHERE app_id = f.app_id AND operator_call_id = f.id \
-              ORDER BY call_id LIMIT $3) \
+              ORDER BY call_id LIMIT $4) \
          ) AS c",
     )
     .bind::<Array<diesel::sql_types::Uuid>, _>(app_ids)
     .bind::<Array<BigInt>, _>(call_ids)
+    .bind::<Array<diesel::sql_types::Bool>, _>(known)
     .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
     // Not prepared (`crate::prepared`): its rows are `calls.*`, so a column added by a
     // migration while the worker runs would fail a prepared copy on every batch.

@@ -157,8 +157,8 @@ impl VoicemailRow {
     }
 }
 
-/// Recomputes the logical calls of the groups containing `legs` (`(app_id, call_id)` pairs
-/// just written in this transaction), reading at most about `max_legs` legs of each group (see
+/// Recomputes the logical calls of the groups containing `legs` (just written in this
+/// transaction, as stored: `crate::calls::upsert_legs` returns them), reading at most about `max_legs` legs of each group (see
 /// the module docs, *Bounded call graphs*). Returns what changed for tenants that announce
 /// their changes, as announcements for `push::announce`.
 ///
@@ -167,7 +167,7 @@ impl VoicemailRow {
 #[must_use = "the announcements must be written with push::announce"]
 pub async fn relink(
     conn: &mut AsyncPgConnection,
-    legs: &[(Uuid, i64)],
+    legs: Vec<LegRow>,
     max_legs: usize,
 ) -> Result<Vec<push::Announcement>, DbError> {
     if legs.is_empty() {
@@ -175,7 +175,7 @@ pub async fn relink(
     }
     let apps: Vec<Uuid> = legs
         .iter()
-        .map(|(app_id, _)| *app_id)
+        .map(|leg| leg.app_id)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -203,14 +203,18 @@ pub async fn relink(
     let mut rows = Vec::new();
     let mut voicemail_rows = Vec::new();
     for (app_id, calls) in by_app {
-        let legs: Vec<CallLeg> = calls.iter().map(LegRow::to_leg).collect();
+        // Each leg's stored `logical_call_id`, beside the leg.
+        let (stored, legs): (Vec<Option<i64>>, Vec<CallLeg>) = calls
+            .into_iter()
+            .map(|call| (call.logical_call_id, call.into_leg()))
+            .unzip();
         let links = link(&legs.iter().map(LegLinks::from).collect::<Vec<_>>());
         let mut groups: BTreeMap<i64, Vec<&CallLeg>> = BTreeMap::new();
-        for (call, leg) in calls.iter().zip(&legs) {
+        for (stored, leg) in stored.into_iter().zip(&legs) {
             let logical_call_id = links[&leg.call_id];
-            if call.logical_call_id != Some(logical_call_id) {
+            if stored != Some(logical_call_id) {
                 relinked.push((app_id, leg.call_id, logical_call_id));
-                stale.extend(call.logical_call_id.map(|old| (app_id, old)));
+                stale.extend(stored.map(|old| (app_id, old)));
             }
             if oversized.contains(&graph.groups.find((app_id, leg.call_id))) {
                 truncated.insert((app_id, logical_call_id));
