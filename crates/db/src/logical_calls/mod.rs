@@ -158,9 +158,9 @@ impl VoicemailRow {
 }
 
 /// Recomputes the logical calls of the groups containing `legs` (just written in this
-/// transaction, as stored: `crate::calls::upsert_legs` returns them), reading at most about `max_legs` legs of each group (see
-/// the module docs, *Bounded call graphs*). Returns what changed for tenants that announce
-/// their changes, as announcements for `push::announce`.
+/// transaction, as stored: `crate::calls::upsert_legs` returns them), reading at most about
+/// `max_legs` legs of each group (see the module docs, *Bounded call graphs*). Returns what
+/// changed for tenants that announce their changes, as announcements for `push::announce`.
 ///
 /// # Errors
 /// [`DbError`] from the queries.
