@@ -286,8 +286,8 @@ pub struct StoredEvent {
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub dedupe_key: String,
     /// Decoded by the reader (`domain::call::CallEvent::parse_text`).
-    #[diesel(sql_type = diesel::sql_types::Jsonb)]
-    pub payload: crate::JsonbText,
+    #[diesel(sql_type = diesel::sql_types::Json)]
+    pub payload: crate::JsonText,
 }
 
 /// Every applied (`done`) event of `kind` (a call or an SMS: the kinds with an event log) for the given `(app_id,

@@ -9,7 +9,7 @@ pub mod connect;
 pub mod crypto;
 pub mod dialpad;
 mod error;
-mod jsonb_text;
+mod json_text;
 pub mod listing;
 pub mod logical_calls;
 pub mod messages;
@@ -29,7 +29,7 @@ pub mod views;
 
 pub use diesel_async::AsyncPgConnection;
 pub use error::DbError;
-pub use jsonb_text::JsonbText;
+pub use json_text::JsonText;
 pub use pool::{
     DEFAULT_STATEMENT_TIMEOUT, Pool, PoolSettings, PooledConn, connect_pool, lazy_pool, ping,
 };

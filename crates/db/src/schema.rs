@@ -50,7 +50,7 @@ diesel::table! {
         dialpad_id -> Nullable<Int8>,
         event_timestamp -> Nullable<Timestamptz>,
         dedupe_key -> Text,
-        payload -> Jsonb,
+        payload -> Json,
         status -> Text,
         attempts -> Int4,
         run_at -> Timestamptz,

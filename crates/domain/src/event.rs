@@ -139,9 +139,10 @@ pub fn dedupe_key(payload: &Map<String, Value>) -> String {
 
 /// Replaces U+0000 in every string and key with U+FFFD; returns whether anything changed.
 ///
-/// Postgres `jsonb` cannot store U+0000 ("unsupported Unicode escape sequence"), so an event
-/// carrying one would be refused on every delivery and lost. The character has no meaning in
-/// Dialpad's data; the dedupe key is computed before this, from the event as signed.
+/// Postgres cannot turn U+0000 into `text` or `jsonb` ("unsupported Unicode escape sequence"):
+/// the domain rows (`jsonb` parties, text fields) would refuse an event carrying one on every
+/// attempt. The character has no meaning in Dialpad's data; the dedupe key is computed before
+/// this, from the event as signed.
 pub fn replace_nul_characters(value: &mut Value) -> bool {
     const REPLACEMENT: &str = "\u{FFFD}";
     match value {

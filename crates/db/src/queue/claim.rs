@@ -12,7 +12,7 @@ pub struct ClaimedEvent {
     pub kind: String,
     pub dedupe_key: String,
     /// Decoded by the worker (`domain::call::CallEvent::parse_text`).
-    pub payload: crate::JsonbText,
+    pub payload: crate::JsonText,
     /// Attempts made before this one.
     pub attempts: i32,
     /// The `x-request-id` ingest answered it with.

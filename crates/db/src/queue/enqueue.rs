@@ -26,13 +26,17 @@ pub struct NewWebhookEvent {
 impl NewWebhookEvent {
     /// The row for a verified Dialpad event received for `app_id` (`None`: the unscoped route,
     /// stored as [`EventStatus::Unroutable`]). Kind, type, Dialpad id, time and dedupe key are
-    /// read from the payload (`domain::event::EventSummary`); U+0000, which `jsonb` cannot hold,
-    /// is replaced (`domain::event::replace_nul_characters`) after the dedupe key is taken.
+    /// read from the payload (`domain::event::EventSummary`); U+0000, which Postgres' `text` and
+    /// `jsonb` cannot hold (the domain rows copy strings out of the payload, and `->>` on the
+    /// stored `json` would fail), is replaced (`domain::event::replace_nul_characters`) after the
+    /// dedupe key is taken.
     pub fn from_verified(app_id: Option<Uuid>, event: serde_json::Map<String, Value>) -> Self {
         let summary = EventSummary::of(&event);
         let mut payload = Value::Object(event);
         if replace_nul_characters(&mut payload) {
-            tracing::warn!("Event carried U+0000, which jsonb cannot store; replaced by U+FFFD.");
+            tracing::warn!(
+                "Event carried U+0000, which Postgres text cannot store; replaced by U+FFFD."
+            );
         }
         NewWebhookEvent {
             app_id,
@@ -169,7 +173,7 @@ async fn insert_new(
     conn: &mut AsyncPgConnection,
     events: &[NewWebhookEvent],
 ) -> Result<Vec<(i64, Option<Uuid>, String)>, DbError> {
-    use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz};
+    use diesel::sql_types::{Array, BigInt, Json, Nullable, Text, Timestamptz};
     fn column<'a, T>(
         events: &'a [NewWebhookEvent],
         field: impl Fn(&'a NewWebhookEvent) -> T,
@@ -182,7 +186,7 @@ async fn insert_new(
          SELECT app_id, kind, event_type, dialpad_id, event_timestamp, dedupe_key, payload, \
             status, request_id, coalesce(received_at, now()) \
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::timestamptz[], \
-            $6::text[], $7::jsonb[], $8::text[], $9::text[], $10::timestamptz[]) WITH ORDINALITY \
+            $6::text[], $7::json[], $8::text[], $9::text[], $10::timestamptz[]) WITH ORDINALITY \
             AS e (app_id, kind, event_type, dialpad_id, event_timestamp, dedupe_key, payload, \
             status, request_id, received_at, position) \
          ORDER BY position \
@@ -195,7 +199,7 @@ async fn insert_new(
     .bind::<Array<Nullable<BigInt>>, _>(column(events, |e| e.dialpad_id))
     .bind::<Array<Nullable<Timestamptz>>, _>(column(events, |e| e.event_timestamp))
     .bind::<Array<Text>, _>(column(events, |e| e.dedupe_key.as_str()))
-    .bind::<Array<Jsonb>, _>(column(events, |e| &e.payload))
+    .bind::<Array<Json>, _>(column(events, |e| &e.payload))
     .bind::<Array<Text>, _>(column(events, |e| e.status))
     .bind::<Array<Nullable<Text>>, _>(column(events, |e| e.request_id.as_deref()))
     .bind::<Array<Nullable<Timestamptz>>, _>(column(events, |e| e.received_at))

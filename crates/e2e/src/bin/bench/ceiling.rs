@@ -262,7 +262,7 @@ async fn pgbench(
         format!(
             "\\set n random(1, 1000000000000)\n\
              INSERT INTO {table} (app_id, kind, event_type, dialpad_id, event_timestamp, dedupe_key, payload, status, request_id) \
-             VALUES ('{app_id}', 'call', 'hangup', :n, now(), md5(:client_id || '-' || :n || '-' || random()), CAST(:payload AS jsonb), 'pending', 'pgbench') \
+             VALUES ('{app_id}', 'call', 'hangup', :n, now(), md5(:client_id || '-' || :n || '-' || random()), CAST(:payload AS json), 'pending', 'pgbench') \
              ON CONFLICT (app_id, dedupe_key) DO NOTHING RETURNING id;\n"
         ),
     )?;

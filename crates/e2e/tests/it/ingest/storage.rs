@@ -192,7 +192,7 @@ async fn an_event_with_a_nul_character_is_stored_not_lost() {
     assert_eq!(
         response.status(),
         200,
-        "Postgres jsonb cannot hold U+0000; ingest must still store the event"
+        "Postgres text cannot hold U+0000; ingest must still store the event"
     );
     // The redelivery is still recognised as the same event.
     let again: Value = stack

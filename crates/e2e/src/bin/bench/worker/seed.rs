@@ -314,7 +314,7 @@ fn history_statements(history: usize) -> [(&'static str, String); 4] {
                      p.event_timestamp + h.shift, \
                      p.event_timestamp + h.shift + interval '20 milliseconds' \
                  FROM history h JOIN prototype p USING (lifecycle) \
-                 CROSS JOIN LATERAL (SELECT p.payload || jsonb_build_object({}) AS payload) AS n",
+                 CROSS JOIN LATERAL (SELECT p.payload::jsonb || jsonb_build_object({}) AS payload) AS n",
                 id("dialpad_id"),
                 ID_FIELDS
                     .iter()

@@ -25,7 +25,7 @@ WITH claimed AS (
     UPDATE webhook_events e
     SET status = 'done', attempts = e.attempts + 1, processed_at = now(), last_error = NULL
     FROM claimed c WHERE e.id = c.event_id
-    RETURNING e.app_id, e.payload
+    RETURNING e.app_id, e.payload::jsonb AS payload
 ), latest AS (
     SELECT DISTINCT ON (app_id, (payload->>'call_id')::bigint)
         app_id, (payload->>'call_id')::bigint AS call_id, payload AS p,
