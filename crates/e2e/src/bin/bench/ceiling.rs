@@ -250,6 +250,17 @@ async fn pgbench(
             )
             .execute(&mut conn)
             .await?;
+            // The same storage parameters too (`LIKE` leaves them out): its fillfactor sets
+            // how many rows fill a page.
+            diesel::sql_query(
+                "DO $$ DECLARE options text := (SELECT array_to_string(reloptions, ', ') \
+                     FROM pg_class WHERE oid = 'webhook_events'::regclass); \
+                 BEGIN IF options IS NOT NULL THEN \
+                     EXECUTE format('ALTER TABLE ceiling_events SET (%s)', options); \
+                 END IF; END $$",
+            )
+            .execute(&mut conn)
+            .await?;
             "ceiling_events"
         }
     };

@@ -1,0 +1,11 @@
+-- Completing an event rewrites its row (status, attempts, processed_at), and a worker completes
+-- every event of a page in one statement (a batch is ~500 consecutive events). A HOT update
+-- (no index touched) needs room for the new version on the same page, and the old versions of
+-- the statement's own rows cannot be pruned until it commits: a page needs as much free space
+-- as its rows take. Payloads of 1-2 KB are stored inline (TOAST starts only above ~2 KB, so
+-- `toast_tuple_target` does not move them out of line), and at fillfactor 80 a page holds 3-4
+-- of them with room for one or two new versions: about half the completions were not HOT and
+-- added an entry to every index of the event log, among them the dedupe key's, whose
+-- SHA-256 order puts each entry on a random page of an index as large as the whole history.
+-- At 50 every completion fits (README, "Completions that were not HOT").
+ALTER TABLE webhook_events SET (fillfactor = 50);
