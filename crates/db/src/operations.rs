@@ -149,7 +149,10 @@ pub async fn reroute_unroutable(
             "UPDATE webhook_events e SET status = 'ignored', processed_at = now(), \
                  last_error = 'duplicate: the app already has this event' \
              WHERE e.id = ANY($2) AND e.status = 'unroutable' AND EXISTS ( \
-                 SELECT 1 FROM webhook_events d WHERE d.app_id = $1 AND d.dedupe_key = e.dedupe_key)",
+                 SELECT 1 FROM webhook_events d WHERE d.app_id = $1 \
+                     AND (d.event_timestamp = e.event_timestamp \
+                         OR (d.event_timestamp IS NULL AND e.event_timestamp IS NULL)) \
+                     AND d.dedupe_key = e.dedupe_key)",
         )
         .bind::<diesel::sql_types::Uuid, _>(app_id)
         .bind::<Array<BigInt>, _>(ids)

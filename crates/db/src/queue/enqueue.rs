@@ -79,8 +79,9 @@ impl Enqueued {
 }
 
 /// Stores events in one statement (one transaction, one commit), skipping any already stored
-/// (same app, same dedupe key). Call [`wake_workers`] after it (it is not done here, so that a
-/// caller can answer its requests first and send one notification for many inserts). Returns
+/// (same app, same event time and dedupe key: the same payload). Call [`wake_workers`] after
+/// it (it is not done here, so that a caller can answer its requests first and send one
+/// notification for many inserts). Returns
 /// one outcome per event, in order; an event repeated within `events` is `Stored` once and
 /// `Duplicate` after.
 ///
@@ -105,19 +106,27 @@ pub async fn enqueue_many(
         .map(|(id, app, key)| ((*app, key.as_str()), *id))
         .collect();
 
-    // Already stored: look them up per app, so both columns of the `(app_id, dedupe_key)`
-    // unique index are used (a batch rarely spans more than a few apps).
-    let mut missing: HashMap<Option<Uuid>, Vec<&str>> = HashMap::new();
+    // Already stored: look them up per app and per whether the event has a time, so that the
+    // leading columns of the `(app_id, event_timestamp, dedupe_key)` unique index are used (a
+    // batch rarely spans more than a few apps). Within an app the key fixes the time (both are
+    // read from the payload), so matching times and keys as two lists finds only duplicates.
+    #[derive(Default)]
+    struct Lookup<'a> {
+        times: Vec<DateTime<Utc>>,
+        keys: Vec<&'a str>,
+    }
+    let mut missing: HashMap<(Option<Uuid>, bool), Lookup> = HashMap::new();
     for event in events {
         if !inserted.contains_key(&(event.app_id, event.dedupe_key.as_str())) {
-            missing
-                .entry(event.app_id)
-                .or_default()
-                .push(&event.dedupe_key);
+            let lookup = missing
+                .entry((event.app_id, event.event_timestamp.is_some()))
+                .or_default();
+            lookup.times.extend(event.event_timestamp);
+            lookup.keys.push(&event.dedupe_key);
         }
     }
     let mut existing: Vec<(i64, Option<Uuid>, String)> = Vec::new();
-    for (app_id, keys) in missing {
+    for ((app_id, timed), Lookup { times, keys }) in missing {
         let same_app = webhook_events::table
             .filter(e::dedupe_key.eq_any(keys))
             .into_boxed();
@@ -125,8 +134,13 @@ pub async fn enqueue_many(
             Some(app_id) => same_app.filter(e::app_id.eq(app_id)),
             None => same_app.filter(e::app_id.is_null()),
         };
+        let same_time = if timed {
+            same_app.filter(e::event_timestamp.eq_any(times))
+        } else {
+            same_app.filter(e::event_timestamp.is_null())
+        };
         existing.extend(
-            same_app
+            same_time
                 .select((e::id, e::app_id, e::dedupe_key))
                 .load::<(i64, Option<Uuid>, String)>(conn)
                 .await?,

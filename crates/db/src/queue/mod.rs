@@ -11,12 +11,15 @@
 //!      └── unscoped route (no tenant) ─────────────────────────────────▶ unroutable
 //! ```
 //!
-//! - **Enqueue** ([`enqueue_many`]) is idempotent by constraint: `(app_id, dedupe_key)` is
-//!   unique (NULLs not distinct), so a redelivered event is stored once and reported as a
-//!   duplicate. Ingest batches concurrent webhooks into one insert (one commit). Once
-//!   that has committed, [`wake_workers`] sends `NOTIFY webhook_events` ([`NOTIFY_CHANNEL`]) in
-//!   a transaction of its own: Postgres serialises the commits of notifying transactions, so a
-//!   notification inside the insert would make concurrent inserts commit one at a time.
+//! - **Enqueue** ([`enqueue_many`]) is idempotent by constraint: `(app_id, event_timestamp,
+//!   dedupe_key)` is unique (NULLs not distinct), so a redelivered event is stored once and
+//!   reported as a duplicate. Time and key are both read from the payload, so the time only
+//!   orders the index: new events land at its right edge, not on a random leaf of the whole
+//!   history as the SHA-256 key alone would put them. Ingest batches concurrent webhooks into
+//!   one insert (one commit). Once that has committed, [`wake_workers`] sends `NOTIFY
+//!   webhook_events` ([`NOTIFY_CHANNEL`]) in a transaction of its own: Postgres serialises the
+//!   commits of notifying transactions, so a notification inside the insert would make
+//!   concurrent inserts commit one at a time.
 //! - **The hot queue.** Every pending event also has a row in `event_queue` (`event_id`,
 //!   `app_id`, `run_at`), inserted and deleted by statement triggers on `webhook_events` as its
 //!   status enters or leaves `pending`, so every writer keeps the two in step (ingest, the

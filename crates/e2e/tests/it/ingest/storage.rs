@@ -35,6 +35,48 @@ async fn duplicate_delivery_is_stored_once_and_answered_200() {
     assert_eq!(stack.event_total().await, 3);
 }
 
+/// The idempotency key is `(app, event time, dedupe key)`, the time leading so that new events
+/// land at the index's right edge: an event without a time, or with one Postgres cannot hold
+/// (both stored as null), is still recognised when redelivered, and the same call at another
+/// time is another event.
+#[tokio::test]
+async fn events_without_a_storable_time_are_deduplicated_too() {
+    let stack = TestStack::spawn().await;
+    let app = stack.create_app("untimed").await;
+    let hangup = fixture("call_outbound_03_hangup.json");
+    let mut untimed = hangup.clone();
+    untimed
+        .as_object_mut()
+        .expect("object")
+        .remove("event_timestamp");
+    let mut unholdable = hangup.clone();
+    unholdable["event_timestamp"] = json!(i64::MAX);
+    let mut later = hangup.clone();
+    later["event_timestamp"] = json!(hangup["event_timestamp"].as_i64().expect("time") + 1);
+    let mut answers = Vec::new();
+    for event in [
+        &untimed,
+        &unholdable,
+        &hangup,
+        &later,
+        &untimed,
+        &unholdable,
+        &hangup,
+    ] {
+        let response = stack.post_event(&app, event).await;
+        assert_eq!(response.status(), 200);
+        answers.push(response.json::<Value>().await.expect("JSON"));
+    }
+    assert!(answers[..4].iter().all(|a| a["duplicate"] == false));
+    for (again, first) in answers[4..].iter().zip(&answers) {
+        assert_eq!(
+            (&again["duplicate"], &again["id"]),
+            (&json!(true), &first["id"])
+        );
+    }
+    assert_eq!(stack.event_total().await, 4);
+}
+
 #[tokio::test]
 async fn an_event_time_postgres_cannot_hold_is_stored_as_null_not_refused() {
     let stack = TestStack::spawn().await;
