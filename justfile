@@ -40,16 +40,17 @@ demo:
 demo-compose:
     docker compose run --rm migrate simulate --ingest-url http://ingest:8081 --api-url http://api:8080 --internal-secret "${INTERNAL_API_SECRET:-dev-only-internal-api-secret-not-for-production}"
 
-# Every benchmark in one bounded run (about 25 minutes): ingest beside the pgbench ceiling
-# (wrk, 16 and 64 connections), ingest in process, worker drain at 0 and 100k calls of
+# Every benchmark in one bounded run (about 35 minutes): ingest beside the pgbench ceiling
+# (wrk, 16 and 64 connections, into an event log of 3M events), ingest in process, worker drain at 0 and 100k calls of
 # history with latency and fairness after a 100k backlog, push, api on 100k calls. Prints one
 # table and writes target/bench/report.json. Installs wrk and pgbench if missing (Debian).
 bench: bench-tools
-    cargo run --release --quiet -p e2e --bin bench -- ceiling 5 16,64 ingest 20000 32 worker 100000 0,100000 300 latency 100000 500 10 100000 300 fairness 100000 20 30 100000 push 20000 200 10 api 100000 100 2000 100
+    cargo run --release --quiet -p e2e --bin bench -- ceiling 5 16,64 3000000 ingest 20000 32 worker 100000 0,100000 300 latency 100000 500 10 100000 300 fairness 100000 20 30 100000 push 20000 200 10 api 100000 100 2000 100
 
-# Ingest beside the database's own ceiling for the same row: wrk vs pgbench (release build).
-bench-ceiling seconds="5" connections="16,64": bench-tools
-    cargo run --release --quiet -p e2e --bin bench -- ceiling {{seconds}} {{connections}}
+# Ingest beside the database's own ceiling for the same row: wrk vs pgbench (release build),
+# into an event log already holding `history` events (0: a fresh database per run).
+bench-ceiling seconds="5" connections="16,64" history="0": bench-tools
+    cargo run --release --quiet -p e2e --bin bench -- ceiling {{seconds}} {{connections}} {{history}}
 
 # The external load generator and pgbench the ceiling benchmark runs.
 bench-tools:

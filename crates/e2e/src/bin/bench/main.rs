@@ -1,8 +1,9 @@
 //! Benchmarks against a real Postgres (a fresh database per run), reported as medians of 3 runs.
 //!
-//! - `bench ceiling [SECONDS] [CONNECTIONS]`: ingest measured by an external client (`wrk`)
-//!   beside the database's own ceiling for the same row (`pgbench`, one insert per
-//!   transaction), at each connection count (default `16,64`), SECONDS (default 5) each; see
+//! - `bench ceiling [SECONDS] [CONNECTIONS] [HISTORY]`: ingest measured by an external client
+//!   (`wrk`) beside the database's own ceiling for the same row (`pgbench`, one insert per
+//!   transaction), at each connection count (default `16,64`), SECONDS (default 5) each, into
+//!   an event log already holding HISTORY events (default 0: a fresh database per run); see
 //!   `ceiling.rs`.
 //!
 //! - `bench ingest [EVENTS] [CONCURRENCY]`: distinct signed call events posted to an in-process
@@ -108,7 +109,7 @@ const COMMANDS: [&str; 8] = [
 ];
 
 const USAGE: &str = "usage: bench COMMAND [ARGS]... [COMMAND [ARGS]...]...
-  bench ceiling [SECONDS] [CONNECTIONS]
+  bench ceiling [SECONDS] [CONNECTIONS] [HISTORY]
   bench ingest [EVENTS] [CONCURRENCY]
   bench forged [VALID_RATE] [FORGED_RATE] [SECONDS]
   bench worker [EVENTS] [HISTORIES] [MAX_DRAIN_S]
@@ -174,6 +175,7 @@ async fn run(commands: &[Command<'_>], templates: &mut worker::Templates) -> any
                 ceiling::bench_ceiling(
                     command.number(0, 5)? as u64,
                     &command.numbers(1, &[16, 64])?,
+                    command.number(2, 0)?,
                 )
                 .await?;
             }
