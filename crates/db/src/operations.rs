@@ -148,11 +148,12 @@ pub async fn reroute_unroutable(
         let duplicates = diesel::sql_query(
             "UPDATE webhook_events e SET status = 'ignored', processed_at = now(), \
                  last_error = 'duplicate: the app already has this event' \
-             WHERE e.id = ANY($2) AND e.status = 'unroutable' AND EXISTS ( \
+             WHERE e.id = ANY($2) AND e.status = 'unroutable' AND (EXISTS ( \
                  SELECT 1 FROM webhook_events d WHERE d.app_id = $1 \
-                     AND (d.event_timestamp = e.event_timestamp \
-                         OR (d.event_timestamp IS NULL AND e.event_timestamp IS NULL)) \
-                     AND d.dedupe_key = e.dedupe_key)",
+                     AND d.event_timestamp = e.event_timestamp AND d.dedupe_key = e.dedupe_key) \
+             OR e.event_timestamp IS NULL AND EXISTS ( \
+                 SELECT 1 FROM webhook_events d WHERE d.app_id = $1 \
+                     AND d.event_timestamp IS NULL AND d.dedupe_key = e.dedupe_key))",
         )
         .bind::<diesel::sql_types::Uuid, _>(app_id)
         .bind::<Array<BigInt>, _>(ids)
