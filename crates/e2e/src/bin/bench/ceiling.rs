@@ -469,7 +469,7 @@ async fn last_event_id(url: &str) -> anyhow::Result<i64> {
     use diesel::QueryDsl as _;
     let last: Option<i64> = db::schema::webhook_events::table
         .select(diesel::dsl::max(db::schema::webhook_events::id))
-        .get_result(&mut connect(url).await?)
+        .get_result(&mut db::connect::establish(url).await?)
         .await?;
     Ok(last.unwrap_or(0))
 }
@@ -480,13 +480,8 @@ async fn events_after(url: &str, id: i64) -> anyhow::Result<i64> {
     Ok(db::schema::webhook_events::table
         .filter(db::schema::webhook_events::id.gt(id))
         .count()
-        .get_result(&mut connect(url).await?)
+        .get_result(&mut db::connect::establish(url).await?)
         .await?)
-}
-
-async fn connect(url: &str) -> anyhow::Result<AsyncPgConnection> {
-    use diesel_async::AsyncConnection;
-    Ok(AsyncPgConnection::establish(url).await?)
 }
 
 /// Ingest's group commits over a run, from its `/metrics`.
